@@ -1,0 +1,144 @@
+//! Wiring: configuration → sources → pollers → HTTP, and the shutdown order.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::error::{AppError, ConfigError};
+use crate::http::{HttpOptions, HttpState};
+use crate::kafka::{KafkaSource, RdKafkaSource};
+use crate::poller::{Poller, SnapshotSlot};
+use crate::snapshot::ClusterSnapshot;
+
+/// Default port: 9100–9999 of the Prometheus default-port allocation list is exhausted, so the
+/// exporter uses one from the continuation above 10000.
+pub const DEFAULT_PORT: u16 = 10077;
+
+/// Everything `run` needs from the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config_file: PathBuf,
+    pub listen_address: String,
+    pub http: HttpOptions,
+    pub shutdown_timeout: Duration,
+}
+
+/// Loads the configuration and creates (but does not connect) a client per cluster, so that
+/// every property librdkafka rejects is reported as a configuration error.
+pub fn load(config_file: &std::path::Path) -> Result<(Config, Vec<Arc<dyn KafkaSource>>), ConfigError> {
+    let config = Config::load(config_file)?;
+    let mut sources: Vec<Arc<dyn KafkaSource>> = Vec::with_capacity(config.clusters.len());
+    for (i, c) in config.clusters.iter().enumerate() {
+        let source = RdKafkaSource::new(c)
+            .map_err(|reason| ConfigError::new(config_file, format!("clusters[{i}].client_properties"), reason))?;
+        sources.push(Arc::new(source));
+    }
+    Ok((config, sources))
+}
+
+/// Parses `host:port`, `:port` (all interfaces) or `[v6]:port`.
+pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.to_socket_addrs()
+        .map_err(|e| format!("invalid listen address {s:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("listen address {s:?} resolves to nothing"))
+}
+
+/// Runs the exporter until SIGINT or SIGTERM.
+pub async fn run(opts: RunOptions) -> Result<(), AppError> {
+    let (config, sources) = load(&opts.config_file)?;
+    let addr = parse_listen_address(&opts.listen_address).map_err(|reason| AppError::Listen {
+        address: opts.listen_address.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
+    })?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| AppError::Listen {
+        address: opts.listen_address.clone(),
+        source,
+    })?;
+    let bound = listener.local_addr().map_err(|e| AppError::Runtime(e.to_string()))?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut slots: Vec<SnapshotSlot> = Vec::with_capacity(config.clusters.len());
+    let mut pollers = Vec::with_capacity(config.clusters.len());
+    for (cfg, source) in config.clusters.iter().zip(sources) {
+        let slot: SnapshotSlot = Arc::new(ArcSwap::from_pointee(ClusterSnapshot::empty(&cfg.name, &cfg.labels)));
+        slots.push(Arc::clone(&slot));
+        let poller = Poller::new(cfg.clone(), source, slot);
+        pollers.push(tokio::spawn(poller.run(shutdown_rx.clone())));
+        tracing::info!(
+            cluster = cfg.name.as_str(),
+            bootstrap_servers = cfg.bootstrap_servers.join(",").as_str(),
+            interval = %humantime::format_duration(cfg.interval),
+            "watching cluster"
+        );
+    }
+
+    let state = Arc::new(HttpState {
+        registry: crate::collectors::registry(slots.clone()),
+        slots,
+        options: opts.http.clone(),
+    });
+    tracing::info!(address = %bound, telemetry_path = opts.http.telemetry_path.as_str(), "listening");
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        state,
+        shutdown_rx.clone(),
+        opts.shutdown_timeout,
+    ));
+
+    let signal = wait_for_signal().await?;
+    tracing::info!(signal, "shutting down");
+    let _ = shutdown_tx.send(true);
+
+    let deadline = tokio::time::sleep(opts.shutdown_timeout + Duration::from_millis(500));
+    tokio::pin!(deadline);
+    let all = async {
+        let _ = server.await;
+        for p in pollers {
+            let _ = p.await;
+        }
+    };
+    tokio::select! {
+        _ = all => tracing::info!("stopped"),
+        _ = &mut deadline => tracing::warn!("shutdown timeout reached; exiting with tasks still running"),
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<&'static str, AppError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| AppError::Runtime(format!("cannot install SIGTERM handler: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| AppError::Runtime(format!("cannot install SIGINT handler: {e}")))?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_address_forms() {
+        assert_eq!(parse_listen_address(":10077").unwrap().port(), 10077);
+        assert!(parse_listen_address(":10077").unwrap().ip().is_unspecified());
+        assert_eq!(parse_listen_address("127.0.0.1:0").unwrap().port(), 0);
+        assert!(parse_listen_address("[::1]:9").unwrap().is_ipv6());
+        assert!(parse_listen_address("nonsense").is_err());
+        assert!(parse_listen_address("127.0.0.1:99999").is_err());
+    }
+}

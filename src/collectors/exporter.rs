@@ -1,0 +1,136 @@
+//! Self-metrics: build, per-cluster health of collection, per-stage duration, errors and age.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::Unit;
+
+use super::{cluster_labels, counters, gauges, infos, unix_seconds, with, Area, Labels};
+use crate::snapshot::{age, ClusterSnapshot, Stage};
+
+#[derive(Debug)]
+pub struct ExporterArea;
+
+impl Area for ExporterArea {
+    fn encode(
+        &self,
+        clusters: &[Arc<ClusterSnapshot>],
+        now: SystemTime,
+        enc: &mut DescriptorEncoder,
+    ) -> std::fmt::Result {
+        let build: Vec<(Labels, Labels)> = vec![(
+            Vec::new(),
+            vec![
+                ("version", Cow::Borrowed(env!("CARGO_PKG_VERSION"))),
+                (
+                    "revision",
+                    Cow::Borrowed(option_env!("KSE_GIT_REVISION").unwrap_or("unknown")),
+                ),
+                ("rdkafka_version", Cow::Owned(crate::kafka::librdkafka_version())),
+            ],
+        )];
+        infos(
+            enc,
+            "kafka_slo_exporter_build",
+            "Build of the running exporter (value 1).",
+            &build,
+        )?;
+
+        let mut up = Vec::new();
+        let mut cycles = Vec::new();
+        let mut cycle_duration = Vec::new();
+        let mut last_success = Vec::new();
+        let mut stage_duration = Vec::new();
+        let mut stage_errors = Vec::new();
+        let mut stage_success = Vec::new();
+        let mut data_age = Vec::new();
+
+        for c in clusters {
+            let base = cluster_labels(c);
+            up.push((base.clone(), if c.up { 1.0 } else { 0.0 }));
+            cycles.push((base.clone(), c.cycles_total));
+            if let Some(d) = c.last_cycle_duration {
+                cycle_duration.push((base.clone(), d.as_secs_f64()));
+            }
+            if let Some(t) = c.last_success {
+                last_success.push((base.clone(), unix_seconds(t)));
+            }
+            for (stage, st) in &c.stages {
+                let l = with(&base, [("stage", Cow::Borrowed(stage.as_str()))]);
+                stage_errors.push((l.clone(), st.errors_total));
+                if let Some(d) = st.last_duration {
+                    stage_duration.push((l.clone(), d.as_secs_f64()));
+                }
+                if let Some(t) = st.last_success {
+                    stage_success.push((l.clone(), unix_seconds(t)));
+                }
+                let collected_at = match stage {
+                    Stage::Cluster => c.cluster.as_ref().map(|d| d.collected_at),
+                    Stage::Topics => c.topics.as_ref().map(|d| d.collected_at),
+                };
+                if let Some(t) = collected_at {
+                    data_age.push((l, age(now, t).as_secs_f64()));
+                }
+            }
+        }
+
+        gauges(
+            enc,
+            "kafka_slo_exporter_cluster_up",
+            "1 if the most recent collection cycle of the cluster completed every stage, else 0.",
+            None,
+            &up,
+        )?;
+        counters(
+            enc,
+            "kafka_slo_exporter_cycles",
+            "Collection cycles run for the cluster.",
+            None,
+            &cycles,
+        )?;
+        gauges(
+            enc,
+            "kafka_slo_exporter_cycle_duration",
+            "Duration of the most recent collection cycle.",
+            Some(Unit::Seconds),
+            &cycle_duration,
+        )?;
+        gauges(
+            enc,
+            "kafka_slo_exporter_last_success_timestamp",
+            "Unix time at which the most recent fully successful cycle ended.",
+            Some(Unit::Seconds),
+            &last_success,
+        )?;
+        gauges(
+            enc,
+            "kafka_slo_exporter_stage_duration",
+            "Duration of the stage in the most recent cycle.",
+            Some(Unit::Seconds),
+            &stage_duration,
+        )?;
+        counters(
+            enc,
+            "kafka_slo_exporter_errors",
+            "Failed runs of a collection stage, by cluster and stage.",
+            None,
+            &stage_errors,
+        )?;
+        gauges(
+            enc,
+            "kafka_slo_exporter_stage_last_success_timestamp",
+            "Unix time of the most recent successful run of the stage.",
+            Some(Unit::Seconds),
+            &stage_success,
+        )?;
+        gauges(
+            enc,
+            "kafka_slo_exporter_data_age",
+            "Age of the stage's data being served; grows while collection fails, series vanish after max_staleness.",
+            Some(Unit::Seconds),
+            &data_age,
+        )
+    }
+}

@@ -1,0 +1,757 @@
+//! Configuration file: serde structures, defaults and validation.
+//!
+//! Loading never touches the network. Every rejection is a [`ConfigError`] naming the file, the
+//! field path and the reason, so the operator can fix it without reading code.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+/// Label names the exporter sets itself; constant labels may not reuse them.
+const RESERVED_LABELS: &[&str] = &[
+    "cluster",
+    "cluster_id",
+    "controller_id",
+    "broker_id",
+    "host",
+    "port",
+    "rack",
+    "topic",
+    "partition",
+    "group",
+    "stage",
+    "version",
+    "revision",
+    "rdkafka_version",
+    "internal",
+    "instance",
+    "job",
+];
+
+/// librdkafka properties that carry secrets. They may only be given through `secret_properties`
+/// or the `sasl` block, so a config file that is shared or logged never contains a secret.
+const SECRET_PROPERTIES: &[&str] = &[
+    "sasl.password",
+    "ssl.key.password",
+    "ssl.keystore.password",
+    "ssl.key.pem",
+    "ssl_key",
+    "sasl.oauthbearer.client.secret",
+    "sasl.oauthbearer.config",
+];
+
+/// Properties the exporter owns: overriding them would break collection.
+const OWNED_PROPERTIES: &[&str] = &["bootstrap.servers", "group.id", "enable.auto.commit"];
+
+// ---------------------------------------------------------------------------------------------
+// File format (what users write)
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    global: RawGlobal,
+    clusters: Vec<RawCluster>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGlobal {
+    #[serde(default, deserialize_with = "duration::opt")]
+    interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::opt")]
+    timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::opt")]
+    max_staleness: Option<Duration>,
+    #[serde(default)]
+    topics: Option<RawFilter>,
+    #[serde(default)]
+    groups: Option<RawFilter>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFilter {
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: String,
+    bootstrap_servers: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    client_properties: BTreeMap<String, serde_yaml::Value>,
+    #[serde(default)]
+    secret_properties: BTreeMap<String, RawSecret>,
+    #[serde(default)]
+    sasl: Option<RawSasl>,
+    #[serde(default, deserialize_with = "duration::opt")]
+    interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::opt")]
+    timeout: Option<Duration>,
+    #[serde(default)]
+    topics: Option<RawFilter>,
+    #[serde(default)]
+    groups: Option<RawFilter>,
+}
+
+/// Where a secret comes from: exactly one of an environment variable or a file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    #[serde(default)]
+    env: Option<String>,
+    #[serde(default)]
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSasl {
+    mechanism: String,
+    username: String,
+    #[serde(default)]
+    password_env: Option<String>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated configuration (what the program uses)
+// ---------------------------------------------------------------------------------------------
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub clusters: Vec<ClusterConfig>,
+}
+
+/// One Kafka cluster to watch.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub bootstrap_servers: Vec<String>,
+    /// Extra constant labels attached to every series of this cluster.
+    pub labels: Vec<(String, String)>,
+    /// librdkafka properties, secrets already resolved. Never log the values.
+    pub client_properties: Vec<(String, String)>,
+    /// Names of the properties in `client_properties` whose values are secret.
+    pub secret_keys: Vec<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// How long data from the last successful cycle is still served while collection fails.
+    pub max_staleness: Duration,
+    pub topics: NameFilter,
+    pub groups: NameFilter,
+}
+
+/// Allow/deny regular expressions, each anchored to the whole name. A name is selected when it
+/// matches some allow pattern (or the allow list is empty) and no deny pattern.
+#[derive(Debug, Clone, Default)]
+pub struct NameFilter {
+    allow: Vec<Regex>,
+    deny: Vec<Regex>,
+}
+
+impl NameFilter {
+    /// Builds a filter from anchored patterns; `Err` carries the index list and reason.
+    pub fn new(allow: &[&str], deny: &[&str]) -> Result<Self, (String, usize, String)> {
+        let compile = |list: &[&str], which: &str| -> Result<Vec<Regex>, (String, usize, String)> {
+            list.iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    Regex::new(&format!("^(?:{p})$")).map_err(|e| (which.to_string(), i, first_line(&e.to_string())))
+                })
+                .collect()
+        };
+        Ok(Self {
+            allow: compile(allow, "allow")?,
+            deny: compile(deny, "deny")?,
+        })
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        (self.allow.is_empty() || self.allow.iter().any(|r| r.is_match(name)))
+            && !self.deny.iter().any(|r| r.is_match(name))
+    }
+
+    fn describe(&self) -> String {
+        let join = |v: &[Regex]| {
+            v.iter()
+                .map(|r| {
+                    let s = r.as_str();
+                    s[4..s.len() - 2].to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match (self.allow.is_empty(), self.deny.is_empty()) {
+            (true, true) => "all".to_string(),
+            (false, true) => format!("allow [{}]", join(&self.allow)),
+            (true, false) => format!("all except [{}]", join(&self.deny)),
+            (false, false) => format!("allow [{}] except [{}]", join(&self.allow), join(&self.deny)),
+        }
+    }
+}
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Minimum collection interval: below it a large cluster would be hammered with requests.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, ".", format!("cannot read file: {e}")))?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates `text` as if read from `path` (used for messages and relative paths).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Err(ConfigError::new(
+                path,
+                ".",
+                "file is empty; at least `clusters` is required",
+            ));
+        }
+        let de = serde_yaml::Deserializer::from_str(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let reason = clean_serde_message(&field, &e.inner().to_string());
+            ConfigError::new(path, field, reason)
+        })?;
+        validate(path, raw)
+    }
+
+    /// A human-readable summary for `--config.check`. Secret values are never printed.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "config file {}: OK, {} cluster(s)",
+            self.file.display(),
+            self.clusters.len()
+        );
+        for c in &self.clusters {
+            let _ = writeln!(s, "- cluster {:?}", c.name);
+            let _ = writeln!(s, "    bootstrap servers: {}", c.bootstrap_servers.join(","));
+            let _ = writeln!(
+                s,
+                "    interval: {}, request timeout: {}, max staleness: {}",
+                humantime::format_duration(c.interval),
+                humantime::format_duration(c.timeout),
+                humantime::format_duration(c.max_staleness)
+            );
+            if !c.labels.is_empty() {
+                let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                let _ = writeln!(s, "    labels: {}", labels.join(", "));
+            }
+            let props: Vec<String> = c
+                .client_properties
+                .iter()
+                .map(|(k, v)| {
+                    if c.secret_keys.contains(k) {
+                        format!("{k}=<secret>")
+                    } else {
+                        format!("{k}={v}")
+                    }
+                })
+                .collect();
+            if !props.is_empty() {
+                let _ = writeln!(s, "    client properties: {}", props.join(", "));
+            }
+            let _ = writeln!(s, "    topics: {}", c.topics.describe());
+            let _ = writeln!(s, "    groups: {}", c.groups.describe());
+        }
+        s
+    }
+}
+
+fn first_line(s: &str) -> String {
+    // regex errors span several lines with a caret diagram; the last line holds the reason.
+    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    match lines.last() {
+        Some(last) if lines.len() > 1 => last.trim_start_matches("error: ").to_string(),
+        _ => s.trim().to_string(),
+    }
+}
+
+/// The YAML parser prefixes messages with the field path, which the error already names, and
+/// may span lines; keep one line with the location.
+fn clean_serde_message(field: &str, msg: &str) -> String {
+    let msg = msg.replace('\n', " ");
+    msg.strip_prefix(&format!("{field}: "))
+        .map(str::to_string)
+        .unwrap_or(msg)
+}
+
+/// Optional humantime durations ("30s", "1m30s") that keep humantime's reason on error.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let Some(s) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        humantime::parse_duration(s.trim())
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e}); use e.g. 30s, 1m30s, 500ms")))
+    }
+}
+
+fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
+    let err = |field: String, reason: String| ConfigError::new(path, field, reason);
+
+    let g = &raw.global;
+    let global_interval = g.interval.unwrap_or(DEFAULT_INTERVAL);
+    let global_timeout = g.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    check_interval(global_interval).map_err(|r| err("global.interval".into(), r))?;
+    check_timeout(global_timeout).map_err(|r| err("global.timeout".into(), r))?;
+    let global_topics = build_filter(path, "global.topics", g.topics.as_ref())?;
+    let global_groups = build_filter(path, "global.groups", g.groups.as_ref())?;
+    if let Some(ms) = g.max_staleness {
+        if ms.is_zero() {
+            return Err(err("global.max_staleness".into(), "must be greater than 0".into()));
+        }
+    }
+
+    if raw.clusters.is_empty() {
+        return Err(err("clusters".into(), "at least one cluster is required".into()));
+    }
+
+    let base_dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut clusters = Vec::with_capacity(raw.clusters.len());
+    for (i, rc) in raw.clusters.into_iter().enumerate() {
+        let at = |f: &str| format!("clusters[{i}].{f}");
+
+        let name = rc.name.trim().to_string();
+        if name.is_empty() {
+            return Err(err(at("name"), "must not be empty".into()));
+        }
+        if name.chars().any(|c| c.is_control()) {
+            return Err(err(at("name"), "must not contain control characters".into()));
+        }
+        if let Some(j) = clusters.iter().position(|c: &ClusterConfig| c.name == name) {
+            return Err(err(
+                at("name"),
+                format!("duplicate cluster name {name:?} (already used by clusters[{j}])"),
+            ));
+        }
+
+        if rc.bootstrap_servers.is_empty() {
+            return Err(err(at("bootstrap_servers"), "must list at least one host:port".into()));
+        }
+        for (j, server) in rc.bootstrap_servers.iter().enumerate() {
+            check_host_port(server).map_err(|r| err(format!("clusters[{i}].bootstrap_servers[{j}]"), r))?;
+        }
+
+        let mut labels = Vec::with_capacity(rc.labels.len());
+        for (k, v) in rc.labels {
+            check_label_name(&k).map_err(|r| err(at(&format!("labels.{k}")), r))?;
+            labels.push((k, v));
+        }
+
+        let mut props: Vec<(String, String)> = Vec::new();
+        for (k, v) in rc.client_properties {
+            let field = at(&format!("client_properties.{k}"));
+            check_property_name(&k).map_err(|r| err(field.clone(), r))?;
+            if SECRET_PROPERTIES.contains(&k.as_str()) {
+                return Err(err(
+                    field,
+                    "secrets may not be written inline; use secret_properties with `env` or `file`".into(),
+                ));
+            }
+            let value = match v {
+                serde_yaml::Value::String(s) => s,
+                serde_yaml::Value::Bool(b) => b.to_string(),
+                serde_yaml::Value::Number(n) => n.to_string(),
+                other => {
+                    return Err(err(
+                        field,
+                        format!("must be a string, number or boolean, not {}", yaml_kind(&other)),
+                    ))
+                }
+            };
+            props.push((k, value));
+        }
+
+        let mut secret_keys = Vec::new();
+        for (k, s) in &rc.secret_properties {
+            let field = at(&format!("secret_properties.{k}"));
+            check_property_name(k).map_err(|r| err(field.clone(), r))?;
+            if props.iter().any(|(p, _)| p == k) {
+                return Err(err(field, "also set in client_properties; set it in one place".into()));
+            }
+            let value =
+                resolve_secret(base_dir, s.env.as_deref(), s.file.as_deref()).map_err(|r| err(field.clone(), r))?;
+            props.push((k.clone(), value));
+            secret_keys.push(k.clone());
+        }
+
+        if let Some(sasl) = rc.sasl {
+            let field = at("sasl");
+            for key in ["sasl.mechanism", "sasl.username", "sasl.password"] {
+                if props.iter().any(|(p, _)| p == key) {
+                    return Err(err(
+                        field,
+                        format!("`{key}` is also set elsewhere; set it in one place"),
+                    ));
+                }
+            }
+            let mechanism = sasl.mechanism.trim().to_ascii_uppercase();
+            const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"];
+            if !MECHANISMS.contains(&mechanism.as_str()) {
+                return Err(err(
+                    format!("{field}.mechanism"),
+                    format!(
+                        "unknown SASL mechanism {:?}; expected one of {}",
+                        sasl.mechanism,
+                        MECHANISMS.join(", ")
+                    ),
+                ));
+            }
+            if sasl.username.is_empty() {
+                return Err(err(format!("{field}.username"), "must not be empty".into()));
+            }
+            let password = resolve_secret(base_dir, sasl.password_env.as_deref(), sasl.password_file.as_deref())
+                .map_err(|r| err(format!("{field}.password_env/password_file"), r))?;
+            props.push(("sasl.mechanism".into(), mechanism));
+            props.push(("sasl.username".into(), sasl.username));
+            props.push(("sasl.password".into(), password));
+            secret_keys.push("sasl.password".into());
+        }
+
+        let interval = rc.interval.unwrap_or(global_interval);
+        check_interval(interval).map_err(|r| err(at("interval"), r))?;
+        let timeout = rc.timeout.unwrap_or(global_timeout);
+        check_timeout(timeout).map_err(|r| err(at("timeout"), r))?;
+        let max_staleness = g.max_staleness.unwrap_or(interval * 5);
+
+        let topics = match rc.topics.as_ref() {
+            Some(f) => build_filter(path, &at("topics"), Some(f))?,
+            None => global_topics.clone(),
+        };
+        let groups = match rc.groups.as_ref() {
+            Some(f) => build_filter(path, &at("groups"), Some(f))?,
+            None => global_groups.clone(),
+        };
+
+        clusters.push(ClusterConfig {
+            name,
+            bootstrap_servers: rc.bootstrap_servers,
+            labels,
+            client_properties: props,
+            secret_keys,
+            interval,
+            timeout,
+            max_staleness,
+            topics,
+            groups,
+        });
+    }
+
+    Ok(Config {
+        file: path.to_path_buf(),
+        clusters,
+    })
+}
+
+fn build_filter(path: &Path, field: &str, raw: Option<&RawFilter>) -> Result<NameFilter, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(NameFilter::default());
+    };
+    let allow: Vec<&str> = raw.allow.iter().map(String::as_str).collect();
+    let deny: Vec<&str> = raw.deny.iter().map(String::as_str).collect();
+    NameFilter::new(&allow, &deny).map_err(|(which, i, reason)| {
+        ConfigError::new(
+            path,
+            format!("{field}.{which}[{i}]"),
+            format!("invalid regular expression: {reason}"),
+        )
+    })
+}
+
+fn check_interval(d: Duration) -> Result<(), String> {
+    if d < MIN_INTERVAL {
+        return Err(format!(
+            "{} is too short; the minimum is {}",
+            humantime::format_duration(d),
+            humantime::format_duration(MIN_INTERVAL)
+        ));
+    }
+    if d > Duration::from_secs(3600) {
+        return Err("must be at most 1h; slower collection makes every metric stale".into());
+    }
+    Ok(())
+}
+
+fn check_timeout(d: Duration) -> Result<(), String> {
+    if d < Duration::from_millis(100) {
+        return Err(format!(
+            "{} is too short; the minimum is 100ms",
+            humantime::format_duration(d)
+        ));
+    }
+    if d > Duration::from_secs(600) {
+        return Err("must be at most 10m".into());
+    }
+    Ok(())
+}
+
+fn check_host_port(s: &str) -> Result<(), String> {
+    let s = s.trim();
+    // Accept an optional listener-style scheme such as SASL_SSL://host:port.
+    let hp = s.split_once("://").map(|(_, rest)| rest).unwrap_or(s);
+    let Some((host, port)) = hp.rsplit_once(':') else {
+        return Err(format!("{s:?} is not host:port"));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(char::is_whitespace) || host.contains(',') {
+        return Err(format!("{s:?} has an invalid host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("{s:?} has an invalid port {port:?}")),
+    }
+}
+
+fn check_label_name(k: &str) -> Result<(), String> {
+    let mut chars = k.chars();
+    let valid = match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => chars.all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        _ => false,
+    };
+    if !valid {
+        return Err(format!(
+            "{k:?} is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+        ));
+    }
+    if k.starts_with("__") {
+        return Err(format!("{k:?}: names starting with __ are reserved by Prometheus"));
+    }
+    if RESERVED_LABELS.contains(&k) {
+        return Err(format!(
+            "{k:?} is set by the exporter itself and cannot be a constant label"
+        ));
+    }
+    Ok(())
+}
+
+fn check_property_name(k: &str) -> Result<(), String> {
+    if k.is_empty()
+        || !k
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+    {
+        return Err(format!("{k:?} is not a librdkafka property name"));
+    }
+    if OWNED_PROPERTIES.contains(&k) {
+        return Err(format!(
+            "{k:?} is managed by the exporter; set bootstrap_servers instead"
+        ));
+    }
+    Ok(())
+}
+
+fn resolve_secret(base_dir: &Path, env: Option<&str>, file: Option<&Path>) -> Result<String, String> {
+    match (env, file) {
+        (Some(_), Some(_)) => Err("give either an environment variable or a file, not both".into()),
+        (None, None) => {
+            Err("needs an environment variable (`env`/`password_env`) or a file (`file`/`password_file`)".into())
+        }
+        (Some(var), None) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(v),
+            Ok(_) => Err(format!("environment variable {var} is empty")),
+            Err(_) => Err(format!("environment variable {var} is not set")),
+        },
+        (None, Some(f)) => {
+            let full = if f.is_absolute() {
+                f.to_path_buf()
+            } else {
+                base_dir.join(f)
+            };
+            let text = std::fs::read_to_string(&full)
+                .map_err(|e| format!("cannot read secret file {}: {e}", full.display()))?;
+            let v = text.trim_end_matches(['\n', '\r']).to_string();
+            if v.is_empty() {
+                return Err(format!("secret file {} is empty", full.display()));
+            }
+            Ok(v)
+        }
+    }
+}
+
+fn yaml_kind(v: &serde_yaml::Value) -> &'static str {
+    match v {
+        serde_yaml::Value::Null => "null",
+        serde_yaml::Value::Sequence(_) => "a list",
+        serde_yaml::Value::Mapping(_) => "a mapping",
+        serde_yaml::Value::Tagged(_) => "a tagged value",
+        _ => "a scalar",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("test.yml"), text)
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse("clusters:\n  - name: a\n    bootstrap_servers: [\"k:9092\"]\n").unwrap();
+        assert_eq!(c.clusters.len(), 1);
+        let a = &c.clusters[0];
+        assert_eq!(a.interval, DEFAULT_INTERVAL);
+        assert_eq!(a.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(a.max_staleness, DEFAULT_INTERVAL * 5);
+        assert!(a.topics.matches("anything"));
+    }
+
+    #[test]
+    fn cluster_overrides_global() {
+        let c = parse(
+            "global: {interval: 10s, timeout: 3s, topics: {deny: ['__.*']}}\n\
+             clusters:\n  - {name: a, bootstrap_servers: ['k:1']}\n  - {name: b, bootstrap_servers: ['k:2'], interval: 1m, topics: {allow: ['x.*']}}\n",
+        )
+        .unwrap();
+        assert_eq!(c.clusters[0].interval, Duration::from_secs(10));
+        assert!(!c.clusters[0].topics.matches("__consumer_offsets"));
+        assert_eq!(c.clusters[1].interval, Duration::from_secs(60));
+        assert_eq!(c.clusters[1].timeout, Duration::from_secs(3));
+        assert!(c.clusters[1].topics.matches("xy"));
+        assert!(!c.clusters[1].topics.matches("y"));
+        assert!(!c.clusters[1].topics.matches("__consumer_offsets"));
+    }
+
+    #[test]
+    fn filters_are_anchored() {
+        let f = NameFilter::new(&["order\\..*"], &[".*\\.internal\\..*"]).unwrap();
+        assert!(f.matches("order.order.events"));
+        assert!(!f.matches("xorder.order.events"));
+        assert!(!f.matches("order.internal.retry"));
+        let alt = NameFilter::new(&["a|b"], &[]).unwrap();
+        assert!(alt.matches("a") && alt.matches("b") && !alt.matches("ab"));
+    }
+
+    #[test]
+    fn numbers_and_bools_pass_through_as_properties() {
+        let c = parse(
+            "clusters:\n  - name: a\n    bootstrap_servers: ['k:1']\n    client_properties: {socket.keepalive.enable: true, reconnect.backoff.ms: 50}\n",
+        )
+        .unwrap();
+        let p = &c.clusters[0].client_properties;
+        assert!(p.contains(&("socket.keepalive.enable".into(), "true".into())));
+        assert!(p.contains(&("reconnect.backoff.ms".into(), "50".into())));
+    }
+
+    #[test]
+    fn secret_from_env_is_resolved_and_hidden_in_summary() {
+        std::env::set_var("KSE_TEST_SECRET_A", "s3cr3t");
+        let c = parse(
+            "clusters:\n  - name: a\n    bootstrap_servers: ['k:1']\n    sasl: {mechanism: scram-sha-512, username: u, password_env: KSE_TEST_SECRET_A}\n",
+        )
+        .unwrap();
+        let p = &c.clusters[0].client_properties;
+        assert!(p.contains(&("sasl.password".into(), "s3cr3t".into())));
+        assert!(p.contains(&("sasl.mechanism".into(), "SCRAM-SHA-512".into())));
+        let summary = c.summary();
+        assert!(!summary.contains("s3cr3t"), "{summary}");
+        assert!(summary.contains("sasl.password=<secret>"));
+    }
+
+    #[test]
+    fn secret_file_relative_to_config_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "hunter2\n").unwrap();
+        let cfg = dir.path().join("c.yml");
+        let text = "clusters:\n  - name: a\n    bootstrap_servers: ['k:1']\n    secret_properties:\n      ssl.key.password: {file: pw}\n";
+        let c = Config::parse(&cfg, text).unwrap();
+        assert!(c.clusters[0]
+            .client_properties
+            .contains(&("ssl.key.password".into(), "hunter2".into())));
+    }
+
+    #[test]
+    fn host_port_validation() {
+        assert!(check_host_port("localhost:9092").is_ok());
+        assert!(check_host_port("SASL_SSL://broker-1.example:9093").is_ok());
+        assert!(check_host_port("[::1]:9092").is_ok());
+        assert!(check_host_port("localhost").is_err());
+        assert!(check_host_port("localhost:0").is_err());
+        assert!(check_host_port("localhost:99999").is_err());
+        assert!(check_host_port(":9092").is_err());
+    }
+
+    /// Each bad config must be rejected with the expected field path; the reason must mention
+    /// the given fragment.
+    #[test]
+    fn bad_configs_name_field_and_reason() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("", ".", "empty"),
+            ("clusters: [", "clusters", "line 2 column 1"),
+            ("clusters: []", "clusters", "at least one"),
+            ("global: {}", ".", "clusters"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], colour: red}", "clusters[0].colour", "unknown field `colour`"),
+            ("clusters:\n  - {name: a, bootstrap_servers: []}", "clusters[0].bootstrap_servers", "at least one"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['nohost']}", "clusters[0].bootstrap_servers[0]", "host:port"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1']}\n  - {name: a, bootstrap_servers: ['k:2']}", "clusters[1].name", "duplicate"),
+            ("clusters:\n  - {name: '', bootstrap_servers: ['k:1']}", "clusters[0].name", "empty"),
+            ("global: {interval: 5 parsecs}\nclusters:\n  - {name: a, bootstrap_servers: ['k:1']}", "global.interval", "unknown time unit"),
+            ("global: {interval: 10ms}\nclusters:\n  - {name: a, bootstrap_servers: ['k:1']}", "global.interval", "too short"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], timeout: 0s}", "clusters[0].timeout", "too short"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], topics: {allow: ['(unclosed']}}", "clusters[0].topics.allow[0]", "regular expression"),
+            ("global: {groups: {deny: ['[z-a]']}}\nclusters:\n  - {name: a, bootstrap_servers: ['k:1']}", "global.groups.deny[0]", "regular expression"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], labels: {cluster: x}}", "clusters[0].labels.cluster", "set by the exporter"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], labels: {'bad-label': x}}", "clusters[0].labels.bad-label", "label name"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], client_properties: {sasl.password: x}}", "clusters[0].client_properties.sasl.password", "inline"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], client_properties: {bootstrap.servers: 'x:1'}}", "clusters[0].client_properties.bootstrap.servers", "managed by the exporter"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], client_properties: {debug: [a, b]}}", "clusters[0].client_properties.debug", "a list"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], secret_properties: {sasl.password: {file: /nonexistent/pw}}}", "clusters[0].secret_properties.sasl.password", "cannot read secret file"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], secret_properties: {sasl.password: {env: KSE_TEST_UNSET_VAR_X}}}", "clusters[0].secret_properties.sasl.password", "not set"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], sasl: {mechanism: MD5, username: u, password_env: X}}", "clusters[0].sasl.mechanism", "unknown SASL mechanism"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], sasl: {mechanism: PLAIN, username: u, password: inline}}", "clusters[0].sasl.password", "unknown field `password`"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], sasl: {mechanism: PLAIN, username: u}}", "clusters[0].sasl.password_env/password_file", "needs"),
+            ("clusters:\n  - {name: a, bootstrap_servers: 'k:1'}", "clusters[0].bootstrap_servers", "invalid type"),
+            ("clusters: {name: a}", "clusters", "invalid type"),
+            ("global: {max_staleness: 0s}\nclusters:\n  - {name: a, bootstrap_servers: ['k:1']}", "global.max_staleness", "greater than 0"),
+        ];
+        let mut failures = Vec::new();
+        for (text, field, reason) in cases {
+            match parse(text) {
+                Ok(_) => failures.push(format!("accepted bad config:\n{text}")),
+                Err(e) => {
+                    let line = e.to_string();
+                    if &e.field != field || !e.reason.contains(reason) {
+                        failures.push(format!(
+                            "config:\n{text}\nexpected field {field:?} reason ~{reason:?}\ngot: {line}"
+                        ));
+                    }
+                    assert!(line.starts_with("config file test.yml: field `"), "{line}");
+                    assert!(!line.contains('\n'), "message must be one line: {line}");
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    }
+}

@@ -1,0 +1,31 @@
+//! # kafka-slo-exporter
+//!
+//! A Prometheus exporter that turns a Kafka architecture decision into measured SLOs.
+//!
+//! ## Layout
+//! Data flows one way: **config → source → poller → snapshot → collectors → http**.
+//!
+//! - [`config`] reads and validates the YAML file; no network I/O. Errors name file, field and
+//!   reason and end the process with exit code 2 ([`error`]).
+//! - [`kafka`] is the only module that talks to Kafka. It exposes the blocking
+//!   [`kafka::KafkaSource`] trait returning plain types; its `ffi` submodule owns every `unsafe`
+//!   block (librdkafka admin calls the `rdkafka` crate does not wrap).
+//! - [`poller`] runs one task per cluster. Every interval it runs a cycle on a blocking thread
+//!   and publishes a new snapshot with an atomic pointer swap.
+//! - [`snapshot`] holds the immutable per-cluster snapshot and the pure function that folds a
+//!   cycle into the next snapshot (staleness, error counters); most unit tests live there.
+//! - [`collectors`] encode snapshots into Prometheus families, one file per area, one
+//!   registration list. A scrape only reads snapshots.
+//! - [`http`] serves the telemetry path (OpenMetrics or Prometheus text), a landing page,
+//!   `/-/healthy` and `/-/ready`.
+//! - [`app`] wires it together and owns the shutdown order.
+#![deny(unsafe_code)]
+
+pub mod app;
+pub mod collectors;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod kafka;
+pub mod poller;
+pub mod snapshot;

@@ -1,0 +1,137 @@
+//! Command line, logging and exit codes. The work happens in [`kafka_slo_exporter::app`].
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use kafka_slo_exporter::app::{self, RunOptions, DEFAULT_PORT};
+use kafka_slo_exporter::http::HttpOptions;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// Prometheus exporter for Kafka SLOs: lag, replication health and ADR compliance.
+#[derive(Debug, Parser)]
+#[command(name = "kafka-slo-exporter", version, about)]
+struct Cli {
+    /// Path to the YAML configuration file.
+    #[arg(long = "config.file", value_name = "PATH", default_value = "kafka-slo-exporter.yml")]
+    config_file: PathBuf,
+    /// Validate the configuration, print a summary and exit (0 = valid, 2 = invalid).
+    #[arg(long = "config.check")]
+    config_check: bool,
+    /// Address to listen on: host:port, [v6]:port, or :port for all interfaces.
+    #[arg(long = "web.listen-address", value_name = "ADDR", default_value_t = format!(":{DEFAULT_PORT}"))]
+    listen_address: String,
+    /// Path under which metrics are exposed.
+    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", value_parser = telemetry_path)]
+    telemetry_path: String,
+    /// Maximum number of concurrently served HTTP connections.
+    #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_connections: u32,
+    /// How long shutdown waits for open HTTP connections and collection tasks.
+    #[arg(long = "shutdown.timeout", value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: Duration,
+    /// Only log messages with the given severity or above.
+    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
+    log_level: LogLevel,
+    /// Output format of log messages.
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+fn telemetry_path(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') || s.len() < 2 {
+        return Err("must start with '/' and name a path other than '/'".into());
+    }
+    if s == "/-/healthy" || s == "/-/ready" {
+        return Err("collides with a built-in endpoint".into());
+    }
+    Ok(s.to_string())
+}
+
+fn init_logging(level: LogLevel, format: LogFormat) {
+    let level = match level {
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+        LogLevel::Trace => "trace",
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_writer(std::io::stderr)
+        .with_target(true);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+
+    if cli.config_check {
+        return match app::load(&cli.config_file) {
+            Ok((config, _)) => {
+                print!("{}", config.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+
+    init_logging(cli.log_level, cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kse-worker")
+        // Kafka calls block; each cluster runs at most one cycle at a time.
+        .max_blocking_threads(64)
+        .build();
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = RunOptions {
+        config_file: cli.config_file,
+        listen_address: cli.listen_address,
+        http: HttpOptions {
+            telemetry_path: cli.telemetry_path,
+            max_connections: cli.max_connections as usize,
+            header_read_timeout: Duration::from_secs(10),
+        },
+        shutdown_timeout: cli.shutdown_timeout,
+    };
+    match runtime.block_on(app::run(opts)) {
+        Ok(()) => {
+            // Blocking Kafka calls still in flight must not hold the process open.
+            runtime.shutdown_timeout(Duration::from_millis(100));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
