@@ -35,8 +35,20 @@ pub fn load(config_file: &std::path::Path) -> Result<(Config, Vec<Arc<dyn KafkaS
     let config = Config::load(config_file)?;
     let mut sources: Vec<Arc<dyn KafkaSource>> = Vec::with_capacity(config.clusters.len());
     for (i, c) in config.clusters.iter().enumerate() {
-        let source = RdKafkaSource::new(c)
-            .map_err(|reason| ConfigError::new(config_file, format!("clusters[{i}].client_properties"), reason))?;
+        let source = RdKafkaSource::new(c).map_err(|(property, reason)| {
+            let field = match property {
+                Some(k) if c.client_properties.iter().any(|(p, _)| *p == k) => {
+                    let section = if c.secret_keys.contains(&k) {
+                        "secret_properties"
+                    } else {
+                        "client_properties"
+                    };
+                    format!("clusters[{i}].{section}.{k}")
+                }
+                _ => format!("clusters[{i}].client_properties"),
+            };
+            ConfigError::new(config_file, field, reason)
+        })?;
         sources.push(Arc::new(source));
     }
     Ok((config, sources))

@@ -292,13 +292,16 @@ fn first_line(s: &str) -> String {
     }
 }
 
-/// The YAML parser prefixes messages with the field path, which the error already names, and
-/// may span lines; keep one line with the location.
+/// The YAML parser prefixes messages with the path of the enclosing node, which the error
+/// already names, and may span lines; keep one line with the location.
 fn clean_serde_message(field: &str, msg: &str) -> String {
     let msg = msg.replace('\n', " ");
-    msg.strip_prefix(&format!("{field}: "))
-        .map(str::to_string)
-        .unwrap_or(msg)
+    if let Some((prefix, rest)) = msg.split_once(": ") {
+        if !prefix.contains(' ') && field.starts_with(prefix) {
+            return rest.to_string();
+        }
+    }
+    msg
 }
 
 /// Optional humantime durations ("30s", "1m30s") that keep humantime's reason on error.

@@ -1,6 +1,7 @@
 //! Command line, logging and exit codes. The work happens in [`kafka_slo_exporter::app`].
 #![forbid(unsafe_code)]
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -75,6 +76,7 @@ fn init_logging(level: LogLevel, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(level))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(true);
     match format {
         LogFormat::Text => builder.init(),
@@ -129,7 +131,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            tracing::error!("{e}");
+            // One line on stderr whatever the log format, so wrappers and humans see one message.
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }

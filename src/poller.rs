@@ -77,15 +77,17 @@ impl Poller {
                 // Shutdown does not wait for an in-flight blocking request.
                 _ = shutdown.changed() => break,
             };
-            self.log_outcome(&outcome);
             let prev = self.slot.load_full();
+            self.log_outcome(&outcome, prev.up || prev.cycles_total == 0);
             let next = apply_cycle(&prev, outcome, &self.cfg.topics, self.cfg.max_staleness);
             self.slot.store(Arc::new(next));
         }
         tracing::debug!(cluster, "poller stopped");
     }
 
-    fn log_outcome(&self, o: &CycleOutcome) {
+    /// Logs failures when they start (warn) and recoveries (info); repeated failures go to
+    /// debug so an outage does not flood the log — the metrics carry the ongoing state.
+    fn log_outcome(&self, o: &CycleOutcome, was_up: bool) {
         let cluster = self.cfg.name.as_str();
         let failures: Vec<String> = [
             (Stage::Cluster, o.cluster.result.as_ref().err()),
@@ -94,14 +96,13 @@ impl Poller {
         .into_iter()
         .filter_map(|(s, e)| e.map(|e| format!("{}: {e}", s.as_str())))
         .collect();
-        if failures.is_empty() {
-            tracing::debug!(
-                cluster,
-                duration_ms = o.duration.as_millis() as u64,
-                "collection cycle complete"
-            );
-        } else {
-            tracing::warn!(cluster, duration_ms = o.duration.as_millis() as u64, errors = %failures.join("; "), "collection cycle failed");
+        let duration_ms = o.duration.as_millis() as u64;
+        let errors = failures.join("; ");
+        match (failures.is_empty(), was_up) {
+            (true, true) => tracing::debug!(cluster, duration_ms, "collection cycle complete"),
+            (true, false) => tracing::info!(cluster, duration_ms, "collection recovered"),
+            (false, true) => tracing::warn!(cluster, duration_ms, errors, "collection cycle failed"),
+            (false, false) => tracing::debug!(cluster, duration_ms, errors, "collection cycle failed again"),
         }
     }
 }

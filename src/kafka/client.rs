@@ -54,8 +54,9 @@ pub struct RdKafkaSource {
 
 impl RdKafkaSource {
     /// Creates the client. Does not connect yet; fails only on properties librdkafka rejects,
-    /// with librdkafka's reason (which never echoes secret values).
-    pub fn new(cfg: &ClusterConfig) -> Result<Self, String> {
+    /// returning the property (when librdkafka names one) and its reason, which never echoes
+    /// secret values.
+    pub fn new(cfg: &ClusterConfig) -> Result<Self, (Option<String>, String)> {
         let mut cc = ClientConfig::new();
         for (k, v) in DEFAULT_PROPERTIES {
             cc.set(*k, *v);
@@ -70,9 +71,9 @@ impl RdKafkaSource {
             cluster: cfg.name.clone(),
         };
         let admin = cc.create_with_context(context).map_err(|e| match e {
-            KafkaError::ClientConfig(_, desc, key, _) => format!("property {key:?}: {desc}"),
-            KafkaError::ClientCreation(msg) => msg,
-            other => other.to_string(),
+            KafkaError::ClientConfig(_, desc, key, _) => (Some(key), desc),
+            KafkaError::ClientCreation(msg) => (None, msg),
+            other => (None, other.to_string()),
         })?;
         Ok(Self { admin })
     }

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs everything the build, the tests and the demo need. Idempotent: a second run only
+# checks. Works as root (CI) or through sudo; skips what is already present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  cmake pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev   # bundled librdkafka build
+  openjdk-17-jre-headless maven                                  # Kafka brokers from Maven Central
+  prometheus prometheus-alertmanager                             # promtool, real Prometheus/Alertmanager
+  curl ca-certificates procps iproute2
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Debian prometheus packages start their daemons where an init system exists; the tests
+# start their own instances on free ports, so a system instance is harmless but not needed.
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: installing Rust (rustup, stable)"
+  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain stable
+  # shellcheck disable=SC1091
+  . "$HOME/.cargo/env"
+fi
+if command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+
+# The reference OpenMetrics parser, used by the tests to validate the OpenMetrics output.
+python3 -c "import prometheus_client.openmetrics.parser" 2>/dev/null ||
+  python3 -m pip install -q --disable-pip-version-check "prometheus-client==0.26.0" ||
+  python3 -m pip install -q --disable-pip-version-check --break-system-packages "prometheus-client==0.26.0"
+
+./scripts/fetch-kafka.sh "${KAFKA_VERSION:-4.1.1}"

@@ -1,0 +1,144 @@
+//! The command line as users meet it: exit codes and messages for bad input, `--config.check`,
+//! `--version`. No Kafka needed: configuration errors are found before any connection.
+
+mod common;
+
+use std::process::Command;
+
+use common::{write_file, EXPORTER};
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(EXPORTER).args(args).output().expect("run exporter");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const OK_CLUSTER: &str = "clusters:\n  - name: a\n    bootstrap_servers: ['127.0.0.1:9092']\n";
+
+/// Each bad config: the process exits 2 without starting, and prints one line naming the file,
+/// the field and the reason.
+#[test]
+fn bad_configs_exit_2_naming_file_field_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("a-directory")).unwrap();
+    let unreadable_secret = "clusters:\n  - name: a\n    bootstrap_servers: ['k:1']\n    sasl: {mechanism: PLAIN, username: u, password_file: /nonexistent/secret}\n";
+    let cases: &[(&str, &str, &str, &str)] = &[
+        // (case, YAML, field, reason fragment)
+        ("invalid YAML", "clusters: [\n", "clusters", "line 2"),
+        ("tab indentation", "clusters:\n\t- name: a\n", "clusters", "cannot start any token"),
+        ("not a mapping", "- just\n- a list\n", ".", "invalid type"),
+        ("unknown top-level key", "clustrs: []\n", "clustrs", "unknown field `clustrs`"),
+        ("unknown cluster key", "clusters:\n  - {name: a, bootstrap_servers: ['k:1'], bootstrap: x}\n", "clusters[0].bootstrap", "unknown field"),
+        ("missing clusters", "global: {interval: 10s}\n", ".", "missing field `clusters`"),
+        ("no clusters", "clusters: []\n", "clusters", "at least one cluster"),
+        ("empty bootstrap list", "clusters:\n  - {name: a, bootstrap_servers: []}\n", "clusters[0].bootstrap_servers", "at least one"),
+        ("bootstrap without port", "clusters:\n  - {name: a, bootstrap_servers: ['kafka']}\n", "clusters[0].bootstrap_servers[0]", "host:port"),
+        ("duplicate cluster name", "clusters:\n  - {name: a, bootstrap_servers: ['k:1']}\n  - {name: a, bootstrap_servers: ['k:2']}\n", "clusters[1].name", "duplicate cluster name"),
+        ("bad duration", "global: {interval: often}\nclusters:\n  - {name: a, bootstrap_servers: ['k:1']}\n", "global.interval", "invalid duration"),
+        ("interval too short", "clusters:\n  - {name: a, bootstrap_servers: ['k:1'], interval: 1ms}\n", "clusters[0].interval", "too short"),
+        ("bad topic regex", "clusters:\n  - {name: a, bootstrap_servers: ['k:1'], topics: {deny: ['a(b']}}\n", "clusters[0].topics.deny[0]", "regular expression"),
+        ("bad group regex", "global: {groups: {allow: ['*x']}}\nclusters:\n  - {name: a, bootstrap_servers: ['k:1']}\n", "global.groups.allow[0]", "regular expression"),
+        ("reserved label", "clusters:\n  - {name: a, bootstrap_servers: ['k:1'], labels: {topic: x}}\n", "clusters[0].labels.topic", "set by the exporter"),
+        ("inline secret", "clusters:\n  - {name: a, bootstrap_servers: ['k:1'], client_properties: {sasl.password: hunter2}}\n", "clusters[0].client_properties.sasl.password", "inline"),
+        ("unreadable password file", unreadable_secret, "clusters[0].sasl.password_env/password_file", "cannot read secret file"),
+        ("unknown librdkafka property", "clusters:\n  - {name: a, bootstrap_servers: ['k:1'], client_properties: {no.such.property: 1}}\n", "clusters[0].client_properties.no.such.property", "No such configuration property"),
+        ("bad librdkafka value", "clusters:\n  - {name: a, bootstrap_servers: ['k:1'], client_properties: {security.protocol: CARRIER_PIGEON}}\n", "clusters[0].client_properties.security.protocol", "Invalid value \"CARRIER_PIGEON\""),
+    ];
+    assert!(cases.len() >= 15);
+    let mut failures = Vec::new();
+    for (i, (case, yaml, field, reason)) in cases.iter().enumerate() {
+        let path = write_file(dir.path(), &format!("bad-{i}.yml"), yaml);
+        let path_s = path.to_str().unwrap();
+        let (code, stdout, stderr) = run(&["--config.file", path_s, "--web.listen-address", "127.0.0.1:0"]);
+        let line = stderr.trim();
+        let ok = code == 2
+            && stdout.is_empty()
+            && line.lines().count() == 1
+            && line.contains(path_s)
+            && line.contains(&format!("field `{field}`"))
+            && line.contains(reason)
+            && !line.contains("panicked");
+        if !ok {
+            failures.push(format!(
+                "{case}: exit {code}, stderr: {line}\n  expected field `{field}` and {reason:?}"
+            ));
+        }
+        // --config.check must agree with the daemon.
+        let (code, _, stderr) = run(&["--config.file", path_s, "--config.check"]);
+        if code != 2 || !stderr.contains(&format!("field `{field}`")) {
+            failures.push(format!(
+                "{case} (--config.check): exit {code}, stderr: {}",
+                stderr.trim()
+            ));
+        }
+    }
+    // Files that cannot be read at all.
+    for (case, path) in [
+        ("missing file", dir.path().join("does-not-exist.yml")),
+        ("directory instead of file", dir.path().join("a-directory")),
+    ] {
+        let (code, _, stderr) = run(&["--config.file", path.to_str().unwrap()]);
+        if code != 2 || !stderr.contains(path.to_str().unwrap()) || !stderr.contains("cannot read file") {
+            failures.push(format!("{case}: exit {code}, stderr: {}", stderr.trim()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn config_check_prints_summary_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "pw", "very-secret-password\n");
+    let cfg = write_file(
+        dir.path(),
+        "c.yml",
+        "global: {interval: 15s}\nclusters:\n  - name: prod\n    bootstrap_servers: ['b1:9092', 'b2:9092']\n    labels: {env: prod}\n    sasl: {mechanism: SCRAM-SHA-512, username: exporter, password_file: pw}\n    client_properties: {security.protocol: SASL_PLAINTEXT}\n    topics: {deny: ['__.*']}\n",
+    );
+    let (code, stdout, stderr) = run(&["--config.file", cfg.to_str().unwrap(), "--config.check"]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(stdout.contains("OK, 1 cluster(s)"), "{stdout}");
+    assert!(stdout.contains("b1:9092,b2:9092"), "{stdout}");
+    assert!(stdout.contains("interval: 15s"), "{stdout}");
+    assert!(stdout.contains("all except [__.*]"), "{stdout}");
+    assert!(stdout.contains("sasl.password=<secret>"), "{stdout}");
+    assert!(!stdout.contains("very-secret-password") && !stderr.contains("very-secret-password"));
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    for args in [
+        vec!["--no-such-flag"],
+        vec!["--log.format", "xml"],
+        vec!["--log.level", "chatty"],
+        vec!["--web.telemetry-path", "metrics"],
+        vec!["--web.max-connections", "0"],
+    ] {
+        let (code, _, stderr) = run(&args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains("error"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn unusable_listen_address_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(dir.path(), "c.yml", OK_CLUSTER);
+    let (code, _, stderr) = run(&[
+        "--config.file",
+        cfg.to_str().unwrap(),
+        "--web.listen-address",
+        "not-an-address",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("not-an-address"), "{stderr}");
+}
+
+#[test]
+fn version_flag() {
+    let (code, stdout, _) = run(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("kafka-slo-exporter "), "{stdout}");
+}

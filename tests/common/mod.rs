@@ -1,0 +1,268 @@
+//! Test support for running the exporter binary as a real process and reading its output with
+//! real parsers (prometheus-parse for the Prometheus text format, promtool, and the reference
+//! Python OpenMetrics parser).
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const EXPORTER: &str = env!("CARGO_BIN_EXE_kafka-slo-exporter");
+
+/// A running exporter process, killed on drop.
+pub struct Exporter {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+impl Exporter {
+    /// Starts the exporter with `config` (YAML) on a free port and waits until it listens.
+    pub fn start(config: &str, extra_args: &[&str]) -> Exporter {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut child = Command::new(EXPORTER)
+            .arg("--config.file")
+            .arg(&config_path)
+            .args([
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--log.format",
+                "json",
+                "--log.level",
+                "debug",
+            ])
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn exporter");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("\"message\":\"listening\"") {
+                    if let Some(addr) = json_field(&line, "address").and_then(|a| a.parse().ok()) {
+                        let _ = tx.send(addr);
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "exporter did not start listening; logs:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Exporter {
+            child: Some(child),
+            addr,
+            logs,
+            _dir: dir,
+            config_path,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// GET `path`; returns status, content type and body.
+    pub fn get(&self, path: &str, accept: Option<&str>) -> (u16, String, String) {
+        let mut req = ureq::get(&self.url(path)).timeout(Duration::from_secs(10));
+        if let Some(a) = accept {
+            req = req.set("Accept", a);
+        }
+        match req.call() {
+            Ok(r) => {
+                let ct = r.content_type().to_string();
+                let ct_full = r.header("content-type").unwrap_or(&ct).to_string();
+                (r.status(), ct_full, r.into_string().expect("body"))
+            }
+            Err(ureq::Error::Status(code, r)) => {
+                let ct = r.header("content-type").unwrap_or("").to_string();
+                (code, ct, r.into_string().unwrap_or_default())
+            }
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
+    /// Scrapes `/metrics` in the Prometheus text format and parses it.
+    pub fn scrape(&self) -> Metrics {
+        let (status, _, body) = self.get("/metrics", None);
+        assert_eq!(status, 200, "scrape failed: {body}");
+        Metrics::parse(&body)
+    }
+
+    /// Scrapes until `pred` holds or `timeout` passes; returns the last scrape.
+    pub fn wait_for(&self, timeout: Duration, what: &str, pred: impl Fn(&Metrics) -> bool) -> Metrics {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.scrape();
+            if pred(&m) {
+                return m;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; last scrape:\n{}\nlogs:\n{}",
+                    m.text,
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Extracts a top-level string field from one JSON log line (the exporter's own format).
+fn json_field(line: &str, key: &str) -> Option<String> {
+    let pat = format!("\"{key}\":\"");
+    let start = line.find(&pat)? + pat.len();
+    let end = line[start..].find('"')? + start;
+    Some(line[start..end].to_string())
+}
+
+/// A parsed scrape.
+pub struct Metrics {
+    pub text: String,
+    pub samples: Vec<prometheus_parse::Sample>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("exposition must parse");
+        Metrics {
+            text: text.to_string(),
+            samples: scrape.samples,
+        }
+    }
+
+    /// Samples of `name` whose labels include all of `labels`.
+    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<&prometheus_parse::Sample> {
+        self.samples
+            .iter()
+            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .collect()
+    }
+
+    /// The value of the single sample of `name` matching `labels`; `None` if absent.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found = self.find(name, labels);
+        assert!(found.len() <= 1, "{name}{labels:?} matches {} series", found.len());
+        found.first().map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("{name} is not a plain sample"),
+        })
+    }
+
+    /// Label maps of every sample of `name`.
+    pub fn labels_of(&self, name: &str) -> Vec<HashMap<String, String>> {
+        self.find(name, &[])
+            .into_iter()
+            .map(|s| s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .collect()
+    }
+}
+
+/// Runs `promtool check metrics` on `text`; panics with promtool's output on failure.
+pub fn promtool_check_metrics(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool must be installed (Debian package prometheus)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}\non:\n{text}"
+    );
+}
+
+/// Parses `text` with the reference OpenMetrics parser (Python prometheus_client), which
+/// rejects anything that is not valid OpenMetrics 1.0.
+pub fn openmetrics_check(text: &str) {
+    let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\n\
+                  n = sum(len(f.samples) for f in p(sys.stdin.read()))\nprint(n)\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "OpenMetrics parser rejected the output:\n{}\non:\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Writes `text` to `name` in `dir` and returns the path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
