@@ -142,3 +142,21 @@ fn version_flag() {
     assert_eq!(code, 0);
     assert!(stdout.starts_with("kafka-slo-exporter "), "{stdout}");
 }
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/kafka-slo-exporter.yml");
+    let out = Command::new(EXPORTER)
+        .args(["--config.file", example, "--config.check"])
+        .env("KAFKA_PROD_EU_PASSWORD", "example-password")
+        .env("KAFKA_PROD_EU_KEY_PASSWORD", "example-key-password")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("OK, 2 cluster(s)"), "{stdout}");
+    assert!(
+        !stdout.contains("example-password") && !stdout.contains("example-key-password"),
+        "{stdout}"
+    );
+}

@@ -14,7 +14,8 @@ fn config(bootstrap: &str, topic_allow: &str, interval: &str) -> String {
 }
 
 fn cycles(m: &Metrics) -> f64 {
-    m.value("kafka_slo_exporter_cycles_total", &[("cluster", "local")]).unwrap_or(0.0)
+    m.value("kafka_slo_exporter_cycles_total", &[("cluster", "local")])
+        .unwrap_or(0.0)
 }
 
 #[test]
@@ -27,15 +28,22 @@ fn reports_brokers_cluster_topics_and_partitions() {
     let exporter = Exporter::start(&config(&kafka.bootstrap_servers(), "t1\\..*", "1s"), &[]);
     let m = exporter.wait_for(Duration::from_secs(30), "cluster up with topics", |m| {
         m.value("kafka_slo_exporter_cluster_up", &[("cluster", "local")]) == Some(1.0)
-            && m.value("kafka_topic_partitions", &[("topic", "t1.payment.events")]).is_some()
+            && m.value("kafka_topic_partitions", &[("topic", "t1.payment.events")])
+                .is_some()
     });
 
     let l = [("cluster", "local"), ("env", "test")];
     assert_eq!(m.value("kafka_brokers", &l), Some(1.0));
     assert_eq!(m.value("kafka_topics", &l), Some(2.0), "topic filter leaves two topics");
     assert_eq!(m.value("kafka_partitions", &l), Some(5.0));
-    assert_eq!(m.value("kafka_topic_partitions", &[("topic", "t1.order.events")]), Some(3.0));
-    assert_eq!(m.value("kafka_topic_partitions", &[("topic", "t1.payment.events")]), Some(2.0));
+    assert_eq!(
+        m.value("kafka_topic_partitions", &[("topic", "t1.order.events")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        m.value("kafka_topic_partitions", &[("topic", "t1.payment.events")]),
+        Some(2.0)
+    );
     assert_eq!(m.value("kafka_topic_partitions", &[("topic", "other.topic")]), None);
 
     let id = kafka.broker_ids()[0];
@@ -43,11 +51,25 @@ fn reports_brokers_cluster_topics_and_partitions() {
     let id_s = id.to_string();
     assert_eq!(m.value("kafka_cluster_controller_id", &l), Some(f64::from(id)));
     assert_eq!(
-        m.value("kafka_broker_info", &[("broker_id", &id_s), ("host", "127.0.0.1"), ("port", &port), ("rack", "")]),
+        m.value(
+            "kafka_broker_info",
+            &[
+                ("broker_id", &id_s),
+                ("host", "127.0.0.1"),
+                ("port", &port),
+                ("rack", "")
+            ]
+        ),
         Some(1.0)
     );
-    assert_eq!(m.value("kafka_broker_is_controller", &[("broker_id", &id_s)]), Some(1.0));
-    assert_eq!(m.value("kafka_cluster_info", &[("cluster_id", kafka.cluster_id())]), Some(1.0));
+    assert_eq!(
+        m.value("kafka_broker_is_controller", &[("broker_id", &id_s)]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.value("kafka_cluster_info", &[("cluster_id", kafka.cluster_id())]),
+        Some(1.0)
+    );
 
     // Self-metrics are present for every stage and sane.
     for stage in ["cluster", "topics"] {
@@ -58,13 +80,30 @@ fn reports_brokers_cluster_topics_and_partitions() {
         let age = m.value("kafka_slo_exporter_data_age_seconds", &sl).unwrap();
         assert!((0.0..5.0).contains(&age), "{stage} age {age}");
     }
-    let last = m.value("kafka_slo_exporter_last_success_timestamp_seconds", &l).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let last = m
+        .value("kafka_slo_exporter_last_success_timestamp_seconds", &l)
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     assert!((now - last).abs() < 10.0, "last success {last} vs now {now}");
     assert_eq!(m.find("kafka_slo_exporter_build_info", &[]).len(), 1);
 
     let (status, _, body) = exporter.get("/-/ready", None);
     assert_eq!(status, 200, "{body}");
+
+    // The metrics reference is complete and has no leftovers: on a healthy cluster every
+    // documented family is exported and every exported family is documented.
+    let exported: std::collections::BTreeSet<String> = m.samples.iter().map(|s| s.metric.clone()).collect();
+    let documented = common::documented_metrics();
+    let undocumented: Vec<_> = exported.difference(&documented).collect();
+    let missing: Vec<_> = documented.difference(&exported).collect();
+    assert!(
+        undocumented.is_empty(),
+        "exported but not in docs/metrics.md: {undocumented:?}"
+    );
+    assert!(missing.is_empty(), "documented but not exported: {missing:?}");
 }
 
 #[test]
@@ -73,7 +112,8 @@ fn output_is_valid_prometheus_text_and_openmetrics() {
     kafka.create_topic("t2.fmt.events", 2, 1, &[]).unwrap();
     let exporter = Exporter::start(&config(&kafka.bootstrap_servers(), "t2\\..*", "1s"), &[]);
     exporter.wait_for(Duration::from_secs(30), "topic visible", |m| {
-        m.value("kafka_topic_partitions", &[("topic", "t2.fmt.events")]).is_some()
+        m.value("kafka_topic_partitions", &[("topic", "t2.fmt.events")])
+            .is_some()
     });
 
     let (status, ct, text) = exporter.get("/metrics", None);
@@ -106,7 +146,8 @@ fn deleted_topic_vanishes_within_one_cycle() {
     let exporter = Exporter::start(&config(&kafka.bootstrap_servers(), "t3\\..*", "1s"), &[]);
     exporter.wait_for(Duration::from_secs(30), "both topics", |m| {
         m.value("kafka_topic_partitions", &[("topic", "t3.gone.events")]) == Some(4.0)
-            && m.value("kafka_topic_partitions", &[("topic", "t3.keep.events")]).is_some()
+            && m.value("kafka_topic_partitions", &[("topic", "t3.keep.events")])
+                .is_some()
     });
 
     kafka.delete_topic("t3.gone.events").unwrap();
@@ -114,8 +155,16 @@ fn deleted_topic_vanishes_within_one_cycle() {
     // after it must not show the topic any more.
     let c0 = cycles(&exporter.scrape());
     let m = exporter.wait_for(Duration::from_secs(20), "two more cycles", |m| cycles(m) >= c0 + 2.0);
-    assert_eq!(m.value("kafka_topic_partitions", &[("topic", "t3.gone.events")]), None, "{}", m.text);
-    assert_eq!(m.value("kafka_topic_partitions", &[("topic", "t3.keep.events")]), Some(1.0));
+    assert_eq!(
+        m.value("kafka_topic_partitions", &[("topic", "t3.gone.events")]),
+        None,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.value("kafka_topic_partitions", &[("topic", "t3.keep.events")]),
+        Some(1.0)
+    );
     assert_eq!(m.value("kafka_topics", &[("cluster", "local")]), Some(1.0));
 }
 
@@ -126,8 +175,15 @@ fn kafka_down_at_start_then_up_within_two_cycles() {
 
     // Kafka is not running: the exporter serves, says the cluster is down and is not ready.
     let m = exporter.wait_for(Duration::from_secs(20), "a failed cycle", |m| cycles(m) >= 2.0);
-    assert_eq!(m.value("kafka_slo_exporter_cluster_up", &[("cluster", "local")]), Some(0.0));
-    assert!(m.value("kafka_slo_exporter_errors_total", &[("stage", "topics")]).unwrap() >= 1.0);
+    assert_eq!(
+        m.value("kafka_slo_exporter_cluster_up", &[("cluster", "local")]),
+        Some(0.0)
+    );
+    assert!(
+        m.value("kafka_slo_exporter_errors_total", &[("stage", "topics")])
+            .unwrap()
+            >= 1.0
+    );
     assert!(m.find("kafka_brokers", &[]).is_empty(), "no Kafka data without Kafka");
     promtool_check_metrics(&m.text);
     assert_eq!(exporter.get("/-/ready", None).0, 503);
@@ -140,7 +196,11 @@ fn kafka_down_at_start_then_up_within_two_cycles() {
         m.value("kafka_slo_exporter_cluster_up", &[("cluster", "local")]) == Some(1.0)
     });
     let took = cycles(&m) - c0;
-    assert!(took <= 2.0, "cluster up only after {took} cycles ({:?})", started.elapsed());
+    assert!(
+        took <= 2.0,
+        "cluster up only after {took} cycles ({:?})",
+        started.elapsed()
+    );
     assert_eq!(m.value("kafka_brokers", &[("cluster", "local")]), Some(1.0));
     assert_eq!(exporter.get("/-/ready", None).0, 200);
 }
@@ -148,11 +208,14 @@ fn kafka_down_at_start_then_up_within_two_cycles() {
 #[test]
 fn sigterm_shuts_down_promptly_even_with_kafka_unreachable() {
     // A port nobody listens on: collection cycles block in Kafka requests until their timeout.
-    let exporter_cfg = "global: {interval: 1s, timeout: 10s}\nclusters:\n  - name: local\n    bootstrap_servers: ['127.0.0.1:9']\n";
+    let exporter_cfg =
+        "global: {interval: 1s, timeout: 10s}\nclusters:\n  - name: local\n    bootstrap_servers: ['127.0.0.1:9']\n";
     let mut exporter = Exporter::start(exporter_cfg, &["--shutdown.timeout", "2s"]);
     std::thread::sleep(Duration::from_millis(1500));
     let t = Instant::now();
-    let status = exporter.terminate(Duration::from_secs(5)).expect("exporter must exit within 5s of SIGTERM");
+    let status = exporter
+        .terminate(Duration::from_secs(5))
+        .expect("exporter must exit within 5s of SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(t.elapsed() < Duration::from_secs(4), "took {:?}", t.elapsed());
 }
