@@ -14,6 +14,8 @@
 //!   and publishes a new snapshot with an atomic pointer swap.
 //! - [`snapshot`] holds the immutable per-cluster snapshot and the pure function that folds a
 //!   cycle into the next snapshot (staleness, error counters); most unit tests live there.
+//! - [`lag`] and [`status`] are pure calculations over observed offsets: offset and time lag,
+//!   data loss, retention usage, and Burrow-style group status rules.
 //! - [`collectors`] encode snapshots into Prometheus families, one file per area, one
 //!   registration list. A scrape only reads snapshots.
 //! - [`http`] serves the telemetry path (OpenMetrics or Prometheus text), a landing page,
@@ -27,5 +29,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod kafka;
+pub mod lag;
 pub mod poller;
 pub mod snapshot;
+pub mod status;
