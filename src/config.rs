@@ -74,6 +74,74 @@ struct RawGlobal {
     topics: Option<RawFilter>,
     #[serde(default)]
     groups: Option<RawFilter>,
+    #[serde(default)]
+    lag: RawLag,
+}
+
+/// Consumer lag settings; at cluster level each key overrides the global one.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLag {
+    #[serde(default)]
+    granularity: Option<Granularity>,
+    #[serde(default, deserialize_with = "duration::opt")]
+    status_window: Option<Duration>,
+    #[serde(default)]
+    status_min_observations: Option<usize>,
+    #[serde(default)]
+    max_record_reads: Option<usize>,
+    #[serde(default)]
+    group_offsets_concurrency: Option<usize>,
+    #[serde(default)]
+    history_samples: Option<usize>,
+}
+
+impl RawLag {
+    fn or(&self, global: &RawLag) -> RawLag {
+        RawLag {
+            granularity: self.granularity.or(global.granularity),
+            status_window: self.status_window.or(global.status_window),
+            status_min_observations: self.status_min_observations.or(global.status_min_observations),
+            max_record_reads: self.max_record_reads.or(global.max_record_reads),
+            group_offsets_concurrency: self.group_offsets_concurrency.or(global.group_offsets_concurrency),
+            history_samples: self.history_samples.or(global.history_samples),
+        }
+    }
+}
+
+/// Level of detail of lag and partition series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Granularity {
+    /// Per group/topic/partition and per topic/partition series, plus topic aggregates.
+    Partition,
+    /// Only per group/topic and per topic aggregates: far fewer series on large clusters.
+    Topic,
+}
+
+impl Granularity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Granularity::Partition => "partition",
+            Granularity::Topic => "topic",
+        }
+    }
+}
+
+/// Validated lag settings of a cluster.
+#[derive(Debug, Clone)]
+pub struct LagConfig {
+    pub granularity: Granularity,
+    /// Window of the group status rules.
+    pub status_window: Duration,
+    /// Observations needed before a partition can be WARN/STALL/STOP.
+    pub status_min_observations: usize,
+    /// Records read per cycle to timestamp committed offsets (cached reads do not count).
+    pub max_record_reads: usize,
+    /// ListConsumerGroupOffsets requests in flight at once.
+    pub group_offsets_concurrency: usize,
+    /// High-watermark changes remembered per partition for time-lag interpolation.
+    pub history_samples: usize,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +174,8 @@ struct RawCluster {
     topics: Option<RawFilter>,
     #[serde(default)]
     groups: Option<RawFilter>,
+    #[serde(default)]
+    lag: RawLag,
 }
 
 /// Where a secret comes from: exactly one of an environment variable or a file.
@@ -157,6 +227,7 @@ pub struct ClusterConfig {
     pub max_staleness: Duration,
     pub topics: NameFilter,
     pub groups: NameFilter,
+    pub lag: LagConfig,
 }
 
 /// Allow/deny regular expressions, each anchored to the whole name. A name is selected when it
@@ -278,6 +349,13 @@ impl Config {
             }
             let _ = writeln!(s, "    topics: {}", c.topics.describe());
             let _ = writeln!(s, "    groups: {}", c.groups.describe());
+            let _ = writeln!(
+                s,
+                "    lag: granularity {}, status window {}, max record reads/cycle {}",
+                c.lag.granularity.as_str(),
+                humantime::format_duration(c.lag.status_window),
+                c.lag.max_record_reads
+            );
         }
         s
     }
@@ -335,6 +413,8 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             return Err(err("global.max_staleness".into(), "must be greater than 0".into()));
         }
     }
+
+    validate_lag(&g.lag, global_interval).map_err(|(f, r)| err(format!("global.lag.{f}"), r))?;
 
     if raw.clusters.is_empty() {
         return Err(err("clusters".into(), "at least one cluster is required".into()));
@@ -457,6 +537,8 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             None => global_groups.clone(),
         };
 
+        let lag = validate_lag(&rc.lag.or(&g.lag), interval).map_err(|(f, r)| err(at(&format!("lag.{f}")), r))?;
+
         clusters.push(ClusterConfig {
             name,
             bootstrap_servers: rc.bootstrap_servers,
@@ -468,12 +550,51 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             max_staleness,
             topics,
             groups,
+            lag,
         });
     }
 
     Ok(Config {
         file: path.to_path_buf(),
         clusters,
+    })
+}
+
+fn validate_lag(raw: &RawLag, interval: Duration) -> Result<LagConfig, (&'static str, String)> {
+    let status_window = raw.status_window.unwrap_or(Duration::from_secs(600));
+    if status_window < interval * 2 {
+        return Err((
+            "status_window",
+            format!(
+                "{} is shorter than two collection intervals ({}); the rules need several observations",
+                humantime::format_duration(status_window),
+                humantime::format_duration(interval * 2)
+            ),
+        ));
+    }
+    let status_min_observations = raw.status_min_observations.unwrap_or(3);
+    if !(2..=1000).contains(&status_min_observations) {
+        return Err(("status_min_observations", "must be between 2 and 1000".into()));
+    }
+    let max_record_reads = raw.max_record_reads.unwrap_or(5000);
+    if max_record_reads > 1_000_000 {
+        return Err(("max_record_reads", "must be at most 1000000".into()));
+    }
+    let group_offsets_concurrency = raw.group_offsets_concurrency.unwrap_or(16);
+    if !(1..=256).contains(&group_offsets_concurrency) {
+        return Err(("group_offsets_concurrency", "must be between 1 and 256".into()));
+    }
+    let history_samples = raw.history_samples.unwrap_or(720);
+    if !(2..=100_000).contains(&history_samples) {
+        return Err(("history_samples", "must be between 2 and 100000".into()));
+    }
+    Ok(LagConfig {
+        granularity: raw.granularity.unwrap_or(Granularity::Partition),
+        status_window,
+        status_min_observations,
+        max_record_reads,
+        group_offsets_concurrency,
+        history_samples,
     })
 }
 
@@ -648,6 +769,19 @@ mod tests {
     }
 
     #[test]
+    fn lag_settings_merge_per_key() {
+        let c = parse(
+            "global: {lag: {granularity: topic, max_record_reads: 10}}\n\
+             clusters:\n  - {name: a, bootstrap_servers: ['k:1'], lag: {max_record_reads: 99}}\n  - {name: b, bootstrap_servers: ['k:2']}\n",
+        )
+        .unwrap();
+        assert_eq!(c.clusters[0].lag.granularity, Granularity::Topic);
+        assert_eq!(c.clusters[0].lag.max_record_reads, 99);
+        assert_eq!(c.clusters[1].lag.max_record_reads, 10);
+        assert_eq!(c.clusters[1].lag.status_window, Duration::from_secs(600));
+    }
+
+    #[test]
     fn filters_are_anchored() {
         let f = NameFilter::new(&["order\\..*"], &[".*\\.internal\\..*"]).unwrap();
         assert!(f.matches("order.order.events"));
@@ -737,6 +871,10 @@ mod tests {
             ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], sasl: {mechanism: PLAIN, username: u}}", "clusters[0].sasl.password_env/password_file", "needs"),
             ("clusters:\n  - {name: a, bootstrap_servers: 'k:1'}", "clusters[0].bootstrap_servers", "invalid type"),
             ("clusters: {name: a}", "clusters", "invalid type"),
+            ("global: {lag: {granularity: broker}}\nclusters:\n  - {name: a, bootstrap_servers: ['k:1']}", "global.lag.granularity", "unknown variant `broker`"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], interval: 1m, lag: {status_window: 1m}}", "clusters[0].lag.status_window", "shorter than two collection intervals"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], lag: {group_offsets_concurrency: 0}}", "clusters[0].lag.group_offsets_concurrency", "between 1 and 256"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], lag: {colour: 1}}", "clusters[0].lag.colour", "unknown field"),
             ("global: {max_staleness: 0s}\nclusters:\n  - {name: a, bootstrap_servers: ['k:1']}", "global.max_staleness", "greater than 0"),
         ];
         let mut failures = Vec::new();
