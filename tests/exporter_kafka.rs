@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{openmetrics_check, promtool_check_metrics, Exporter, Metrics};
-use kafka_harness::{ClusterOptions, KafkaCluster};
+use kafka_harness::{ClusterOptions, ConsumerOptions, KafkaCluster, Record};
 
 fn config(bootstrap: &str, topic_allow: &str, interval: &str) -> String {
     format!(
@@ -24,6 +24,17 @@ fn reports_brokers_cluster_topics_and_partitions() {
     kafka.create_topic("t1.order.events", 3, 1, &[]).unwrap();
     kafka.create_topic("t1.payment.events", 2, 1, &[]).unwrap();
     kafka.create_topic("other.topic", 1, 1, &[]).unwrap();
+    // A group behind by 6 records on one partition, so every group family is exported.
+    let ts = kafka_harness::now_ms() - 60_000;
+    let records: Vec<Record> = (0..10)
+        .map(|i| Record::new(format!("r{i}")).with_timestamp(ts))
+        .collect();
+    kafka.produce("t1.order.events", 0, &records).unwrap();
+    kafka.commit_offsets("t1-app", &[("t1.order.events", 0, 4)]).unwrap();
+    let member = kafka
+        .consuming_group("t1-live", &["t1.payment.events"], ConsumerOptions::default())
+        .unwrap();
+    member.wait_for_assignment(Duration::from_secs(30)).unwrap();
 
     let exporter = Exporter::start(&config(&kafka.bootstrap_servers(), "t1\\..*", "1s"), &[]);
     let m = exporter.wait_for(Duration::from_secs(30), "cluster up with topics", |m| {
@@ -72,7 +83,15 @@ fn reports_brokers_cluster_topics_and_partitions() {
     );
 
     // Self-metrics are present for every stage and sane.
-    for stage in ["cluster", "topics"] {
+    for stage in [
+        "cluster",
+        "topics",
+        "topic_configs",
+        "offsets",
+        "groups",
+        "group_offsets",
+        "time_lag",
+    ] {
         let sl = [("cluster", "local"), ("stage", stage)];
         assert_eq!(m.value("kafka_slo_exporter_errors_total", &sl), Some(0.0), "{stage}");
         let d = m.value("kafka_slo_exporter_stage_duration_seconds", &sl).unwrap();
