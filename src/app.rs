@@ -84,7 +84,11 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     let mut slots: Vec<SnapshotSlot> = Vec::with_capacity(config.clusters.len());
     let mut pollers = Vec::with_capacity(config.clusters.len());
     for (cfg, source) in config.clusters.iter().zip(sources) {
-        let slot: SnapshotSlot = Arc::new(ArcSwap::from_pointee(ClusterSnapshot::empty(&cfg.name, &cfg.labels)));
+        let slot: SnapshotSlot = Arc::new(ArcSwap::from_pointee(ClusterSnapshot::empty(
+            &cfg.name,
+            &cfg.labels,
+            cfg.lag.granularity,
+        )));
         slots.push(Arc::clone(&slot));
         let poller = Poller::new(cfg.clone(), source, slot);
         pollers.push(tokio::spawn(poller.run(shutdown_rx.clone())));

@@ -9,26 +9,15 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use crate::config::ClusterConfig;
-use crate::kafka::KafkaSource;
-use crate::snapshot::{apply_cycle, ClusterSnapshot, CycleOutcome, Stage, StageOutcome};
+use crate::kafka::{
+    GroupDescription, GroupListing, GroupOffsets, KafkaSource, OffsetSpec, SourceError, TopicMetadata, TopicPartition,
+};
+use crate::snapshot::{ClusterSnapshot, IoOutcome, Memory, OffsetsRaw, Stage, StageOutcome};
 
 /// Where a cluster's current snapshot lives. Scrapes `load()` it; the poller `store()`s.
 pub type SnapshotSlot = Arc<ArcSwap<ClusterSnapshot>>;
 
-/// Runs all stages once against `source`. Blocking; call from a blocking thread.
-pub fn collect_cycle(source: &dyn KafkaSource, timeout: Duration) -> CycleOutcome {
-    let started = Instant::now();
-    let cluster = timed(|| source.describe_cluster(timeout));
-    let topics = timed(|| source.topic_metadata(timeout));
-    CycleOutcome {
-        finished_at: SystemTime::now(),
-        duration: started.elapsed(),
-        cluster,
-        topics,
-    }
-}
-
-fn timed<T>(f: impl FnOnce() -> Result<T, crate::kafka::SourceError>) -> StageOutcome<T> {
+fn timed<T>(f: impl FnOnce() -> Result<T, SourceError>) -> StageOutcome<T> {
     let t = Instant::now();
     let result = f();
     StageOutcome {
@@ -37,16 +26,155 @@ fn timed<T>(f: impl FnOnce() -> Result<T, crate::kafka::SourceError>) -> StageOu
     }
 }
 
+/// Runs every request stage once. Blocking; call from a blocking thread.
+///
+/// Three independent branches run concurrently, so that a cycle against a failing cluster
+/// takes about two request timeouts rather than the sum of all stages' timeouts:
+/// DescribeCluster; Metadata → (DescribeConfigs ‖ ListOffsets); ListConsumerGroups +
+/// DescribeConsumerGroups → ListConsumerGroupOffsets. A stage whose input is missing (no topic
+/// or group data at all) is skipped.
+pub fn collect_io(source: &dyn KafkaSource, cfg: &ClusterConfig, memory: &Memory) -> IoOutcome {
+    let timeout = cfg.timeout;
+    std::thread::scope(|scope| {
+        let cluster = scope.spawn(|| timed(|| source.describe_cluster(timeout)));
+        let groups_branch = scope.spawn(|| groups_branch(source, cfg, memory));
+        let topics = timed(|| source.topic_metadata(timeout));
+
+        // Later stages work on the freshest topic list available: this cycle's, else the last.
+        let selected: Option<Vec<SelectedTopic>> = match &topics.result {
+            Ok(t) => Some(select_topics(t.iter().filter(|t| cfg.topics.matches(&t.name)))),
+            Err(_) => memory.metadata.as_ref().map(|m| select_topics(m.value.iter())),
+        };
+        let (configs, offsets) = match &selected {
+            Some(sel) => {
+                let names: Vec<String> = sel.iter().map(|(n, _)| n.clone()).collect();
+                // A partition without a leader can hold a whole ListOffsets call until its
+                // timeout; its offsets stay unknown instead.
+                let tps: Vec<TopicPartition> = sel
+                    .iter()
+                    .flat_map(|(n, ps)| {
+                        ps.iter()
+                            .filter(|(_, led)| *led)
+                            .map(move |(p, _)| TopicPartition::new(n.clone(), *p))
+                    })
+                    .collect();
+                let configs = scope.spawn(move || timed(|| source.topic_configs(&names, timeout)));
+                let offsets = timed(|| {
+                    Ok(OffsetsRaw {
+                        earliest: source.list_offsets(&tps, OffsetSpec::Earliest, timeout)?,
+                        latest: source.list_offsets(&tps, OffsetSpec::Latest, timeout)?,
+                        last_stable: source.list_offsets(&tps, OffsetSpec::LatestCommitted, timeout)?,
+                    })
+                });
+                (Some(join(configs)), Some(offsets))
+            }
+            None => (None, None),
+        };
+        let (groups, group_offsets) = join(groups_branch);
+        IoOutcome {
+            at: SystemTime::now(),
+            cluster: join(cluster),
+            topics,
+            configs,
+            offsets,
+            groups,
+            group_offsets,
+        }
+    })
+}
+
+type GroupsBranch = (
+    StageOutcome<(Vec<GroupListing>, Vec<GroupDescription>)>,
+    Option<StageOutcome<Vec<GroupOffsets>>>,
+);
+
+fn groups_branch(source: &dyn KafkaSource, cfg: &ClusterConfig, memory: &Memory) -> GroupsBranch {
+    let timeout = cfg.timeout;
+    let groups = timed(|| {
+        let listings = source.list_groups(timeout)?;
+        let ids: Vec<String> = listings
+            .iter()
+            .filter(|l| cfg.groups.matches(&l.group))
+            .map(|l| l.group.clone())
+            .collect();
+        let descriptions = source.describe_groups(&ids, timeout)?;
+        Ok((listings, descriptions))
+    });
+    let group_ids: Option<Vec<String>> = match &groups.result {
+        Ok((listings, _)) => Some(
+            listings
+                .iter()
+                .filter(|l| cfg.groups.matches(&l.group))
+                .map(|l| l.group.clone())
+                .collect(),
+        ),
+        Err(_) => memory
+            .groups
+            .as_ref()
+            .map(|g| g.value.iter().map(|g| g.listing.group.clone()).collect()),
+    };
+    let group_offsets =
+        group_ids.map(|ids| timed(|| source.group_offsets(&ids, cfg.lag.group_offsets_concurrency, timeout)));
+    (groups, group_offsets)
+}
+
+/// A topic to request offsets and configs for: name and (partition, has a leader).
+type SelectedTopic = (String, Vec<(i32, bool)>);
+
+fn select_topics<'a>(topics: impl Iterator<Item = &'a TopicMetadata>) -> Vec<SelectedTopic> {
+    topics
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.partitions.iter().map(|p| (p.id, p.leader.is_some())).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Joins a stage thread, re-raising its panic: the poller treats a panicked cycle as failed and
+/// starts the next one with fresh memory.
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    match h.join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// One complete cycle: requests, record reads for time lag, and the new snapshot. Blocking.
+pub fn run_cycle(source: &dyn KafkaSource, cfg: &ClusterConfig, memory: &mut Memory) -> ClusterSnapshot {
+    let started = Instant::now();
+    let io = collect_io(source, cfg, memory);
+    let at = io.at;
+    let mut ok = memory.fold_io(io, cfg);
+
+    let wanted = memory.reads_needed(cfg.lag.max_record_reads);
+    let asked = wanted.len();
+    let reads = timed(|| {
+        if wanted.is_empty() {
+            Ok(Vec::new())
+        } else {
+            source.records_at(&wanted, cfg.timeout)
+        }
+    });
+    ok &= memory.fold_records(reads, asked, at);
+    memory.snapshot(cfg, at, started.elapsed(), ok)
+}
+
 /// The collection loop of one cluster.
 pub struct Poller {
-    cfg: ClusterConfig,
+    cfg: Arc<ClusterConfig>,
     source: Arc<dyn KafkaSource>,
     slot: SnapshotSlot,
 }
 
 impl Poller {
     pub fn new(cfg: ClusterConfig, source: Arc<dyn KafkaSource>, slot: SnapshotSlot) -> Self {
-        Self { cfg, source, slot }
+        Self {
+            cfg: Arc::new(cfg),
+            source,
+            slot,
+        }
     }
 
     /// Collects every `interval` until `shutdown` turns true. A cycle that overruns the interval
@@ -55,6 +183,7 @@ impl Poller {
         let mut ticker = tokio::time::interval(self.cfg.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let cluster = self.cfg.name.as_str();
+        let mut memory = Some(Box::<Memory>::default());
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -63,46 +192,256 @@ impl Poller {
             if *shutdown.borrow() {
                 break;
             }
+            let Some(mut mem) = memory.take() else { break };
             let source = Arc::clone(&self.source);
-            let timeout = self.cfg.timeout;
-            let job = tokio::task::spawn_blocking(move || collect_cycle(source.as_ref(), timeout));
-            let outcome = tokio::select! {
+            let cfg = Arc::clone(&self.cfg);
+            let job = tokio::task::spawn_blocking(move || {
+                let snap = run_cycle(source.as_ref(), &cfg, &mut mem);
+                (snap, mem)
+            });
+            let (snapshot, mem) = tokio::select! {
                 r = job => match r {
-                    Ok(o) => o,
+                    Ok(x) => x,
                     Err(e) => {
-                        tracing::error!(cluster, error = %e, "collection cycle panicked; keeping the previous snapshot");
+                        // The memory went with the panicked task; start afresh rather than stop.
+                        tracing::error!(cluster, error = %e, "collection cycle panicked; history reset");
+                        memory = Some(Box::default());
                         continue;
                     }
                 },
                 // Shutdown does not wait for an in-flight blocking request.
                 _ = shutdown.changed() => break,
             };
+            memory = Some(mem);
             let prev = self.slot.load_full();
-            self.log_outcome(&outcome, prev.up || prev.cycles_total == 0);
-            let next = apply_cycle(&prev, outcome, &self.cfg.topics, self.cfg.max_staleness);
-            self.slot.store(Arc::new(next));
+            self.log_outcome(&snapshot, prev.up || prev.cycles_total == 0);
+            self.slot.store(Arc::new(snapshot));
         }
         tracing::debug!(cluster, "poller stopped");
     }
 
     /// Logs failures when they start (warn) and recoveries (info); repeated failures go to
     /// debug so an outage does not flood the log — the metrics carry the ongoing state.
-    fn log_outcome(&self, o: &CycleOutcome, was_up: bool) {
+    fn log_outcome(&self, s: &ClusterSnapshot, was_up: bool) {
         let cluster = self.cfg.name.as_str();
-        let failures: Vec<String> = [
-            (Stage::Cluster, o.cluster.result.as_ref().err()),
-            (Stage::Topics, o.topics.result.as_ref().err()),
-        ]
-        .into_iter()
-        .filter_map(|(s, e)| e.map(|e| format!("{}: {e}", s.as_str())))
-        .collect();
-        let duration_ms = o.duration.as_millis() as u64;
+        let failures: Vec<String> = Stage::ALL
+            .iter()
+            .filter_map(|st| {
+                let e = s.stages.get(st)?.last_error.as_ref()?;
+                Some(format!("{}: {e}", st.as_str()))
+            })
+            .collect();
+        let duration_ms = s.last_cycle_duration.unwrap_or(Duration::ZERO).as_millis() as u64;
         let errors = failures.join("; ");
-        match (failures.is_empty(), was_up) {
+        match (s.up, was_up) {
             (true, true) => tracing::debug!(cluster, duration_ms, "collection cycle complete"),
             (true, false) => tracing::info!(cluster, duration_ms, "collection recovered"),
             (false, true) => tracing::warn!(cluster, duration_ms, errors, "collection cycle failed"),
             (false, false) => tracing::debug!(cluster, duration_ms, errors, "collection cycle failed again"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::kafka::{
+        Broker, ClusterDescription, GroupMember, GroupState, GroupType, PartitionMetadata, PartitionOffset, RecordAt,
+        TopicConfig,
+    };
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// A scripted cluster: one topic `t` with two partitions (p1 leaderless), one group `g`
+    /// with a member; can be switched to fail every call.
+    #[derive(Default)]
+    struct Fake {
+        down: AtomicBool,
+        offset_requests: std::sync::Mutex<Vec<usize>>,
+        reads: AtomicUsize,
+    }
+
+    fn down(op: &'static str) -> SourceError {
+        SourceError::new(op, "all brokers down")
+    }
+
+    impl KafkaSource for Fake {
+        fn describe_cluster(&self, _: Duration) -> Result<ClusterDescription, SourceError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(down("DescribeCluster"));
+            }
+            Ok(ClusterDescription {
+                cluster_id: Some("x".into()),
+                controller_id: Some(1),
+                brokers: vec![Broker {
+                    id: 1,
+                    host: "h".into(),
+                    port: 1,
+                    rack: Some("r1".into()),
+                }],
+            })
+        }
+        fn topic_metadata(&self, _: Duration) -> Result<Vec<TopicMetadata>, SourceError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(down("Metadata"));
+            }
+            Ok(vec![TopicMetadata {
+                name: "t".into(),
+                partitions: vec![
+                    PartitionMetadata {
+                        id: 0,
+                        leader: Some(1),
+                        replicas: vec![1],
+                        isr: vec![1],
+                    },
+                    PartitionMetadata {
+                        id: 1,
+                        leader: None,
+                        replicas: vec![2],
+                        isr: vec![],
+                    },
+                ],
+            }])
+        }
+        fn topic_configs(&self, topics: &[String], _: Duration) -> Result<Vec<TopicConfig>, SourceError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(down("DescribeConfigs"));
+            }
+            Ok(topics.iter().map(|t| (t.clone(), BTreeMap::new())).collect())
+        }
+        fn list_offsets(
+            &self,
+            partitions: &[TopicPartition],
+            spec: OffsetSpec,
+            _: Duration,
+        ) -> Result<Vec<PartitionOffset>, SourceError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(down("ListOffsets"));
+            }
+            self.offset_requests.lock().unwrap().push(partitions.len());
+            let o = if spec == OffsetSpec::Earliest { 0 } else { 10 };
+            Ok(partitions
+                .iter()
+                .map(|tp| PartitionOffset {
+                    tp: tp.clone(),
+                    offset: Ok(o),
+                })
+                .collect())
+        }
+        fn list_groups(&self, _: Duration) -> Result<Vec<GroupListing>, SourceError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(down("ListConsumerGroups"));
+            }
+            Ok(vec![GroupListing {
+                group: "g".into(),
+                state: GroupState::Stable,
+                group_type: GroupType::Consumer,
+                is_simple: false,
+            }])
+        }
+        fn describe_groups(&self, groups: &[String], _: Duration) -> Result<Vec<GroupDescription>, SourceError> {
+            Ok(groups
+                .iter()
+                .map(|g| GroupDescription {
+                    group: g.clone(),
+                    state: GroupState::Stable,
+                    group_type: GroupType::Consumer,
+                    assignor: "uniform".into(),
+                    coordinator: Some(1),
+                    members: vec![GroupMember {
+                        member_id: "m".into(),
+                        client_id: "c".into(),
+                        host: "h".into(),
+                        assignment: vec![TopicPartition::new("t", 0)],
+                    }],
+                    error: None,
+                })
+                .collect())
+        }
+        fn group_offsets(&self, groups: &[String], _: usize, _: Duration) -> Result<Vec<GroupOffsets>, SourceError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(down("ListConsumerGroupOffsets"));
+            }
+            Ok(groups
+                .iter()
+                .map(|g| GroupOffsets {
+                    group: g.clone(),
+                    offsets: Ok(vec![(TopicPartition::new("t", 0), 4)]),
+                })
+                .collect())
+        }
+        fn records_at(&self, requests: &[(TopicPartition, i64)], _: Duration) -> Result<Vec<RecordAt>, SourceError> {
+            self.reads.fetch_add(requests.len(), Ordering::SeqCst);
+            Ok(requests
+                .iter()
+                .map(|(tp, o)| RecordAt {
+                    tp: tp.clone(),
+                    requested: *o,
+                    offset: *o,
+                    timestamp_ms: 1_000,
+                })
+                .collect())
+        }
+    }
+
+    fn cfg() -> ClusterConfig {
+        Config::parse(
+            Path::new("t.yml"),
+            "clusters:\n  - {name: c, bootstrap_servers: ['k:1']}\n",
+        )
+        .unwrap()
+        .clusters
+        .remove(0)
+    }
+
+    #[test]
+    fn full_cycle_against_a_source() {
+        let fake = Fake::default();
+        let mut memory = Memory::default();
+        let s = run_cycle(&fake, &cfg(), &mut memory);
+        assert!(s.up && s.ready(), "{:?}", s.stages);
+        // Only the partition with a leader is asked for, once per offset spec.
+        assert_eq!(*fake.offset_requests.lock().unwrap(), vec![1, 1, 1]);
+        let g = &s.groups.as_ref().unwrap()[0];
+        assert_eq!(g.group_type, GroupType::Consumer);
+        let p = &g.topics[0].partitions[0];
+        assert_eq!(p.lag.unwrap().lag, 6);
+        assert_eq!(p.time_lag.unwrap().1, crate::lag::TimeLagMethod::Record);
+        assert_eq!(fake.reads.load(Ordering::SeqCst), 1);
+        // The leaderless partition is exported with unknown offsets.
+        let t = &s.topics.as_ref().unwrap()[0];
+        assert!(t.partitions[1].offline() && t.partitions[1].high_watermark.is_none());
+
+        // Second cycle: the read is cached.
+        let s2 = run_cycle(&fake, &cfg(), &mut memory);
+        assert_eq!(fake.reads.load(Ordering::SeqCst), 1);
+        assert_eq!(s2.record_reads_total, 1);
+    }
+
+    #[test]
+    fn cluster_down_keeps_serving_last_data_and_counts_errors() {
+        let fake = Fake::default();
+        let mut memory = Memory::default();
+        run_cycle(&fake, &cfg(), &mut memory);
+        fake.down.store(true, Ordering::SeqCst);
+        let s = run_cycle(&fake, &cfg(), &mut memory);
+        assert!(!s.up);
+        for stage in [
+            Stage::Cluster,
+            Stage::Topics,
+            Stage::TopicConfigs,
+            Stage::Offsets,
+            Stage::Groups,
+            Stage::GroupOffsets,
+        ] {
+            assert_eq!(s.stages[&stage].errors_total, 1, "{stage:?}");
+        }
+        assert!(
+            s.topics.is_some() && s.groups.is_some(),
+            "last data served within max_staleness"
+        );
+        assert_eq!(s.cycles_total, 2);
     }
 }

@@ -1,16 +1,22 @@
-//! The immutable per-cluster snapshot that scrapes read, and the pure function that folds one
-//! collection cycle into the next snapshot.
+//! The immutable per-cluster snapshot that scrapes read, the poller's memory across cycles, and
+//! the pure functions that fold one cycle's raw results into both.
 //!
-//! Each stage's data carries the time it was collected. When a stage fails, the last good data
+//! Each stage's data carries the time it was collected. When a stage fails, its last good data
 //! is kept (and its age exported) until it is older than `max_staleness`; then it is dropped so
-//! that stale values are never presented as current.
+//! that stale values are never presented as current. Derived histories (high watermarks, group
+//! status observations) only advance on fresh data.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::NameFilter;
-use crate::kafka::{Broker, ClusterDescription, SourceError, TopicMetadata};
+use crate::config::{ClusterConfig, Granularity};
+use crate::kafka::{
+    ClusterDescription, GroupDescription, GroupListing, GroupMember, GroupOffsets, GroupState, GroupType,
+    PartitionOffset, RecordAt, SourceError, TopicConfig, TopicMetadata, TopicPartition,
+};
+use crate::lag::{self, HwHistory, HwSample, OffsetLag, PartitionOffsets, TimeLagMethod};
+use crate::status::{self, PartitionHistory, Status, StatusRules};
 
 /// The collection stages of a cycle, in execution order. Every stage has its own duration,
 /// error counter and staleness.
@@ -18,17 +24,40 @@ use crate::kafka::{Broker, ClusterDescription, SourceError, TopicMetadata};
 pub enum Stage {
     /// DescribeCluster: cluster id, controller, brokers.
     Cluster,
-    /// Metadata request: topics and partitions.
+    /// Metadata: topics, partitions, leaders, replicas, ISR.
     Topics,
+    /// DescribeConfigs of the exported topics.
+    TopicConfigs,
+    /// ListOffsets: log start, high watermark, last stable offset.
+    Offsets,
+    /// ListConsumerGroups + DescribeConsumerGroups.
+    Groups,
+    /// ListConsumerGroupOffsets of every exported group.
+    GroupOffsets,
+    /// Reads of the records at committed offsets, for time lag.
+    TimeLag,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 2] = [Stage::Cluster, Stage::Topics];
+    pub const ALL: [Stage; 7] = [
+        Stage::Cluster,
+        Stage::Topics,
+        Stage::TopicConfigs,
+        Stage::Offsets,
+        Stage::Groups,
+        Stage::GroupOffsets,
+        Stage::TimeLag,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Cluster => "cluster",
             Stage::Topics => "topics",
+            Stage::TopicConfigs => "topic_configs",
+            Stage::Offsets => "offsets",
+            Stage::Groups => "groups",
+            Stage::GroupOffsets => "group_offsets",
+            Stage::TimeLag => "time_lag",
         }
     }
 }
@@ -49,11 +78,13 @@ impl<T> Clone for Timestamped<T> {
     }
 }
 
-/// A topic as exported.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicState {
-    pub name: String,
-    pub partitions: u32,
+impl<T> Timestamped<T> {
+    fn new(collected_at: SystemTime, value: T) -> Self {
+        Self {
+            collected_at,
+            value: Arc::new(value),
+        }
+    }
 }
 
 /// Per-stage bookkeeping that lives across cycles.
@@ -65,12 +96,160 @@ pub struct StageStats {
     pub last_error: Option<String>,
 }
 
+// ---------------------------------------------------------------------------------------------
+// What scrapes read
+// ---------------------------------------------------------------------------------------------
+
+/// A partition as exported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionView {
+    pub id: i32,
+    pub leader: Option<i32>,
+    /// First replica of the assignment, the leader Kafka prefers.
+    pub preferred_leader: Option<i32>,
+    pub replicas: u32,
+    pub isr: u32,
+    /// `None` while the topic's `min.insync.replicas` is unknown.
+    pub min_isr: Option<i32>,
+    pub log_start: Option<i64>,
+    pub high_watermark: Option<i64>,
+    pub last_stable: Option<i64>,
+}
+
+impl PartitionView {
+    pub fn offline(&self) -> bool {
+        self.leader.is_none()
+    }
+    pub fn under_replicated(&self) -> bool {
+        self.isr < self.replicas
+    }
+    pub fn under_min_isr(&self) -> Option<bool> {
+        self.min_isr.map(|m| i64::from(self.isr) < i64::from(m))
+    }
+    pub fn leader_is_preferred(&self) -> bool {
+        self.leader.is_some() && self.leader == self.preferred_leader
+    }
+    /// Offsets between the last stable offset and the high watermark: records of transactions
+    /// still open. Grows without bound for a stuck transaction.
+    pub fn open_transaction_gap(&self) -> Option<i64> {
+        Some((self.high_watermark? - self.last_stable?).max(0))
+    }
+}
+
+/// Topic settings the exporter uses, from DescribeConfigs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicSettings {
+    pub min_insync_replicas: Option<i32>,
+    /// `retention.ms`; -1 means unlimited.
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<i64>,
+    pub cleanup_policy: Option<String>,
+    pub compression_type: Option<String>,
+    pub unclean_leader_election: Option<bool>,
+}
+
+impl TopicSettings {
+    /// Picks the keys the exporter uses out of a full configuration.
+    pub fn from_config(cfg: &BTreeMap<String, String>) -> Self {
+        let get = |k: &str| cfg.get(k).map(|v| v.trim().to_string());
+        Self {
+            min_insync_replicas: get("min.insync.replicas").and_then(|v| v.parse().ok()),
+            retention_ms: get("retention.ms").and_then(|v| v.parse().ok()),
+            retention_bytes: get("retention.bytes").and_then(|v| v.parse().ok()),
+            cleanup_policy: get("cleanup.policy"),
+            compression_type: get("compression.type"),
+            unclean_leader_election: get("unclean.leader.election.enable").and_then(|v| v.parse().ok()),
+        }
+    }
+
+    /// Retention in ms when records are deleted by time; `None` for compact-only or unlimited.
+    pub fn time_retention_ms(&self) -> Option<i64> {
+        let deletes = self
+            .cleanup_policy
+            .as_deref()
+            .is_none_or(|p| p.split(',').any(|x| x.trim() == "delete"));
+        self.retention_ms.filter(|r| deletes && *r > 0)
+    }
+}
+
+/// A topic as exported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicView {
+    pub name: String,
+    pub partitions: Vec<PartitionView>,
+    /// `None` while the configuration is unknown.
+    pub settings: Option<TopicSettings>,
+}
+
+/// Lag of a group on one partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupPartitionView {
+    pub partition: i32,
+    pub committed: Option<i64>,
+    /// Assigned to a current member.
+    pub assigned: bool,
+    /// `None` when the partition's offsets are unknown.
+    pub lag: Option<OffsetLag>,
+    pub time_lag: Option<(f64, TimeLagMethod)>,
+}
+
+/// Lag of a group on one topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupTopicView {
+    pub topic: String,
+    pub partitions: Vec<GroupPartitionView>,
+    /// Time-based retention of the topic, for the retention usage ratio.
+    pub retention_ms: Option<i64>,
+}
+
+impl GroupTopicView {
+    pub fn lag_sum(&self) -> Option<i64> {
+        self.lags().map(|l| l.lag).reduce(|a, b| a.saturating_add(b))
+    }
+    pub fn lag_max(&self) -> Option<i64> {
+        self.lags().map(|l| l.lag).max()
+    }
+    pub fn lost_sum(&self) -> Option<i64> {
+        self.lags().map(|l| l.lost).reduce(|a, b| a.saturating_add(b))
+    }
+    pub fn time_lag_max(&self) -> Option<f64> {
+        self.partitions
+            .iter()
+            .filter_map(|p| p.time_lag.map(|t| t.0))
+            .reduce(f64::max)
+    }
+    pub fn uncommitted(&self) -> usize {
+        self.partitions.iter().filter(|p| p.committed.is_none()).count()
+    }
+    pub fn retention_usage(&self) -> Option<f64> {
+        lag::retention_usage(self.time_lag_max()?, self.retention_ms)
+    }
+    fn lags(&self) -> impl Iterator<Item = &OffsetLag> {
+        self.partitions.iter().filter_map(|p| p.lag.as_ref())
+    }
+}
+
+/// A consumer group as exported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupView {
+    pub name: String,
+    pub state: GroupState,
+    pub group_type: GroupType,
+    pub assignor: String,
+    pub coordinator: Option<i32>,
+    pub members: Vec<GroupMember>,
+    /// `None` while the committed offsets are unknown.
+    pub status: Option<Status>,
+    pub topics: Vec<GroupTopicView>,
+}
+
 /// Everything scrapes read about one cluster. Replaced as a whole after each cycle.
 #[derive(Debug, Clone)]
 pub struct ClusterSnapshot {
     pub name: String,
     /// Constant labels from the configuration.
     pub labels: Vec<(String, String)>,
+    pub granularity: Granularity,
     /// Whether the most recent cycle completed every stage.
     pub up: bool,
     pub cycles_total: u64,
@@ -78,23 +257,33 @@ pub struct ClusterSnapshot {
     /// End of the most recent cycle in which every stage succeeded.
     pub last_success: Option<SystemTime>,
     pub stages: BTreeMap<Stage, StageStats>,
-    pub cluster: Option<Timestamped<ClusterDescription>>,
-    pub topics: Option<Timestamped<Vec<TopicState>>>,
+    /// When the data each stage contributed was collected (absent: no data served).
+    pub data_at: BTreeMap<Stage, SystemTime>,
+    pub record_reads_total: u64,
+    pub record_cache_entries: usize,
+    pub cluster: Option<Arc<ClusterDescription>>,
+    pub topics: Option<Arc<Vec<TopicView>>>,
+    pub groups: Option<Arc<Vec<GroupView>>>,
 }
 
 impl ClusterSnapshot {
     /// The snapshot before the first cycle: no data, not up, zeroed counters for every stage.
-    pub fn empty(name: &str, labels: &[(String, String)]) -> Self {
+    pub fn empty(name: &str, labels: &[(String, String)], granularity: Granularity) -> Self {
         Self {
             name: name.to_string(),
             labels: labels.to_vec(),
+            granularity,
             up: false,
             cycles_total: 0,
             last_cycle_duration: None,
             last_success: None,
             stages: Stage::ALL.iter().map(|s| (*s, StageStats::default())).collect(),
+            data_at: BTreeMap::new(),
+            record_reads_total: 0,
+            record_cache_entries: 0,
             cluster: None,
             topics: None,
+            groups: None,
         }
     }
 
@@ -104,6 +293,10 @@ impl ClusterSnapshot {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Raw cycle results and the poller's memory
+// ---------------------------------------------------------------------------------------------
+
 /// What one stage returned, and how long it took.
 #[derive(Debug)]
 pub struct StageOutcome<T> {
@@ -111,83 +304,95 @@ pub struct StageOutcome<T> {
     pub result: Result<T, SourceError>,
 }
 
-/// Raw results of one collection cycle.
+/// The three offsets of every partition, as listed.
+#[derive(Debug, Default)]
+pub struct OffsetsRaw {
+    pub earliest: Vec<PartitionOffset>,
+    pub latest: Vec<PartitionOffset>,
+    pub last_stable: Vec<PartitionOffset>,
+}
+
+/// Raw results of the request stages of one cycle. `None` means the stage was skipped because
+/// a stage it depends on has no data.
 #[derive(Debug)]
-pub struct CycleOutcome {
-    pub finished_at: SystemTime,
-    pub duration: Duration,
+pub struct IoOutcome {
+    pub at: SystemTime,
     pub cluster: StageOutcome<ClusterDescription>,
     pub topics: StageOutcome<Vec<TopicMetadata>>,
+    pub configs: Option<StageOutcome<Vec<TopicConfig>>>,
+    pub offsets: Option<StageOutcome<OffsetsRaw>>,
+    pub groups: StageOutcome<(Vec<GroupListing>, Vec<GroupDescription>)>,
+    pub group_offsets: Option<StageOutcome<Vec<GroupOffsets>>>,
 }
 
-/// Folds a cycle into the previous snapshot. Pure: no I/O, no clock.
-pub fn apply_cycle(
-    prev: &ClusterSnapshot,
-    outcome: CycleOutcome,
-    topic_filter: &NameFilter,
-    max_staleness: Duration,
-) -> ClusterSnapshot {
-    let now = outcome.finished_at;
-    let mut next = prev.clone();
-    next.cycles_total += 1;
-    next.last_cycle_duration = Some(outcome.duration);
-
-    let mut all_ok = true;
-    next.cluster = fold_stage(
-        &mut next.stages,
-        Stage::Cluster,
-        outcome.cluster.duration,
-        outcome.cluster.result.map(normalise_description),
-        prev.cluster.as_ref(),
-        now,
-        max_staleness,
-        &mut all_ok,
-    );
-    next.topics = fold_stage(
-        &mut next.stages,
-        Stage::Topics,
-        outcome.topics.duration,
-        outcome.topics.result.map(|t| topic_states(t, topic_filter)),
-        prev.topics.as_ref(),
-        now,
-        max_staleness,
-        &mut all_ok,
-    );
-
-    next.up = all_ok;
-    if all_ok {
-        next.last_success = Some(now);
-    }
-    next
+/// Offsets of one partition; each may be unknown on its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offsets {
+    pub log_start: Option<i64>,
+    pub high_watermark: Option<i64>,
+    pub last_stable: Option<i64>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn fold_stage<T>(
-    stages: &mut BTreeMap<Stage, StageStats>,
+/// A listed group with its description (when DescribeConsumerGroups answered for it).
+#[derive(Debug, Clone)]
+pub struct GroupInfo {
+    pub listing: GroupListing,
+    pub description: Option<GroupDescription>,
+}
+
+/// Group id → committed offsets (or the error of that group's request).
+pub type CommittedOffsets = HashMap<String, Result<Vec<(TopicPartition, i64)>, String>>;
+
+/// What the poller of one cluster remembers between cycles.
+#[derive(Debug, Default)]
+pub struct Memory {
+    pub cluster: Option<Timestamped<ClusterDescription>>,
+    /// Metadata of the topics selected by the topic filter.
+    pub metadata: Option<Timestamped<Vec<TopicMetadata>>>,
+    pub configs: Option<Timestamped<HashMap<String, TopicSettings>>>,
+    pub offsets: Option<Timestamped<HashMap<TopicPartition, Offsets>>>,
+    /// Groups selected by the group filter.
+    pub groups: Option<Timestamped<Vec<GroupInfo>>>,
+    pub group_offsets: Option<Timestamped<CommittedOffsets>>,
+    pub hw_history: HashMap<TopicPartition, HwHistory>,
+    pub status_history: HashMap<(String, TopicPartition), PartitionHistory>,
+    /// (partition, requested offset) → timestamp of the first record at or after it.
+    pub record_ts: HashMap<(TopicPartition, i64), i64>,
+    pub record_reads_total: u64,
+    pub stages: BTreeMap<Stage, StageStats>,
+    pub cycles_total: u64,
+    pub last_success: Option<SystemTime>,
+}
+
+fn stage_done<T>(
+    stats: &mut BTreeMap<Stage, StageStats>,
     stage: Stage,
-    duration: Duration,
-    result: Result<T, SourceError>,
-    prev: Option<&Timestamped<T>>,
-    now: SystemTime,
-    max_staleness: Duration,
-    all_ok: &mut bool,
-) -> Option<Timestamped<T>> {
-    let stats = stages.entry(stage).or_default();
-    stats.last_duration = Some(duration);
-    match result {
-        Ok(value) => {
-            stats.last_success = Some(now);
-            stats.last_error = None;
-            Some(Timestamped {
-                collected_at: now,
-                value: Arc::new(value),
-            })
+    outcome: &StageOutcome<T>,
+    at: SystemTime,
+    ok: &mut bool,
+) {
+    let s = stats.entry(stage).or_default();
+    s.last_duration = Some(outcome.duration);
+    match &outcome.result {
+        Ok(_) => {
+            s.last_success = Some(at);
+            s.last_error = None;
         }
         Err(e) => {
-            *all_ok = false;
-            stats.errors_total += 1;
-            stats.last_error = Some(e.to_string());
-            prev.filter(|p| age(now, p.collected_at) <= max_staleness).cloned()
+            *ok = false;
+            s.errors_total += 1;
+            s.last_error = Some(e.to_string());
+        }
+    }
+}
+
+fn fresh<T>(slot: &mut Option<Timestamped<T>>, value: Option<T>, at: SystemTime, max_staleness: Duration) {
+    match value {
+        Some(v) => *slot = Some(Timestamped::new(at, v)),
+        None => {
+            if slot.as_ref().is_some_and(|d| age(at, d.collected_at) > max_staleness) {
+                *slot = None;
+            }
         }
     }
 }
@@ -197,216 +402,423 @@ pub fn age(now: SystemTime, then: SystemTime) -> Duration {
     now.duration_since(then).unwrap_or_default()
 }
 
+impl Memory {
+    /// Folds the request stages of a cycle into memory. Returns whether all of them succeeded
+    /// (a skipped stage counts as failed: its data is not current).
+    pub fn fold_io(&mut self, io: IoOutcome, cfg: &ClusterConfig) -> bool {
+        let at = io.at;
+        let max = cfg.max_staleness;
+        let mut ok = true;
+        let stats = &mut self.stages;
+
+        stage_done(stats, Stage::Cluster, &io.cluster, at, &mut ok);
+        fresh(
+            &mut self.cluster,
+            io.cluster.result.ok().map(normalise_description),
+            at,
+            max,
+        );
+
+        stage_done(stats, Stage::Topics, &io.topics, at, &mut ok);
+        let topics = io.topics.result.ok().map(|t| {
+            let mut v: Vec<TopicMetadata> = t.into_iter().filter(|t| cfg.topics.matches(&t.name)).collect();
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            v.dedup_by(|a, b| a.name == b.name);
+            v
+        });
+        fresh(&mut self.metadata, topics, at, max);
+
+        let configs = match io.configs {
+            Some(o) => {
+                stage_done(stats, Stage::TopicConfigs, &o, at, &mut ok);
+                o.result.ok().map(|v| {
+                    v.into_iter()
+                        .map(|(name, cfg)| (name, TopicSettings::from_config(&cfg)))
+                        .collect::<HashMap<_, _>>()
+                })
+            }
+            None => {
+                ok = false;
+                None
+            }
+        };
+        fresh(&mut self.configs, configs, at, max);
+
+        let offsets = match io.offsets {
+            Some(o) => {
+                stage_done(stats, Stage::Offsets, &o, at, &mut ok);
+                o.result.ok().map(merge_offsets)
+            }
+            None => {
+                ok = false;
+                None
+            }
+        };
+        if let Some(map) = &offsets {
+            for (tp, o) in map {
+                if let Some(hw) = o.high_watermark {
+                    self.hw_history
+                        .entry(tp.clone())
+                        .or_default()
+                        .push(HwSample { at, high_watermark: hw }, cfg.lag.history_samples);
+                }
+            }
+            self.hw_history.retain(|tp, _| map.contains_key(tp));
+        }
+        fresh(&mut self.offsets, offsets, at, max);
+
+        stage_done(stats, Stage::Groups, &io.groups, at, &mut ok);
+        let groups = io.groups.result.ok().map(|(listings, descriptions)| {
+            let mut by_id: HashMap<String, GroupDescription> =
+                descriptions.into_iter().map(|d| (d.group.clone(), d)).collect();
+            let mut v: Vec<GroupInfo> = listings
+                .into_iter()
+                .filter(|l| cfg.groups.matches(&l.group))
+                .map(|l| GroupInfo {
+                    description: by_id.remove(&l.group),
+                    listing: l,
+                })
+                .collect();
+            v.sort_by(|a, b| a.listing.group.cmp(&b.listing.group));
+            v.dedup_by(|a, b| a.listing.group == b.listing.group);
+            v
+        });
+        fresh(&mut self.groups, groups, at, max);
+
+        let committed = match io.group_offsets {
+            Some(o) => {
+                stage_done(stats, Stage::GroupOffsets, &o, at, &mut ok);
+                o.result.ok().map(|v| {
+                    v.into_iter()
+                        .map(|g| (g.group, g.offsets))
+                        .collect::<CommittedOffsets>()
+                })
+            }
+            None => {
+                ok = false;
+                None
+            }
+        };
+        fresh(&mut self.group_offsets, committed, at, max);
+        ok
+    }
+
+    /// The (partition, offset) pairs whose record timestamp is needed for time lag and not
+    /// cached, most lagging first, at most `limit`.
+    pub fn reads_needed(&self, limit: usize) -> Vec<(TopicPartition, i64)> {
+        let mut wanted: HashMap<(TopicPartition, i64), i64> = HashMap::new();
+        for (tp, position, hw) in self.lag_positions() {
+            if position < hw && !self.record_ts.contains_key(&(tp.clone(), position)) {
+                let e = wanted.entry((tp, position)).or_insert(0);
+                *e = (*e).max(hw - position);
+            }
+        }
+        let mut v: Vec<((TopicPartition, i64), i64)> = wanted.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.into_iter().take(limit).map(|(k, _)| k).collect()
+    }
+
+    /// Every (partition, position, high watermark) a group's lag is measured from.
+    fn lag_positions(&self) -> Vec<(TopicPartition, i64, i64)> {
+        let (Some(groups), Some(committed), Some(offsets)) = (&self.groups, &self.group_offsets, &self.offsets) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for g in groups.value.iter() {
+            for (tp, c) in group_partitions(g, committed.value.get(&g.listing.group)) {
+                if let Some(o) = offsets.value.get(&tp) {
+                    if let (Some(hw), Some(start)) = (o.high_watermark, o.log_start) {
+                        let l = lag::offset_lag(
+                            c,
+                            PartitionOffsets {
+                                log_start: start,
+                                high_watermark: hw,
+                            },
+                        );
+                        out.push((tp, l.position, hw));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Folds the record reads of a cycle into the timestamp cache.
+    pub fn fold_records(&mut self, outcome: StageOutcome<Vec<RecordAt>>, asked: usize, at: SystemTime) -> bool {
+        let mut ok = true;
+        stage_done(&mut self.stages, Stage::TimeLag, &outcome, at, &mut ok);
+        self.record_reads_total += asked as u64;
+        if let Ok(records) = outcome.result {
+            for r in records {
+                self.record_ts.insert((r.tp, r.requested), r.timestamp_ms);
+            }
+        }
+        ok
+    }
+
+    /// Builds the snapshot from memory, advances the group status histories when the lag
+    /// inputs are fresh, and evicts cache entries no group needs any more.
+    pub fn snapshot(
+        &mut self,
+        cfg: &ClusterConfig,
+        at: SystemTime,
+        duration: Duration,
+        all_ok: bool,
+    ) -> ClusterSnapshot {
+        self.cycles_total += 1;
+        if all_ok {
+            self.last_success = Some(at);
+        }
+        let topics = self.metadata.as_ref().map(|md| Arc::new(self.topic_views(&md.value)));
+        let groups_fresh = [
+            &self.group_offsets.as_ref().map(|d| d.collected_at),
+            &self.offsets.as_ref().map(|d| d.collected_at),
+        ]
+        .iter()
+        .all(|t| **t == Some(at));
+        let groups = self
+            .groups
+            .clone()
+            .map(|g| Arc::new(self.group_views(&g.value, cfg, at, groups_fresh)));
+
+        // Keep only cache entries for positions still being measured.
+        let live: HashSet<(TopicPartition, i64)> =
+            self.lag_positions().into_iter().map(|(tp, pos, _)| (tp, pos)).collect();
+        self.record_ts.retain(|k, _| live.contains(k));
+
+        let mut data_at = BTreeMap::new();
+        let mut mark = |stage: Stage, t: Option<SystemTime>| {
+            if let Some(t) = t {
+                data_at.insert(stage, t);
+            }
+        };
+        mark(Stage::Cluster, self.cluster.as_ref().map(|d| d.collected_at));
+        mark(Stage::Topics, self.metadata.as_ref().map(|d| d.collected_at));
+        mark(Stage::TopicConfigs, self.configs.as_ref().map(|d| d.collected_at));
+        mark(Stage::Offsets, self.offsets.as_ref().map(|d| d.collected_at));
+        mark(Stage::Groups, self.groups.as_ref().map(|d| d.collected_at));
+        mark(Stage::GroupOffsets, self.group_offsets.as_ref().map(|d| d.collected_at));
+        mark(
+            Stage::TimeLag,
+            self.stages.get(&Stage::TimeLag).and_then(|s| s.last_success),
+        );
+
+        ClusterSnapshot {
+            name: cfg.name.clone(),
+            labels: cfg.labels.clone(),
+            granularity: cfg.lag.granularity,
+            up: all_ok,
+            cycles_total: self.cycles_total,
+            last_cycle_duration: Some(duration),
+            last_success: self.last_success,
+            stages: Stage::ALL
+                .iter()
+                .map(|s| (*s, self.stages.get(s).cloned().unwrap_or_default()))
+                .collect(),
+            data_at,
+            record_reads_total: self.record_reads_total,
+            record_cache_entries: self.record_ts.len(),
+            cluster: self.cluster.as_ref().map(|d| Arc::clone(&d.value)),
+            topics,
+            groups,
+        }
+    }
+
+    fn topic_views(&self, metadata: &[TopicMetadata]) -> Vec<TopicView> {
+        let configs = self.configs.as_ref().map(|c| &c.value);
+        let offsets = self.offsets.as_ref().map(|o| &o.value);
+        metadata
+            .iter()
+            .map(|t| {
+                let settings = configs.and_then(|c| c.get(&t.name)).cloned();
+                let min_isr = settings.as_ref().and_then(|s| s.min_insync_replicas);
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let o = offsets
+                            .and_then(|m| m.get(&TopicPartition::new(t.name.clone(), p.id)))
+                            .copied()
+                            .unwrap_or_default();
+                        PartitionView {
+                            id: p.id,
+                            leader: p.leader,
+                            preferred_leader: p.replicas.first().copied(),
+                            replicas: p.replicas.len() as u32,
+                            // Kafka keeps the leader in the ISR; a leaderless partition's ISR is
+                            // reported as Kafka lists it.
+                            isr: p.isr.len() as u32,
+                            min_isr,
+                            log_start: o.log_start,
+                            high_watermark: o.high_watermark,
+                            last_stable: o.last_stable,
+                        }
+                    })
+                    .collect();
+                TopicView {
+                    name: t.name.clone(),
+                    partitions,
+                    settings,
+                }
+            })
+            .collect()
+    }
+
+    fn group_views(
+        &mut self,
+        groups: &[GroupInfo],
+        cfg: &ClusterConfig,
+        at: SystemTime,
+        fresh: bool,
+    ) -> Vec<GroupView> {
+        let rules = StatusRules {
+            window: cfg.lag.status_window,
+            min_observations: cfg.lag.status_min_observations,
+        };
+        let committed_all = self.group_offsets.clone();
+        let offsets = self.offsets.clone();
+        let configs = self.configs.clone();
+        let known_topics: HashSet<&str> = self
+            .metadata
+            .as_ref()
+            .map(|m| m.value.iter().map(|t| t.name.as_str()).collect())
+            .unwrap_or_default();
+        let mut seen_history: HashSet<(String, TopicPartition)> = HashSet::new();
+
+        let mut views = Vec::with_capacity(groups.len());
+        for g in groups {
+            let d = g.description.as_ref();
+            let members = d.map(|d| d.members.clone()).unwrap_or_default();
+            let committed = committed_all.as_ref().map(|c| c.value.get(&g.listing.group));
+            let has_offsets = matches!(committed, Some(Some(Ok(_))));
+            let parts = group_partitions(g, committed.flatten());
+
+            let mut by_topic: BTreeMap<String, Vec<GroupPartitionView>> = BTreeMap::new();
+            let mut statuses = Vec::new();
+            for (tp, c) in parts {
+                if !known_topics.contains(tp.topic.as_str()) {
+                    continue; // filtered out or deleted topic
+                }
+                let o = offsets
+                    .as_ref()
+                    .and_then(|m| m.value.get(&tp))
+                    .copied()
+                    .unwrap_or_default();
+                let lag = match (o.log_start, o.high_watermark) {
+                    (Some(s), Some(hw)) => Some(lag::offset_lag(
+                        c,
+                        PartitionOffsets {
+                            log_start: s,
+                            high_watermark: hw,
+                        },
+                    )),
+                    _ => None,
+                };
+                let time_lag = lag.and_then(|l| {
+                    let hw = o.high_watermark?;
+                    let ts = self.record_ts.get(&(tp.clone(), l.position)).copied();
+                    lag::time_lag(at, l.position, hw, ts, self.hw_history.get(&tp))
+                });
+                if let Some(l) = lag {
+                    let key = (g.listing.group.clone(), tp.clone());
+                    let h = self.status_history.entry(key.clone()).or_default();
+                    if fresh {
+                        h.observe(at, c, l.lag, rules.window);
+                    }
+                    statuses.push(status::evaluate(h, at, !members.is_empty(), rules));
+                    seen_history.insert(key);
+                }
+                by_topic.entry(tp.topic.clone()).or_default().push(GroupPartitionView {
+                    partition: tp.partition,
+                    committed: c,
+                    assigned: members.iter().any(|m| m.assignment.contains(&tp)),
+                    lag,
+                    time_lag,
+                });
+            }
+            let topics = by_topic
+                .into_iter()
+                .map(|(topic, mut partitions)| {
+                    partitions.sort_by_key(|p| p.partition);
+                    let retention_ms = configs
+                        .as_ref()
+                        .and_then(|c| c.value.get(&topic))
+                        .and_then(|s| s.time_retention_ms());
+                    GroupTopicView {
+                        topic,
+                        partitions,
+                        retention_ms,
+                    }
+                })
+                .collect();
+            views.push(GroupView {
+                name: g.listing.group.clone(),
+                state: d.map(|d| d.state).unwrap_or(g.listing.state),
+                group_type: match d.map(|d| d.group_type) {
+                    Some(t) if t != GroupType::Unknown => t,
+                    _ => g.listing.group_type,
+                },
+                assignor: d.map(|d| d.assignor.clone()).unwrap_or_default(),
+                coordinator: d.and_then(|d| d.coordinator),
+                members,
+                status: has_offsets.then(|| status::worst(statuses)),
+                topics,
+            });
+        }
+        // Histories of vanished groups or partitions are forgotten, so a recreated group starts
+        // clean. Only pruned on fresh data: a failed cycle must not erase history.
+        if fresh {
+            self.status_history.retain(|k, _| seen_history.contains(k));
+        }
+        views
+    }
+}
+
+/// The partitions a group's lag is measured on: every committed partition, plus assigned
+/// partitions without a commit (`None`).
+fn group_partitions(
+    g: &GroupInfo,
+    committed: Option<&Result<Vec<(TopicPartition, i64)>, String>>,
+) -> Vec<(TopicPartition, Option<i64>)> {
+    let mut map: BTreeMap<TopicPartition, Option<i64>> = BTreeMap::new();
+    if let Some(Ok(list)) = committed {
+        for (tp, o) in list {
+            if *o >= 0 {
+                map.insert(tp.clone(), Some(*o));
+            }
+        }
+    }
+    if let Some(d) = &g.description {
+        for m in &d.members {
+            for tp in &m.assignment {
+                map.entry(tp.clone()).or_insert(None);
+            }
+        }
+    }
+    map.into_iter().collect()
+}
+
 fn normalise_description(mut d: ClusterDescription) -> ClusterDescription {
-    d.brokers.sort_by_key(|b: &Broker| b.id);
+    d.brokers.sort_by_key(|b| b.id);
     d.brokers.dedup_by_key(|b| b.id);
     d
 }
 
-/// Applies the topic filter and reduces metadata to what is exported.
-pub fn topic_states(topics: Vec<TopicMetadata>, filter: &NameFilter) -> Vec<TopicState> {
-    let mut out: Vec<TopicState> = topics
-        .into_iter()
-        .filter(|t| filter.matches(&t.name))
-        .map(|t| TopicState {
-            partitions: u32::try_from(t.partitions.len()).unwrap_or(u32::MAX),
-            name: t.name,
-        })
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out.dedup_by(|a, b| a.name == b.name);
-    out
+/// Joins the three ListOffsets results per partition; partition-level errors leave that
+/// offset unknown.
+fn merge_offsets(raw: OffsetsRaw) -> HashMap<TopicPartition, Offsets> {
+    let mut map: HashMap<TopicPartition, Offsets> = HashMap::new();
+    for p in raw.earliest {
+        map.entry(p.tp).or_default().log_start = p.offset.ok().filter(|o| *o >= 0);
+    }
+    for p in raw.latest {
+        map.entry(p.tp).or_default().high_watermark = p.offset.ok().filter(|o| *o >= 0);
+    }
+    for p in raw.last_stable {
+        map.entry(p.tp).or_default().last_stable = p.offset.ok().filter(|o| *o >= 0);
+    }
+    map
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kafka::PartitionMetadata;
-
-    fn t0() -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
-    }
-
-    fn topic(name: &str, n: i32) -> TopicMetadata {
-        TopicMetadata {
-            name: name.into(),
-            partitions: (0..n)
-                .map(|id| PartitionMetadata {
-                    id,
-                    leader: Some(1),
-                    replicas: vec![1],
-                    isr: vec![1],
-                })
-                .collect(),
-        }
-    }
-
-    fn desc(brokers: &[i32]) -> ClusterDescription {
-        ClusterDescription {
-            cluster_id: Some("abc".into()),
-            controller_id: Some(brokers[0]),
-            brokers: brokers
-                .iter()
-                .map(|id| Broker {
-                    id: *id,
-                    host: "h".into(),
-                    port: 9092,
-                    rack: None,
-                })
-                .collect(),
-        }
-    }
-
-    fn ok_cycle(at: SystemTime, topics: Vec<TopicMetadata>) -> CycleOutcome {
-        CycleOutcome {
-            finished_at: at,
-            duration: Duration::from_millis(30),
-            cluster: StageOutcome {
-                duration: Duration::from_millis(10),
-                result: Ok(desc(&[2, 1])),
-            },
-            topics: StageOutcome {
-                duration: Duration::from_millis(20),
-                result: Ok(topics),
-            },
-        }
-    }
-
-    fn failed_cycle(at: SystemTime) -> CycleOutcome {
-        CycleOutcome {
-            finished_at: at,
-            duration: Duration::from_secs(10),
-            cluster: StageOutcome {
-                duration: Duration::from_secs(5),
-                result: Err(SourceError::new("DescribeCluster", "timed out")),
-            },
-            topics: StageOutcome {
-                duration: Duration::from_secs(5),
-                result: Err(SourceError::new("Metadata", "all brokers down")),
-            },
-        }
-    }
-
-    #[test]
-    fn empty_snapshot_is_not_ready_and_has_zero_counters() {
-        let s = ClusterSnapshot::empty("c", &[]);
-        assert!(!s.ready() && !s.up);
-        assert_eq!(s.stages.len(), Stage::ALL.len());
-        assert!(s.stages.values().all(|st| st.errors_total == 0));
-    }
-
-    #[test]
-    fn successful_cycle_sets_up_ready_and_data() {
-        let s0 = ClusterSnapshot::empty("c", &[]);
-        let s1 = apply_cycle(
-            &s0,
-            ok_cycle(t0(), vec![topic("b", 3), topic("a", 1)]),
-            &NameFilter::default(),
-            Duration::from_secs(60),
-        );
-        assert!(s1.up && s1.ready());
-        assert_eq!(s1.cycles_total, 1);
-        assert_eq!(s1.last_success, Some(t0()));
-        let topics = &s1.topics.as_ref().unwrap().value;
-        assert_eq!(
-            topics
-                .iter()
-                .map(|t| (t.name.as_str(), t.partitions))
-                .collect::<Vec<_>>(),
-            vec![("a", 1), ("b", 3)]
-        );
-        let brokers: Vec<i32> = s1
-            .cluster
-            .as_ref()
-            .unwrap()
-            .value
-            .brokers
-            .iter()
-            .map(|b| b.id)
-            .collect();
-        assert_eq!(brokers, vec![1, 2]);
-    }
-
-    #[test]
-    fn vanished_topic_disappears_with_next_cycle() {
-        let s0 = ClusterSnapshot::empty("c", &[]);
-        let s1 = apply_cycle(
-            &s0,
-            ok_cycle(t0(), vec![topic("a", 1), topic("gone", 2)]),
-            &NameFilter::default(),
-            Duration::from_secs(60),
-        );
-        let s2 = apply_cycle(
-            &s1,
-            ok_cycle(t0() + Duration::from_secs(5), vec![topic("a", 1)]),
-            &NameFilter::default(),
-            Duration::from_secs(60),
-        );
-        let names: Vec<&str> = s2
-            .topics
-            .as_ref()
-            .unwrap()
-            .value
-            .iter()
-            .map(|t| t.name.as_str())
-            .collect();
-        assert_eq!(names, vec!["a"]);
-    }
-
-    #[test]
-    fn failure_keeps_stale_data_until_max_staleness_then_drops_it() {
-        let max = Duration::from_secs(60);
-        let s0 = ClusterSnapshot::empty("c", &[]);
-        let s1 = apply_cycle(&s0, ok_cycle(t0(), vec![topic("a", 1)]), &NameFilter::default(), max);
-        let s2 = apply_cycle(
-            &s1,
-            failed_cycle(t0() + Duration::from_secs(30)),
-            &NameFilter::default(),
-            max,
-        );
-        assert!(!s2.up);
-        assert!(s2.ready(), "readiness is sticky once every stage succeeded");
-        assert_eq!(s2.topics.as_ref().unwrap().collected_at, t0());
-        assert_eq!(s2.stages[&Stage::Topics].errors_total, 1);
-        assert_eq!(s2.stages[&Stage::Cluster].errors_total, 1);
-        assert_eq!(s2.last_success, Some(t0()));
-        let s3 = apply_cycle(
-            &s2,
-            failed_cycle(t0() + Duration::from_secs(61)),
-            &NameFilter::default(),
-            max,
-        );
-        assert!(s3.topics.is_none() && s3.cluster.is_none());
-        assert_eq!(s3.stages[&Stage::Topics].errors_total, 2);
-        assert!(s3.stages[&Stage::Topics]
-            .last_error
-            .as_deref()
-            .unwrap()
-            .contains("all brokers down"));
-    }
-
-    #[test]
-    fn partial_failure_marks_down_but_keeps_fresh_stage() {
-        let s0 = ClusterSnapshot::empty("c", &[]);
-        let mut cyc = ok_cycle(t0(), vec![topic("a", 2)]);
-        cyc.cluster.result = Err(SourceError::new("DescribeCluster", "boom"));
-        let s1 = apply_cycle(&s0, cyc, &NameFilter::default(), Duration::from_secs(60));
-        assert!(!s1.up && !s1.ready());
-        assert!(s1.cluster.is_none());
-        assert_eq!(s1.topics.as_ref().unwrap().value.len(), 1);
-        assert_eq!(s1.last_success, None);
-    }
-
-    #[test]
-    fn topic_filter_applies() {
-        let f = NameFilter::new(&[], &["__.*"]).unwrap();
-        let t = topic_states(vec![topic("__consumer_offsets", 50), topic("x", 1)], &f);
-        assert_eq!(t.len(), 1);
-        assert_eq!(t[0].name, "x");
-    }
-
-    #[test]
-    fn clock_going_backwards_is_zero_age() {
-        assert_eq!(age(t0(), t0() + Duration::from_secs(5)), Duration::ZERO);
-    }
-}
+mod tests;

@@ -31,7 +31,6 @@ impl Area for ClusterArea {
         for c in clusters {
             let base = cluster_labels(c);
             if let Some(d) = &c.cluster {
-                let d = &d.value;
                 cluster_info.push((
                     base.clone(),
                     vec![("cluster_id", Cow::Borrowed(d.cluster_id.as_deref().unwrap_or("")))],
@@ -54,14 +53,13 @@ impl Area for ClusterArea {
                     is_controller.push((with(&base, [("broker_id", id)]), if ctl { 1.0 } else { 0.0 }));
                 }
             }
-            if let Some(t) = &c.topics {
-                let topics: &Vec<_> = &t.value;
+            if let Some(topics) = &c.topics {
                 topic_count.push((base.clone(), topics.len() as f64));
-                partition_count.push((base.clone(), topics.iter().map(|t| f64::from(t.partitions)).sum()));
+                partition_count.push((base.clone(), topics.iter().map(|t| t.partitions.len() as f64).sum()));
                 for t in topics.iter() {
                     topic_partitions.push((
                         with(&base, [("topic", Cow::Borrowed(t.name.as_str()))]),
-                        f64::from(t.partitions),
+                        t.partitions.len() as f64,
                     ));
                 }
             }

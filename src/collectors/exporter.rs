@@ -8,7 +8,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 
 use super::{cluster_labels, counters, gauges, infos, unix_seconds, with, Area, Labels};
-use crate::snapshot::{age, ClusterSnapshot, Stage};
+use crate::snapshot::{age, ClusterSnapshot};
 
 #[derive(Debug)]
 pub struct ExporterArea;
@@ -46,6 +46,8 @@ impl Area for ExporterArea {
         let mut stage_errors = Vec::new();
         let mut stage_success = Vec::new();
         let mut data_age = Vec::new();
+        let mut reads = Vec::new();
+        let mut cache = Vec::new();
 
         for c in clusters {
             let base = cluster_labels(c);
@@ -57,6 +59,8 @@ impl Area for ExporterArea {
             if let Some(t) = c.last_success {
                 last_success.push((base.clone(), unix_seconds(t)));
             }
+            reads.push((base.clone(), c.record_reads_total));
+            cache.push((base.clone(), c.record_cache_entries as f64));
             for (stage, st) in &c.stages {
                 let l = with(&base, [("stage", Cow::Borrowed(stage.as_str()))]);
                 stage_errors.push((l.clone(), st.errors_total));
@@ -66,12 +70,8 @@ impl Area for ExporterArea {
                 if let Some(t) = st.last_success {
                     stage_success.push((l.clone(), unix_seconds(t)));
                 }
-                let collected_at = match stage {
-                    Stage::Cluster => c.cluster.as_ref().map(|d| d.collected_at),
-                    Stage::Topics => c.topics.as_ref().map(|d| d.collected_at),
-                };
-                if let Some(t) = collected_at {
-                    data_age.push((l, age(now, t).as_secs_f64()));
+                if let Some(t) = c.data_at.get(stage) {
+                    data_age.push((l, age(now, *t).as_secs_f64()));
                 }
             }
         }
@@ -131,6 +131,20 @@ impl Area for ExporterArea {
             "Age of the stage's data being served; grows while collection fails, series vanish after max_staleness.",
             Some(Unit::Seconds),
             &data_age,
+        )?;
+        counters(
+            enc,
+            "kafka_slo_exporter_record_reads",
+            "Records read to timestamp committed offsets for time lag (cache misses).",
+            None,
+            &reads,
+        )?;
+        gauges(
+            enc,
+            "kafka_slo_exporter_record_cache_entries",
+            "Cached timestamps of records at committed offsets.",
+            None,
+            &cache,
         )
     }
 }

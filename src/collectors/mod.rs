@@ -6,6 +6,8 @@
 
 mod cluster;
 mod exporter;
+mod groups;
+mod partitions;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -37,7 +39,12 @@ pub trait Area: Send + Sync + std::fmt::Debug {
 
 /// The registration list: every area, in output order.
 pub fn all() -> Vec<Box<dyn Area>> {
-    vec![Box::new(exporter::ExporterArea), Box::new(cluster::ClusterArea)]
+    vec![
+        Box::new(exporter::ExporterArea),
+        Box::new(cluster::ClusterArea),
+        Box::new(partitions::PartitionsArea),
+        Box::new(groups::GroupsArea),
+    ]
 }
 
 /// The one `prometheus-client` collector of the exporter.

@@ -7,6 +7,7 @@
 mod client;
 mod ffi;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use client::RdKafkaSource;
@@ -45,6 +46,150 @@ pub struct TopicMetadata {
     pub partitions: Vec<PartitionMetadata>,
 }
 
+/// Which offset of a partition to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// Log start offset (the oldest retained record).
+    Earliest,
+    /// High watermark (read_uncommitted).
+    Latest,
+    /// Last stable offset (read_committed): below the first open transaction.
+    LatestCommitted,
+}
+
+/// A topic partition.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+/// The state of a consumer group as the coordinator reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GroupState {
+    Unknown,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+    Dead,
+    Empty,
+}
+
+impl GroupState {
+    pub const ALL: [GroupState; 6] = [
+        GroupState::Unknown,
+        GroupState::PreparingRebalance,
+        GroupState::CompletingRebalance,
+        GroupState::Stable,
+        GroupState::Dead,
+        GroupState::Empty,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupState::Unknown => "unknown",
+            GroupState::PreparingRebalance => "preparing_rebalance",
+            GroupState::CompletingRebalance => "completing_rebalance",
+            GroupState::Stable => "stable",
+            GroupState::Dead => "dead",
+            GroupState::Empty => "empty",
+        }
+    }
+}
+
+/// The rebalance protocol of a group: `classic` (JoinGroup/SyncGroup) or `consumer` (KIP-848).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GroupType {
+    Unknown,
+    Classic,
+    Consumer,
+}
+
+impl GroupType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupType::Unknown => "unknown",
+            GroupType::Classic => "classic",
+            GroupType::Consumer => "consumer",
+        }
+    }
+}
+
+/// One entry of ListConsumerGroups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group: String,
+    pub state: GroupState,
+    pub group_type: GroupType,
+    /// A "simple" group: offsets committed without group membership (protocol type empty).
+    pub is_simple: bool,
+}
+
+/// A member of a described group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub client_id: String,
+    pub host: String,
+    pub assignment: Vec<TopicPartition>,
+}
+
+/// One group from DescribeConsumerGroups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group: String,
+    pub state: GroupState,
+    pub group_type: GroupType,
+    /// Partition assignor, e.g. `range`, `cooperative-sticky`, `uniform`.
+    pub assignor: String,
+    pub coordinator: Option<i32>,
+    pub members: Vec<GroupMember>,
+    /// Group-level error (e.g. GROUP_ID_NOT_FOUND); members are empty then.
+    pub error: Option<String>,
+}
+
+/// Committed offsets of one group (ListConsumerGroupOffsets). Partitions without a committed
+/// offset are not listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOffsets {
+    pub group: String,
+    /// `Err` when the request for this group failed; other groups are unaffected.
+    pub offsets: Result<Vec<(TopicPartition, i64)>, String>,
+}
+
+/// An offset of one partition from ListOffsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionOffset {
+    pub tp: TopicPartition,
+    /// `Err` for a partition-level error (e.g. leader not available).
+    pub offset: Result<i64, String>,
+}
+
+/// The first record at or after a requested offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordAt {
+    pub tp: TopicPartition,
+    /// The offset asked for.
+    pub requested: i64,
+    /// The offset of the record found (≥ requested: control records and compaction leave gaps).
+    pub offset: i64,
+    /// Its timestamp in milliseconds since the epoch (CreateTime or LogAppendTime).
+    pub timestamp_ms: i64,
+}
+
+/// The effective configuration of one topic: its name and every config key with its value
+/// (defaults included, sensitive values left out).
+pub type TopicConfig = (String, BTreeMap<String, String>);
+
 /// Why a call to Kafka failed. The `stage`-level caller turns it into an error counter and a log
 /// line; the message never contains secrets.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -71,6 +216,38 @@ pub trait KafkaSource: Send + Sync + 'static {
     fn describe_cluster(&self, timeout: Duration) -> Result<ClusterDescription, SourceError>;
     /// Metadata of every topic, internal ones included.
     fn topic_metadata(&self, timeout: Duration) -> Result<Vec<TopicMetadata>, SourceError>;
+    /// Effective configuration (every key, defaults included) of each topic, in one
+    /// DescribeConfigs request. Topics that fail individually are left out.
+    fn topic_configs(&self, topics: &[String], timeout: Duration) -> Result<Vec<TopicConfig>, SourceError>;
+    /// ListOffsets for many partitions in one batched admin call (librdkafka groups the requests
+    /// per leader). One entry per distinct partition, sorted; partition-level errors (e.g. an
+    /// unknown partition) are `Err` entries, but when no partition at all has a known leader the
+    /// call fails ("No leaders found"). A partition whose leader is unknown can make the whole
+    /// call wait for `timeout`, so callers should pass only partitions that have one.
+    fn list_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        spec: OffsetSpec,
+        timeout: Duration,
+    ) -> Result<Vec<PartitionOffset>, SourceError>;
+    /// Every consumer group with its state and type, sorted by name.
+    fn list_groups(&self, timeout: Duration) -> Result<Vec<GroupListing>, SourceError>;
+    /// Members, assignments and state of the given groups (batched), sorted by name. Unknown
+    /// groups come back with state `Dead` (or a group-level error), not as a failed call.
+    fn describe_groups(&self, groups: &[String], timeout: Duration) -> Result<Vec<GroupDescription>, SourceError>;
+    /// Committed offsets of each group, one entry per input group in input order; at most
+    /// `concurrency` requests in flight. `timeout` bounds the whole call.
+    fn group_offsets(
+        &self,
+        groups: &[String],
+        concurrency: usize,
+        timeout: Duration,
+    ) -> Result<Vec<GroupOffsets>, SourceError>;
+    /// Reads the first record at or after each requested offset and returns its offset and
+    /// timestamp. Partitions where nothing could be read within `timeout` are left out, and so
+    /// are offsets at or beyond the end of the log. An offset below the log start yields the
+    /// oldest retained record. Sorted by partition and requested offset.
+    fn records_at(&self, requests: &[(TopicPartition, i64)], timeout: Duration) -> Result<Vec<RecordAt>, SourceError>;
 }
 
 /// Version string of the linked librdkafka.

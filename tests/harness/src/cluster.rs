@@ -58,8 +58,12 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How to build a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
-    /// Number of nodes; each is both broker and KRaft controller.
+    /// Number of nodes; every node is a broker.
     pub nodes: usize,
+    /// How many of the nodes (the first ones) are also KRaft controllers; `None` for all.
+    /// Fewer voters than nodes lets tests kill brokers without losing the controller quorum,
+    /// as in production clusters with dedicated controllers.
+    pub controllers: Option<usize>,
     /// Kafka version to download and run.
     pub version: String,
     /// Broker settings applied on top of (and overriding) the harness's.
@@ -80,6 +84,7 @@ impl Default for ClusterOptions {
             .unwrap_or_else(|| DEFAULT_KAFKA_VERSION.to_owned());
         ClusterOptions {
             nodes: 1,
+            controllers: None,
             version,
             broker_props: Vec::new(),
             jvm_args: DEFAULT_JVM_ARGS.iter().map(|s| s.to_string()).collect(),
@@ -97,6 +102,12 @@ impl ClusterOptions {
         }
     }
 
+    /// Makes only the first `n` nodes KRaft controllers (the rest are brokers only).
+    pub fn controllers(mut self, n: usize) -> ClusterOptions {
+        self.controllers = Some(n);
+        self
+    }
+
     /// Sets the Kafka version.
     pub fn version(mut self, version: impl Into<String>) -> ClusterOptions {
         self.version = version.into();
@@ -110,7 +121,7 @@ impl ClusterOptions {
     }
 }
 
-/// One combined broker/controller node.
+/// One broker node, also a KRaft controller when it is among the voters.
 struct Node {
     id: i32,
     broker_port: u16,
@@ -181,6 +192,8 @@ pub struct KafkaCluster {
     dir: PathBuf,
     cluster_id: String,
     nodes: Vec<Node>,
+    /// The first `voters` nodes are KRaft controllers as well as brokers.
+    voters: usize,
     jvm_args: Vec<String>,
     startup_timeout: Duration,
     janitor: Option<Janitor>,
@@ -231,6 +244,7 @@ impl KafkaCluster {
             dist,
             dir,
             cluster_id: ports::random_cluster_id(),
+            voters: opts.controllers.unwrap_or(opts.nodes).clamp(1, opts.nodes),
             nodes,
             jvm_args: opts.jvm_args.clone(),
             startup_timeout: opts.startup_timeout,
@@ -643,9 +657,11 @@ impl KafkaCluster {
 
     fn node_properties(&self, node: &Node) -> Vec<(String, String)> {
         let n = self.nodes.len();
+        let is_voter = (node.id as usize) <= self.voters;
         let voters = self
             .nodes
             .iter()
+            .take(self.voters)
             .map(|v| format!("{}@127.0.0.1:{}", v.id, v.controller_port))
             .collect::<Vec<_>>()
             .join(",");
@@ -657,15 +673,22 @@ impl KafkaCluster {
         // librdkafka 2.10+ requires v1 (client-generated member ids), so it
         // is left at its stock `classic`-only default there.
         [
-            ("process.roles", "broker,controller".to_owned()),
+            (
+                "process.roles",
+                if is_voter { "broker,controller" } else { "broker" }.to_owned(),
+            ),
             ("node.id", node.id.to_string()),
             ("controller.quorum.voters", voters),
             (
                 "listeners",
-                format!(
-                    "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-                    node.broker_port, node.controller_port
-                ),
+                if is_voter {
+                    format!(
+                        "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                        node.broker_port, node.controller_port
+                    )
+                } else {
+                    format!("PLAINTEXT://127.0.0.1:{}", node.broker_port)
+                },
             ),
             (
                 "advertised.listeners",

@@ -1,0 +1,202 @@
+//! Partition and replication health and partition offsets, per partition (granularity
+//! `partition`), per topic and per cluster.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use prometheus_client::encoding::DescriptorEncoder;
+
+use super::{cluster_labels, gauges, with, Area, Labels};
+use crate::config::Granularity;
+use crate::snapshot::{ClusterSnapshot, PartitionView, TopicView};
+
+#[derive(Debug)]
+pub struct PartitionsArea;
+
+type PartitionFn = fn(&PartitionView) -> Option<f64>;
+
+fn flag(b: bool) -> Option<f64> {
+    Some(if b { 1.0 } else { 0.0 })
+}
+
+fn offset(o: Option<i64>) -> Option<f64> {
+    o.map(|v| v as f64)
+}
+
+/// Per-partition gauges: name, help, value (absent when unknown).
+const PARTITION_GAUGES: &[(&str, &str, PartitionFn)] = &[
+    ("kafka_partition_leader", "Broker id of the partition leader; absent when the partition is offline.", |p| p.leader.map(f64::from)),
+    ("kafka_partition_replicas", "Number of replicas assigned to the partition.", |p| Some(f64::from(p.replicas))),
+    ("kafka_partition_in_sync_replicas", "Number of in-sync replicas of the partition.", |p| Some(f64::from(p.isr))),
+    ("kafka_partition_under_replicated", "1 if fewer replicas are in sync than assigned, else 0.", |p| flag(p.under_replicated())),
+    ("kafka_partition_under_min_isr", "1 if fewer replicas are in sync than the topic's min.insync.replicas (acks=all writes fail), else 0.", |p| p.under_min_isr().and_then(flag)),
+    ("kafka_partition_offline", "1 if the partition has no leader, else 0.", |p| flag(p.offline())),
+    ("kafka_partition_leader_is_preferred", "1 if the leader is the preferred (first assigned) replica, else 0.", |p| flag(p.leader_is_preferred())),
+    ("kafka_partition_log_start_offset", "Offset of the oldest retained record (ListOffsets earliest).", |p| offset(p.log_start)),
+    ("kafka_partition_high_watermark", "High watermark: offset of the next record to be written (ListOffsets latest).", |p| offset(p.high_watermark)),
+    ("kafka_partition_last_stable_offset", "Last stable offset (ListOffsets latest, read_committed): below the first open transaction.", |p| offset(p.last_stable)),
+    ("kafka_partition_open_transaction_offsets", "High watermark minus last stable offset: offsets held back by open transactions. Stays > 0 for a stuck transaction.", |p| offset(p.open_transaction_gap())),
+];
+
+type TopicFn = fn(&TopicView) -> Option<f64>;
+
+fn count(t: &TopicView, f: impl Fn(&PartitionView) -> bool) -> Option<f64> {
+    Some(t.partitions.iter().filter(|p| f(p)).count() as f64)
+}
+
+fn sum(t: &TopicView, f: impl Fn(&PartitionView) -> Option<i64>) -> Option<f64> {
+    let values: Option<Vec<i64>> = t.partitions.iter().map(f).collect();
+    values.map(|v| v.iter().map(|x| *x as f64).sum())
+}
+
+/// Per-topic gauges. Sums are absent unless every partition's value is known.
+const TOPIC_GAUGES: &[(&str, &str, TopicFn)] = &[
+    (
+        "kafka_topic_under_replicated_partitions",
+        "Partitions of the topic with fewer in-sync than assigned replicas.",
+        |t| count(t, |p| p.under_replicated()),
+    ),
+    (
+        "kafka_topic_under_min_isr_partitions",
+        "Partitions of the topic with fewer in-sync replicas than min.insync.replicas.",
+        |t| {
+            if t.partitions.iter().any(|p| p.under_min_isr().is_none()) {
+                None
+            } else {
+                count(t, |p| p.under_min_isr() == Some(true))
+            }
+        },
+    ),
+    (
+        "kafka_topic_offline_partitions",
+        "Partitions of the topic without a leader.",
+        |t| count(t, |p| p.offline()),
+    ),
+    (
+        "kafka_topic_non_preferred_leader_partitions",
+        "Partitions of the topic led by a replica other than the preferred one.",
+        |t| count(t, |p| !p.offline() && !p.leader_is_preferred()),
+    ),
+    (
+        "kafka_topic_min_insync_replicas",
+        "Effective min.insync.replicas of the topic.",
+        |t| t.settings.as_ref()?.min_insync_replicas.map(f64::from),
+    ),
+    (
+        "kafka_topic_retention_seconds",
+        "Effective retention.ms of the topic in seconds; -1 for unlimited.",
+        |t| {
+            t.settings
+                .as_ref()?
+                .retention_ms
+                .map(|r| if r < 0 { -1.0 } else { r as f64 / 1000.0 })
+        },
+    ),
+    (
+        "kafka_topic_high_watermarks",
+        "Sum of the high watermarks of the topic's partitions: its rate is the produce rate in records/s.",
+        |t| sum(t, |p| p.high_watermark),
+    ),
+    (
+        "kafka_topic_log_start_offsets",
+        "Sum of the log start offsets of the topic's partitions.",
+        |t| sum(t, |p| p.log_start),
+    ),
+    (
+        "kafka_topic_open_transaction_offsets",
+        "Sum over the topic's partitions of high watermark minus last stable offset.",
+        |t| sum(t, |p| p.open_transaction_gap()),
+    ),
+];
+
+/// Per-cluster totals over all exported partitions.
+const CLUSTER_GAUGES: &[(&str, &str, PartitionFn)] = &[
+    (
+        "kafka_cluster_under_replicated_partitions",
+        "Partitions with fewer in-sync than assigned replicas.",
+        |p| flag(p.under_replicated()),
+    ),
+    (
+        "kafka_cluster_under_min_isr_partitions",
+        "Partitions with fewer in-sync replicas than min.insync.replicas (unknown configs count as not under).",
+        |p| flag(p.under_min_isr() == Some(true)),
+    ),
+    (
+        "kafka_cluster_offline_partitions",
+        "Partitions without a leader.",
+        |p| flag(p.offline()),
+    ),
+    (
+        "kafka_cluster_non_preferred_leader_partitions",
+        "Partitions led by a replica other than the preferred one.",
+        |p| flag(!p.offline() && !p.leader_is_preferred()),
+    ),
+];
+
+/// A cluster's labels, snapshot and topics.
+type ClusterTopics<'a> = (Labels<'a>, &'a Arc<ClusterSnapshot>, &'a Arc<Vec<TopicView>>);
+
+impl Area for PartitionsArea {
+    fn encode(
+        &self,
+        clusters: &[Arc<ClusterSnapshot>],
+        _now: SystemTime,
+        enc: &mut DescriptorEncoder,
+    ) -> std::fmt::Result {
+        let snapshots: Vec<ClusterTopics> = clusters
+            .iter()
+            .filter_map(|c| c.topics.as_ref().map(|t| (cluster_labels(c), c, t)))
+            .collect();
+
+        for (name, help, f) in CLUSTER_GAUGES {
+            let samples: Vec<(Labels, f64)> = snapshots
+                .iter()
+                .map(|(base, _, topics)| {
+                    let v: f64 = topics.iter().flat_map(|t| t.partitions.iter()).filter_map(f).sum();
+                    (base.clone(), v)
+                })
+                .collect();
+            gauges(enc, name, help, None, &samples)?;
+        }
+
+        for (name, help, f) in TOPIC_GAUGES {
+            let mut samples: Vec<(Labels, f64)> = Vec::new();
+            for (base, _, topics) in &snapshots {
+                for t in topics.iter() {
+                    if let Some(v) = f(t) {
+                        samples.push((with(base, [("topic", Cow::Borrowed(t.name.as_str()))]), v));
+                    }
+                }
+            }
+            gauges(enc, name, help, None, &samples)?;
+        }
+
+        for (name, help, f) in PARTITION_GAUGES {
+            let mut samples: Vec<(Labels, f64)> = Vec::new();
+            for (base, c, topics) in &snapshots {
+                if c.granularity != Granularity::Partition {
+                    continue;
+                }
+                for t in topics.iter() {
+                    for p in &t.partitions {
+                        if let Some(v) = f(p) {
+                            samples.push((
+                                with(
+                                    base,
+                                    [
+                                        ("topic", Cow::Borrowed(t.name.as_str())),
+                                        ("partition", Cow::Owned(p.id.to_string())),
+                                    ],
+                                ),
+                                v,
+                            ));
+                        }
+                    }
+                }
+            }
+            gauges(enc, name, help, None, &samples)?;
+        }
+        Ok(())
+    }
+}
