@@ -8,6 +8,7 @@ APT_PACKAGES=(
   cmake pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev   # bundled librdkafka build
   openjdk-17-jre-headless maven                                  # Kafka brokers from Maven Central
   prometheus prometheus-alertmanager                             # promtool, real Prometheus/Alertmanager
+  chromium                                                       # headless browser test of the compliance page
   curl ca-certificates procps iproute2
 )
 

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::error::{AppError, ConfigError};
 use crate::http::{HttpOptions, HttpState};
 use crate::kafka::{KafkaSource, RdKafkaSource};
+use crate::policy::Policy;
 use crate::poller::{Poller, SnapshotSlot};
 use crate::snapshot::ClusterSnapshot;
 
@@ -24,15 +25,28 @@ pub const DEFAULT_PORT: u16 = 10077;
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub config_file: PathBuf,
+    /// Compliance policy; `None` for the built-in ADR-0007 policy.
+    pub policy_file: Option<PathBuf>,
     pub listen_address: String,
     pub http: HttpOptions,
     pub shutdown_timeout: Duration,
 }
 
-/// Loads the configuration and creates (but does not connect) a client per cluster, so that
-/// every property librdkafka rejects is reported as a configuration error.
-pub fn load(config_file: &std::path::Path) -> Result<(Config, Vec<Arc<dyn KafkaSource>>), ConfigError> {
+/// Everything loaded from files before the exporter starts.
+pub struct Loaded {
+    pub config: Config,
+    pub policy: Policy,
+    pub sources: Vec<Arc<dyn KafkaSource>>,
+}
+
+/// Loads the configuration and the policy, and creates (but does not connect) a client per
+/// cluster, so that every property librdkafka rejects is reported as a configuration error.
+pub fn load(config_file: &std::path::Path, policy_file: Option<&std::path::Path>) -> Result<Loaded, ConfigError> {
     let config = Config::load(config_file)?;
+    let policy = match policy_file {
+        Some(p) => Policy::load(p)?,
+        None => Policy::builtin(),
+    };
     let mut sources: Vec<Arc<dyn KafkaSource>> = Vec::with_capacity(config.clusters.len());
     for (i, c) in config.clusters.iter().enumerate() {
         let source = RdKafkaSource::new(c).map_err(|(property, reason)| {
@@ -51,7 +65,11 @@ pub fn load(config_file: &std::path::Path) -> Result<(Config, Vec<Arc<dyn KafkaS
         })?;
         sources.push(Arc::new(source));
     }
-    Ok((config, sources))
+    Ok(Loaded {
+        config,
+        policy,
+        sources,
+    })
 }
 
 /// Parses `host:port`, `:port` (all interfaces) or `[v6]:port`.
@@ -69,7 +87,12 @@ pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
 
 /// Runs the exporter until SIGINT or SIGTERM.
 pub async fn run(opts: RunOptions) -> Result<(), AppError> {
-    let (config, sources) = load(&opts.config_file)?;
+    let Loaded {
+        config,
+        policy,
+        sources,
+    } = load(&opts.config_file, opts.policy_file.as_deref())?;
+    let policy = Arc::new(policy);
     let addr = parse_listen_address(&opts.listen_address).map_err(|reason| AppError::Listen {
         address: opts.listen_address.clone(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
@@ -90,7 +113,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
             cfg.lag.granularity,
         )));
         slots.push(Arc::clone(&slot));
-        let poller = Poller::new(cfg.clone(), source, slot);
+        let poller = Poller::new(cfg.clone(), Arc::clone(&policy), source, slot);
         pollers.push(tokio::spawn(poller.run(shutdown_rx.clone())));
         tracing::info!(
             cluster = cfg.name.as_str(),
@@ -103,6 +126,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     let state = Arc::new(HttpState {
         registry: crate::collectors::registry(slots.clone()),
         slots,
+        policy_source: policy.source.clone(),
         options: opts.http.clone(),
     });
     tracing::info!(address = %bound, telemetry_path = opts.http.telemetry_path.as_str(), "listening");

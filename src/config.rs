@@ -76,6 +76,27 @@ struct RawGlobal {
     groups: Option<RawFilter>,
     #[serde(default)]
     lag: RawLag,
+    #[serde(default)]
+    compliance: RawCompliance,
+}
+
+/// ADR compliance settings (global).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompliance {
+    #[serde(default, deserialize_with = "duration::opt")]
+    replay_window_refresh: Option<Duration>,
+    #[serde(default)]
+    state_dir: Option<PathBuf>,
+}
+
+/// Validated compliance settings.
+#[derive(Debug, Clone)]
+pub struct ComplianceConfig {
+    /// How often the records at log start offsets are read again for the replay window.
+    pub replay_window_refresh: Duration,
+    /// Directory where each cluster's observed partition counts are kept across restarts.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Consumer lag settings; at cluster level each key overrides the global one.
@@ -228,6 +249,7 @@ pub struct ClusterConfig {
     pub topics: NameFilter,
     pub groups: NameFilter,
     pub lag: LagConfig,
+    pub compliance: ComplianceConfig,
 }
 
 /// Allow/deny regular expressions, each anchored to the whole name. A name is selected when it
@@ -416,6 +438,31 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
 
     validate_lag(&g.lag, global_interval).map_err(|(f, r)| err(format!("global.lag.{f}"), r))?;
 
+    let compliance = ComplianceConfig {
+        replay_window_refresh: g.compliance.replay_window_refresh.unwrap_or(Duration::from_secs(300)),
+        state_dir: g.compliance.state_dir.as_ref().map(|d| {
+            if d.is_absolute() {
+                d.clone()
+            } else {
+                path.parent().unwrap_or_else(|| Path::new(".")).join(d)
+            }
+        }),
+    };
+    if compliance.replay_window_refresh < Duration::from_secs(1) {
+        return Err(err(
+            "global.compliance.replay_window_refresh".into(),
+            "must be at least 1s".into(),
+        ));
+    }
+    if let Some(d) = &compliance.state_dir {
+        if !d.is_dir() {
+            return Err(err(
+                "global.compliance.state_dir".into(),
+                format!("{} is not an existing directory", d.display()),
+            ));
+        }
+    }
+
     if raw.clusters.is_empty() {
         return Err(err("clusters".into(), "at least one cluster is required".into()));
     }
@@ -551,6 +598,7 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             topics,
             groups,
             lag,
+            compliance: compliance.clone(),
         });
     }
 
@@ -875,6 +923,8 @@ mod tests {
             ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], interval: 1m, lag: {status_window: 1m}}", "clusters[0].lag.status_window", "shorter than two collection intervals"),
             ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], lag: {group_offsets_concurrency: 0}}", "clusters[0].lag.group_offsets_concurrency", "between 1 and 256"),
             ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], lag: {colour: 1}}", "clusters[0].lag.colour", "unknown field"),
+            ("global: {compliance: {state_dir: /nonexistent/dir}}\nclusters:\n  - {name: a, bootstrap_servers: ['k:1']}", "global.compliance.state_dir", "not an existing directory"),
+            ("global: {compliance: {replay_window_refresh: 10ms}}\nclusters:\n  - {name: a, bootstrap_servers: ['k:1']}", "global.compliance.replay_window_refresh", "at least 1s"),
             ("global: {max_staleness: 0s}\nclusters:\n  - {name: a, bootstrap_servers: ['k:1']}", "global.max_staleness", "greater than 0"),
         ];
         let mut failures = Vec::new();

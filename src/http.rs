@@ -10,16 +10,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, VARY};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::collectors::{Exposition, Format};
 use crate::poller::SnapshotSlot;
 
 /// Content type of OpenMetrics text 1.0.0.
@@ -37,8 +37,11 @@ pub struct HttpOptions {
 
 /// What request handlers share.
 pub struct HttpState {
-    pub registry: Registry,
+    /// The `/metrics` output, cached per collection cycle.
+    pub registry: Exposition,
     pub slots: Vec<SnapshotSlot>,
+    /// Where the compliance policy came from, for the report.
+    pub policy_source: String,
     pub options: HttpOptions,
 }
 
@@ -106,6 +109,7 @@ fn handle(state: &HttpState, req: Request<Incoming>, _peer: SocketAddr) -> Respo
         "/" => landing(state),
         "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
         "/-/ready" => ready(state),
+        "/api/v1/compliance" | "/compliance" => compliance(state, path, req.uri().query()),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -123,24 +127,75 @@ pub fn wants_openmetrics(accept: Option<&str>) -> bool {
 }
 
 fn metrics(state: &HttpState, req: &Request<Incoming>) -> Response<Body> {
-    let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
-    let mut out = String::with_capacity(64 * 1024);
-    let (result, content_type) = if wants_openmetrics(accept) {
-        (
-            prometheus_client::encoding::text::encode(&mut out, &state.registry),
-            OPENMETRICS_CONTENT_TYPE,
-        )
+    let header = |name| req.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let (format, content_type) = if wants_openmetrics(header(ACCEPT)) {
+        (Format::OpenMetrics, OPENMETRICS_CONTENT_TYPE)
     } else {
         (
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &state.registry),
+            Format::Prometheus,
             prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
         )
     };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "encoding metrics failed");
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n");
+    let gzip = accepts_gzip(header(ACCEPT_ENCODING));
+    // Scrapes of a cycle already encoded only copy bytes. Encoding a new cycle of a large
+    // cluster takes a while: the worker is handed over meanwhile so that other connections keep
+    // being served.
+    let rendered = match state.registry.cached(format, gzip) {
+        Some(r) => r,
+        None => tokio::task::block_in_place(|| state.registry.render(format, gzip)),
+    };
+    let body = match rendered {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "encoding metrics failed");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n");
+        }
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let headers = r.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    if gzip {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    let mut r = Response::new(Full::new(Bytes::from(out)));
+    r
+}
+
+/// True when the client accepts a gzip-encoded response (as Prometheus does).
+pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    accept_encoding.is_some_and(|a| {
+        a.split(',').any(|part| {
+            let mut fields = part.split(';').map(str::trim);
+            let coding = fields.next().unwrap_or("");
+            let q_zero = fields.any(|f| {
+                f.replace(' ', "")
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip")) && !q_zero
+        })
+    })
+}
+
+fn compliance(state: &HttpState, path: &str, query: Option<&str>) -> Response<Body> {
+    let filter = match crate::report::Filter::parse(query) {
+        Ok(f) => f,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
+    };
+    let clusters: Vec<_> = state.slots.iter().map(|s| s.load_full()).collect();
+    let (body, content_type) = if path == "/compliance" {
+        (
+            crate::report::html(&clusters, &state.policy_source, &filter),
+            "text/html; charset=utf-8",
+        )
+    } else {
+        (
+            crate::report::json(&clusters, &state.policy_source, &filter),
+            "application/json",
+        )
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
@@ -190,7 +245,7 @@ fn landing(state: &HttpState) -> Response<Body> {
     let body = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>kafka-slo-exporter</title></head><body>\n\
          <h1>kafka-slo-exporter</h1>\n<p>Version {version}</p>\n\
-         <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li><li><a href=\"/-/ready\">Readiness</a></li></ul>\n\
+         <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/compliance\">ADR compliance report</a></li><li><a href=\"/-/healthy\">Health</a></li><li><a href=\"/-/ready\">Readiness</a></li></ul>\n\
          <h2>Clusters</h2><ul>{clusters}</ul>\n</body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
     );
@@ -230,6 +285,15 @@ mod tests {
         assert!(!wants_openmetrics(Some(
             "application/openmetrics-text; q=0, text/plain"
         )));
+    }
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(!accepts_gzip(None));
+        assert!(accepts_gzip(Some("gzip")));
+        assert!(accepts_gzip(Some("deflate, GZIP;q=0.5")));
+        assert!(!accepts_gzip(Some("gzip;q=0, identity")));
+        assert!(!accepts_gzip(Some("br, identity")));
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //!   data loss, retention usage, and Burrow-style group status rules.
 //! - [`collectors`] encode snapshots into Prometheus families, one file per area, one
 //!   registration list. A scrape only reads snapshots.
+//! - [`policy`] holds the ADR compliance policy (classes by naming convention, requirements)
+//!   and the pure evaluation of a topic; [`report`] renders it for on-call as JSON and HTML.
 //! - [`http`] serves the telemetry path (OpenMetrics or Prometheus text), a landing page,
 //!   `/-/healthy` and `/-/ready`.
 //! - [`app`] wires it together and owns the shutdown order.
@@ -30,6 +32,8 @@ pub mod error;
 pub mod http;
 pub mod kafka;
 pub mod lag;
+pub mod policy;
 pub mod poller;
+pub mod report;
 pub mod snapshot;
 pub mod status;

@@ -32,7 +32,10 @@ struct Cli {
     /// Path to the YAML configuration file.
     #[arg(long = "config.file", value_name = "PATH", default_value = "kafka-slo-exporter.yml")]
     config_file: PathBuf,
-    /// Validate the configuration, print a summary and exit (0 = valid, 2 = invalid).
+    /// Compliance policy (YAML); default: the built-in ADR-0007 policy (policies/adr-0007.yml).
+    #[arg(long = "policy.file", value_name = "PATH")]
+    policy_file: Option<PathBuf>,
+    /// Validate the configuration and policy, print a summary and exit (0 = valid, 2 = invalid).
     #[arg(long = "config.check")]
     config_check: bool,
     /// Address to listen on: host:port, [v6]:port, or :port for all interfaces.
@@ -88,9 +91,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
 
     if cli.config_check {
-        return match app::load(&cli.config_file) {
-            Ok((config, _)) => {
-                print!("{}", config.summary());
+        return match app::load(&cli.config_file, cli.policy_file.as_deref()) {
+            Ok(loaded) => {
+                print!("{}", loaded.config.summary());
+                print!("{}", loaded.policy.summary());
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
     };
     let opts = RunOptions {
         config_file: cli.config_file,
+        policy_file: cli.policy_file,
         listen_address: cli.listen_address,
         http: HttpOptions {
             telemetry_path: cli.telemetry_path,

@@ -1,6 +1,8 @@
 //! One task per cluster: every interval it runs a collection cycle on a blocking thread, folds
 //! the result into a new snapshot and publishes it with an atomic pointer swap.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,7 +14,8 @@ use crate::config::ClusterConfig;
 use crate::kafka::{
     GroupDescription, GroupListing, GroupOffsets, KafkaSource, OffsetSpec, SourceError, TopicMetadata, TopicPartition,
 };
-use crate::snapshot::{ClusterSnapshot, IoOutcome, Memory, OffsetsRaw, Stage, StageOutcome};
+use crate::policy::Policy;
+use crate::snapshot::{ClusterSnapshot, IoOutcome, Memory, OffsetsRaw, PartitionCount, Stage, StageOutcome};
 
 /// Where a cluster's current snapshot lives. Scrapes `load()` it; the poller `store()`s.
 pub type SnapshotSlot = Arc<ArcSwap<ClusterSnapshot>>;
@@ -141,9 +144,18 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
     }
 }
 
-/// One complete cycle: requests, record reads for time lag, and the new snapshot. Blocking.
-pub fn run_cycle(source: &dyn KafkaSource, cfg: &ClusterConfig, memory: &mut Memory) -> ClusterSnapshot {
+/// One complete cycle: requests, record reads for time lag and the replay window, and the new
+/// snapshot. Blocking.
+pub fn run_cycle(
+    source: &dyn KafkaSource,
+    cfg: &ClusterConfig,
+    policy: &Policy,
+    memory: &mut Memory,
+) -> ClusterSnapshot {
     let started = Instant::now();
+    if !memory.state_loaded {
+        load_state(cfg, memory);
+    }
     let io = collect_io(source, cfg, memory);
     let at = io.at;
     let mut ok = memory.fold_io(io, cfg);
@@ -158,20 +170,93 @@ pub fn run_cycle(source: &dyn KafkaSource, cfg: &ClusterConfig, memory: &mut Mem
         }
     });
     ok &= memory.fold_records(reads, asked, at);
-    memory.snapshot(cfg, at, started.elapsed(), ok)
+
+    let replay_limit = cfg.lag.max_record_reads.saturating_sub(asked);
+    if let Some(wanted) = memory.replay_reads_needed(at, cfg.compliance.replay_window_refresh, replay_limit) {
+        let asked = wanted.len();
+        let reads = timed(|| {
+            if wanted.is_empty() {
+                Ok(Vec::new())
+            } else {
+                source.records_at(&wanted, cfg.timeout)
+            }
+        });
+        ok &= memory.fold_replay_reads(reads, asked, at);
+    }
+
+    let snapshot = memory.snapshot(cfg, policy, at, started.elapsed(), ok);
+    if memory.partition_counts_dirty {
+        save_state(cfg, memory);
+    }
+    snapshot
+}
+
+/// The file keeping a cluster's observed partition counts across restarts.
+fn state_path(cfg: &ClusterConfig) -> Option<PathBuf> {
+    let dir = cfg.compliance.state_dir.as_ref()?;
+    let safe: String = cfg
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Some(dir.join(format!("{safe}.partition-counts.json")))
+}
+
+fn load_state(cfg: &ClusterConfig, memory: &mut Memory) {
+    memory.state_loaded = true;
+    let Some(path) = state_path(cfg) else { return };
+    match std::fs::read(&path) {
+        Ok(bytes) => match serde_json::from_slice::<HashMap<String, PartitionCount>>(&bytes) {
+            Ok(counts) => memory.partition_counts = counts,
+            Err(e) => {
+                tracing::warn!(cluster = cfg.name.as_str(), path = %path.display(), error = %e, "ignoring unreadable state file")
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(cluster = cfg.name.as_str(), path = %path.display(), error = %e, "cannot read state file")
+        }
+    }
+}
+
+/// Writes the state atomically (temporary file + rename) so a crash never leaves half a file.
+fn save_state(cfg: &ClusterConfig, memory: &mut Memory) {
+    let Some(path) = state_path(cfg) else {
+        memory.partition_counts_dirty = false;
+        return;
+    };
+    let tmp = path.with_extension("json.tmp");
+    let result = serde_json::to_vec(&memory.partition_counts)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|_| std::fs::rename(&tmp, &path));
+    match result {
+        Ok(()) => memory.partition_counts_dirty = false,
+        Err(e) => {
+            tracing::warn!(cluster = cfg.name.as_str(), path = %path.display(), error = %e, "cannot write state file")
+        }
+    }
 }
 
 /// The collection loop of one cluster.
 pub struct Poller {
     cfg: Arc<ClusterConfig>,
+    policy: Arc<Policy>,
     source: Arc<dyn KafkaSource>,
     slot: SnapshotSlot,
 }
 
 impl Poller {
-    pub fn new(cfg: ClusterConfig, source: Arc<dyn KafkaSource>, slot: SnapshotSlot) -> Self {
+    pub fn new(cfg: ClusterConfig, policy: Arc<Policy>, source: Arc<dyn KafkaSource>, slot: SnapshotSlot) -> Self {
         Self {
             cfg: Arc::new(cfg),
+            policy,
             source,
             slot,
         }
@@ -195,8 +280,9 @@ impl Poller {
             let Some(mut mem) = memory.take() else { break };
             let source = Arc::clone(&self.source);
             let cfg = Arc::clone(&self.cfg);
+            let policy = Arc::clone(&self.policy);
             let job = tokio::task::spawn_blocking(move || {
-                let snap = run_cycle(source.as_ref(), &cfg, &mut mem);
+                let snap = run_cycle(source.as_ref(), &cfg, &policy, &mut mem);
                 (snap, mem)
             });
             let (snapshot, mem) = tokio::select! {
@@ -400,7 +486,7 @@ mod tests {
     fn full_cycle_against_a_source() {
         let fake = Fake::default();
         let mut memory = Memory::default();
-        let s = run_cycle(&fake, &cfg(), &mut memory);
+        let s = run_cycle(&fake, &cfg(), &Policy::builtin(), &mut memory);
         assert!(s.up && s.ready(), "{:?}", s.stages);
         // Only the partition with a leader is asked for, once per offset spec.
         assert_eq!(*fake.offset_requests.lock().unwrap(), vec![1, 1, 1]);
@@ -409,24 +495,27 @@ mod tests {
         let p = &g.topics[0].partitions[0];
         assert_eq!(p.lag.unwrap().lag, 6);
         assert_eq!(p.time_lag.unwrap().1, crate::lag::TimeLagMethod::Record);
-        assert_eq!(fake.reads.load(Ordering::SeqCst), 1);
+        // One read at the committed offset (time lag), one at the log start (replay window).
+        assert_eq!(fake.reads.load(Ordering::SeqCst), 2);
         // The leaderless partition is exported with unknown offsets.
         let t = &s.topics.as_ref().unwrap()[0];
         assert!(t.partitions[1].offline() && t.partitions[1].high_watermark.is_none());
 
-        // Second cycle: the read is cached.
-        let s2 = run_cycle(&fake, &cfg(), &mut memory);
-        assert_eq!(fake.reads.load(Ordering::SeqCst), 1);
-        assert_eq!(s2.record_reads_total, 1);
+        // Second cycle: both reads are cached.
+        let s2 = run_cycle(&fake, &cfg(), &Policy::builtin(), &mut memory);
+        assert_eq!(fake.reads.load(Ordering::SeqCst), 2);
+        assert_eq!((s2.record_reads_total, s2.replay_reads_total), (1, 1));
+        let c = &s2.compliance.as_ref().unwrap()[0];
+        assert_eq!(c.class, "unmatched", "a topic named `t` follows no convention");
     }
 
     #[test]
     fn cluster_down_keeps_serving_last_data_and_counts_errors() {
         let fake = Fake::default();
         let mut memory = Memory::default();
-        run_cycle(&fake, &cfg(), &mut memory);
+        run_cycle(&fake, &cfg(), &Policy::builtin(), &mut memory);
         fake.down.store(true, Ordering::SeqCst);
-        let s = run_cycle(&fake, &cfg(), &mut memory);
+        let s = run_cycle(&fake, &cfg(), &Policy::builtin(), &mut memory);
         assert!(!s.up);
         for stage in [
             Stage::Cluster,

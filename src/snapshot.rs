@@ -16,6 +16,7 @@ use crate::kafka::{
     PartitionOffset, RecordAt, SourceError, TopicConfig, TopicMetadata, TopicPartition,
 };
 use crate::lag::{self, HwHistory, HwSample, OffsetLag, PartitionOffsets, TimeLagMethod};
+use crate::policy::{Policy, TopicCompliance, TopicFacts};
 use crate::status::{self, PartitionHistory, Status, StatusRules};
 
 /// The collection stages of a cycle, in execution order. Every stage has its own duration,
@@ -36,10 +37,12 @@ pub enum Stage {
     GroupOffsets,
     /// Reads of the records at committed offsets, for time lag.
     TimeLag,
+    /// Reads of the records at log start offsets, for the replay window (slower cadence).
+    ReplayWindow,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 7] = [
+    pub const ALL: [Stage; 8] = [
         Stage::Cluster,
         Stage::Topics,
         Stage::TopicConfigs,
@@ -47,6 +50,7 @@ impl Stage {
         Stage::Groups,
         Stage::GroupOffsets,
         Stage::TimeLag,
+        Stage::ReplayWindow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +62,7 @@ impl Stage {
             Stage::Groups => "groups",
             Stage::GroupOffsets => "group_offsets",
             Stage::TimeLag => "time_lag",
+            Stage::ReplayWindow => "replay_window",
         }
     }
 }
@@ -114,6 +119,9 @@ pub struct PartitionView {
     pub log_start: Option<i64>,
     pub high_watermark: Option<i64>,
     pub last_stable: Option<i64>,
+    /// Age in seconds of the oldest retained record (the record at the log start offset), at
+    /// the time of the cycle. `None` for an empty partition or before it was read.
+    pub replay_window: Option<f64>,
 }
 
 impl PartitionView {
@@ -179,6 +187,17 @@ pub struct TopicView {
     pub partitions: Vec<PartitionView>,
     /// `None` while the configuration is unknown.
     pub settings: Option<TopicSettings>,
+    /// Partition count changes observed by this process.
+    pub partition_changes: u64,
+    /// When the partition count last changed, as far as observed (see `docs/policy.md`).
+    pub last_partition_change: Option<SystemTime>,
+}
+
+impl TopicView {
+    /// The topic's replay window: the smallest over its non-empty partitions that were read.
+    pub fn replay_window(&self) -> Option<f64> {
+        self.partitions.iter().filter_map(|p| p.replay_window).reduce(f64::min)
+    }
 }
 
 /// Lag of a group on one partition.
@@ -260,10 +279,15 @@ pub struct ClusterSnapshot {
     /// When the data each stage contributed was collected (absent: no data served).
     pub data_at: BTreeMap<Stage, SystemTime>,
     pub record_reads_total: u64,
+    pub replay_reads_total: u64,
     pub record_cache_entries: usize,
     pub cluster: Option<Arc<ClusterDescription>>,
     pub topics: Option<Arc<Vec<TopicView>>>,
     pub groups: Option<Arc<Vec<GroupView>>>,
+    /// Compliance of every exported topic with the policy, in topic order.
+    pub compliance: Option<Arc<Vec<TopicCompliance>>>,
+    /// When the cycle that built this snapshot ended.
+    pub built_at: Option<SystemTime>,
 }
 
 impl ClusterSnapshot {
@@ -280,10 +304,13 @@ impl ClusterSnapshot {
             stages: Stage::ALL.iter().map(|s| (*s, StageStats::default())).collect(),
             data_at: BTreeMap::new(),
             record_reads_total: 0,
+            replay_reads_total: 0,
             record_cache_entries: 0,
             cluster: None,
             topics: None,
             groups: None,
+            compliance: None,
+            built_at: None,
         }
     }
 
@@ -343,6 +370,24 @@ pub struct GroupInfo {
 /// Group id → committed offsets (or the error of that group's request).
 pub type CommittedOffsets = HashMap<String, Result<Vec<(TopicPartition, i64)>, String>>;
 
+/// The partition count of a topic as observed, and its changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionCount {
+    pub count: usize,
+    /// Changes seen by this process (not persisted: a counter restarts with the process).
+    #[serde(skip)]
+    pub changes: u64,
+    /// Unix seconds of the last observed change, persisted when a state directory is set.
+    pub last_change_unix: Option<u64>,
+}
+
+impl PartitionCount {
+    pub fn last_change(&self) -> Option<SystemTime> {
+        self.last_change_unix
+            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+    }
+}
+
 /// What the poller of one cluster remembers between cycles.
 #[derive(Debug, Default)]
 pub struct Memory {
@@ -359,6 +404,18 @@ pub struct Memory {
     /// (partition, requested offset) → timestamp of the first record at or after it.
     pub record_ts: HashMap<(TopicPartition, i64), i64>,
     pub record_reads_total: u64,
+    pub replay_reads_total: u64,
+    /// Partition → (log start offset read, timestamp of the record there). Kept until the next
+    /// refresh even when the log start moves on, so the window is at most one refresh old.
+    pub log_start_ts: HashMap<TopicPartition, (i64, i64)>,
+    /// When the replay-window reads last ran.
+    pub replay_last_run: Option<SystemTime>,
+    /// Observed partition count per topic.
+    pub partition_counts: HashMap<String, PartitionCount>,
+    /// `partition_counts` changed since it was last saved.
+    pub partition_counts_dirty: bool,
+    /// The state file (if any) has been read.
+    pub state_loaded: bool,
     pub stages: BTreeMap<Stage, StageStats>,
     pub cycles_total: u64,
     pub last_success: Option<SystemTime>,
@@ -397,6 +454,12 @@ fn fresh<T>(slot: &mut Option<Timestamped<T>>, value: Option<T>, at: SystemTime,
     }
 }
 
+/// Age in seconds at `now` of a record with timestamp `ts_ms`; 0 for future timestamps.
+fn record_age(now: SystemTime, ts_ms: i64) -> f64 {
+    let then = SystemTime::UNIX_EPOCH + Duration::from_millis(ts_ms.max(0) as u64);
+    age(now, then).as_secs_f64()
+}
+
 /// Seconds between `then` and `now`, zero if the clock went backwards.
 pub fn age(now: SystemTime, then: SystemTime) -> Duration {
     now.duration_since(then).unwrap_or_default()
@@ -409,9 +472,8 @@ impl Memory {
         let at = io.at;
         let max = cfg.max_staleness;
         let mut ok = true;
-        let stats = &mut self.stages;
 
-        stage_done(stats, Stage::Cluster, &io.cluster, at, &mut ok);
+        stage_done(&mut self.stages, Stage::Cluster, &io.cluster, at, &mut ok);
         fresh(
             &mut self.cluster,
             io.cluster.result.ok().map(normalise_description),
@@ -419,18 +481,21 @@ impl Memory {
             max,
         );
 
-        stage_done(stats, Stage::Topics, &io.topics, at, &mut ok);
+        stage_done(&mut self.stages, Stage::Topics, &io.topics, at, &mut ok);
         let topics = io.topics.result.ok().map(|t| {
             let mut v: Vec<TopicMetadata> = t.into_iter().filter(|t| cfg.topics.matches(&t.name)).collect();
             v.sort_by(|a, b| a.name.cmp(&b.name));
             v.dedup_by(|a, b| a.name == b.name);
             v
         });
+        if let Some(t) = &topics {
+            self.observe_partition_counts(t, at);
+        }
         fresh(&mut self.metadata, topics, at, max);
 
         let configs = match io.configs {
             Some(o) => {
-                stage_done(stats, Stage::TopicConfigs, &o, at, &mut ok);
+                stage_done(&mut self.stages, Stage::TopicConfigs, &o, at, &mut ok);
                 o.result.ok().map(|v| {
                     v.into_iter()
                         .map(|(name, cfg)| (name, TopicSettings::from_config(&cfg)))
@@ -446,7 +511,7 @@ impl Memory {
 
         let offsets = match io.offsets {
             Some(o) => {
-                stage_done(stats, Stage::Offsets, &o, at, &mut ok);
+                stage_done(&mut self.stages, Stage::Offsets, &o, at, &mut ok);
                 o.result.ok().map(merge_offsets)
             }
             None => {
@@ -467,7 +532,7 @@ impl Memory {
         }
         fresh(&mut self.offsets, offsets, at, max);
 
-        stage_done(stats, Stage::Groups, &io.groups, at, &mut ok);
+        stage_done(&mut self.stages, Stage::Groups, &io.groups, at, &mut ok);
         let groups = io.groups.result.ok().map(|(listings, descriptions)| {
             let mut by_id: HashMap<String, GroupDescription> =
                 descriptions.into_iter().map(|d| (d.group.clone(), d)).collect();
@@ -487,7 +552,7 @@ impl Memory {
 
         let committed = match io.group_offsets {
             Some(o) => {
-                stage_done(stats, Stage::GroupOffsets, &o, at, &mut ok);
+                stage_done(&mut self.stages, Stage::GroupOffsets, &o, at, &mut ok);
                 o.result.ok().map(|v| {
                     v.into_iter()
                         .map(|g| (g.group, g.offsets))
@@ -500,6 +565,93 @@ impl Memory {
             }
         };
         fresh(&mut self.group_offsets, committed, at, max);
+        ok
+    }
+
+    /// Compares partition counts with the last observation. A topic seen for the first time
+    /// (and not in the loaded state) is a baseline, not a change.
+    fn observe_partition_counts(&mut self, topics: &[TopicMetadata], at: SystemTime) {
+        let unix = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        for t in topics {
+            let n = t.partitions.len();
+            match self.partition_counts.get_mut(&t.name) {
+                Some(pc) if pc.count != n => {
+                    pc.count = n;
+                    pc.changes += 1;
+                    pc.last_change_unix = Some(unix);
+                    self.partition_counts_dirty = true;
+                }
+                Some(_) => {}
+                None => {
+                    self.partition_counts.insert(
+                        t.name.clone(),
+                        PartitionCount {
+                            count: n,
+                            changes: 0,
+                            last_change_unix: None,
+                        },
+                    );
+                    self.partition_counts_dirty = true;
+                }
+            }
+        }
+        let before = self.partition_counts.len();
+        let names: HashSet<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+        self.partition_counts.retain(|k, _| names.contains(k.as_str()));
+        self.partition_counts_dirty |= self.partition_counts.len() != before;
+    }
+
+    /// Log start offsets whose record has not been read yet, at most `limit`, if the refresh
+    /// interval has passed. Empty partitions (log start = high watermark) have nothing to read.
+    pub fn replay_reads_needed(
+        &self,
+        now: SystemTime,
+        refresh: Duration,
+        limit: usize,
+    ) -> Option<Vec<(TopicPartition, i64)>> {
+        if self.replay_last_run.is_some_and(|t| age(now, t) < refresh) {
+            return None;
+        }
+        let offsets = self.offsets.as_ref()?;
+        let mut v: Vec<(TopicPartition, i64)> = offsets
+            .value
+            .iter()
+            .filter_map(|(tp, o)| match (o.log_start, o.high_watermark) {
+                (Some(s), Some(hw)) if s < hw && self.log_start_ts.get(tp).map(|x| x.0) != Some(s) => {
+                    Some((tp.clone(), s))
+                }
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v.truncate(limit);
+        Some(v)
+    }
+
+    /// Folds the replay-window reads into the cache and evicts entries for log start offsets
+    /// that have moved on.
+    pub fn fold_replay_reads(&mut self, outcome: StageOutcome<Vec<RecordAt>>, asked: usize, at: SystemTime) -> bool {
+        let mut ok = true;
+        stage_done(&mut self.stages, Stage::ReplayWindow, &outcome, at, &mut ok);
+        self.replay_reads_total += asked as u64;
+        self.replay_last_run = Some(at);
+        if let Ok(records) = outcome.result {
+            for r in records {
+                self.log_start_ts.insert(r.tp, (r.requested, r.timestamp_ms));
+            }
+        }
+        if let Some(offsets) = &self.offsets {
+            // Partitions that vanished, or became empty, have no oldest record.
+            let current = &offsets.value;
+            self.log_start_ts.retain(|tp, _| {
+                current
+                    .get(tp)
+                    .is_some_and(|o| matches!((o.log_start, o.high_watermark), (Some(s), Some(hw)) if s < hw))
+            });
+        }
         ok
     }
 
@@ -561,6 +713,7 @@ impl Memory {
     pub fn snapshot(
         &mut self,
         cfg: &ClusterConfig,
+        policy: &Policy,
         at: SystemTime,
         duration: Duration,
         all_ok: bool,
@@ -569,7 +722,27 @@ impl Memory {
         if all_ok {
             self.last_success = Some(at);
         }
-        let topics = self.metadata.as_ref().map(|md| Arc::new(self.topic_views(&md.value)));
+        let topics = self
+            .metadata
+            .as_ref()
+            .map(|md| Arc::new(self.topic_views(&md.value, at)));
+        let compliance = topics.as_ref().map(|topics| {
+            Arc::new(
+                topics
+                    .iter()
+                    .map(|t| {
+                        let facts = TopicFacts {
+                            name: &t.name,
+                            partitions: &t.partitions,
+                            settings: t.settings.as_ref(),
+                            replay_window: t.replay_window(),
+                            last_partition_change: t.last_partition_change,
+                        };
+                        crate::policy::evaluate(policy, &facts, at)
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        });
         let groups_fresh = [
             &self.group_offsets.as_ref().map(|d| d.collected_at),
             &self.offsets.as_ref().map(|d| d.collected_at),
@@ -617,14 +790,17 @@ impl Memory {
                 .collect(),
             data_at,
             record_reads_total: self.record_reads_total,
+            replay_reads_total: self.replay_reads_total,
             record_cache_entries: self.record_ts.len(),
             cluster: self.cluster.as_ref().map(|d| Arc::clone(&d.value)),
             topics,
             groups,
+            compliance,
+            built_at: Some(at),
         }
     }
 
-    fn topic_views(&self, metadata: &[TopicMetadata]) -> Vec<TopicView> {
+    fn topic_views(&self, metadata: &[TopicMetadata], at: SystemTime) -> Vec<TopicView> {
         let configs = self.configs.as_ref().map(|c| &c.value);
         let offsets = self.offsets.as_ref().map(|o| &o.value);
         metadata
@@ -640,6 +816,8 @@ impl Memory {
                             .and_then(|m| m.get(&TopicPartition::new(t.name.clone(), p.id)))
                             .copied()
                             .unwrap_or_default();
+                        let tp = TopicPartition::new(t.name.clone(), p.id);
+                        let replay_window = self.log_start_ts.get(&tp).map(|(_, ts)| record_age(at, *ts));
                         PartitionView {
                             id: p.id,
                             leader: p.leader,
@@ -652,13 +830,17 @@ impl Memory {
                             log_start: o.log_start,
                             high_watermark: o.high_watermark,
                             last_stable: o.last_stable,
+                            replay_window,
                         }
                     })
                     .collect();
+                let pc = self.partition_counts.get(&t.name);
                 TopicView {
                     name: t.name.clone(),
                     partitions,
                     settings,
+                    partition_changes: pc.map(|p| p.changes).unwrap_or(0),
+                    last_partition_change: pc.and_then(|p| p.last_change()),
                 }
             })
             .collect()

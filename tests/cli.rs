@@ -160,3 +160,79 @@ fn shipped_example_config_is_valid() {
         "{stdout}"
     );
 }
+
+#[test]
+fn bad_policy_files_exit_2_naming_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(dir.path(), "c.yml", OK_CLUSTER);
+    let cases: &[(&str, &str, &str)] = &[
+        ("classes: [\n", "classes", "line"),
+        (
+            "classes:\n  - {name: a, match: {patterns: ['(oops']}}\n",
+            "classes[0].match.patterns[0]",
+            "regular expression",
+        ),
+        (
+            "classes:\n  - {name: a, match: {patterns: [x]}, require: {min_retention: 7 fortnights}}\n",
+            "classes[0].require.min_retention",
+            "invalid duration",
+        ),
+        (
+            "classes:\n  - {name: a, match: {patterns: [x]}, typo: 1}\n",
+            "classes[0].typo",
+            "unknown field",
+        ),
+    ];
+    for (i, (yaml, field, reason)) in cases.iter().enumerate() {
+        let policy = write_file(dir.path(), &format!("p{i}.yml"), yaml);
+        for extra in [&["--config.check"][..], &["--web.listen-address", "127.0.0.1:0"][..]] {
+            let mut args = vec![
+                "--config.file",
+                cfg.to_str().unwrap(),
+                "--policy.file",
+                policy.to_str().unwrap(),
+            ];
+            args.extend_from_slice(extra);
+            let (code, _, stderr) = run(&args);
+            assert_eq!(code, 2, "{yaml}: {stderr}");
+            assert!(stderr.contains(policy.to_str().unwrap()), "{stderr}");
+            assert!(
+                stderr.contains(&format!("field `{field}`")) && stderr.contains(reason),
+                "{yaml}: {stderr}"
+            );
+        }
+    }
+    let missing = dir.path().join("none.yml");
+    let (code, _, stderr) = run(&[
+        "--config.file",
+        cfg.to_str().unwrap(),
+        "--policy.file",
+        missing.to_str().unwrap(),
+        "--config.check",
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot read file"), "{stderr}");
+}
+
+#[test]
+fn config_check_reports_the_builtin_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(dir.path(), "c.yml", OK_CLUSTER);
+    let (code, stdout, _) = run(&["--config.file", cfg.to_str().unwrap(), "--config.check"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("policy built-in:policies/adr-0007.yml: OK, classes in precedence order: audit (min retention 30days), domain_event (min retention 7days), internal (min retention 7days), cdc (min retention 7days)"),
+        "{stdout}"
+    );
+    // The shipped policy file is the built-in one and validates as a file too.
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/adr-0007.yml");
+    let (code, stdout, stderr) = run(&[
+        "--config.file",
+        cfg.to_str().unwrap(),
+        "--policy.file",
+        shipped,
+        "--config.check",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("audit (min retention 30days)"));
+}

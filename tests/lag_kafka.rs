@@ -166,7 +166,12 @@ fn time_lag_from_record_timestamps_hours_in_the_past_with_idle_producer() {
     });
     let later = v(&m2, "kafka_consumergroup_lag_seconds", &p("0")).unwrap();
     assert!(later - got < 10.0, "grew by {} s", later - got);
-    let reads = v(&m2, "kafka_slo_exporter_record_reads_total", &[("cluster", "local")]).unwrap();
+    let reads = v(
+        &m2,
+        "kafka_slo_exporter_record_reads_total",
+        &[("cluster", "local"), ("purpose", "time_lag")],
+    )
+    .unwrap();
     assert_eq!(reads, 1.0, "the record at (p0, 5) is read once and cached");
 }
 
@@ -302,7 +307,7 @@ fn committed_offset_below_log_start_reports_lost_records() {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset("l6.order.events", 0, rdkafka::Offset::Offset(12))
         .unwrap();
-    let rt = futures_lite_block_on(admin.delete_records(&tpl, &AdminOptions::new()));
+    let rt = common::block_on(admin.delete_records(&tpl, &AdminOptions::new()));
     rt.expect("delete records");
 
     let e = exporter(kafka, "l6", "");
@@ -384,26 +389,4 @@ fn topic_granularity_drops_partition_series() {
         ),
         Some(0.0)
     );
-}
-
-/// Drives an rdkafka admin future to completion on this (non-async) test thread; the admin
-/// client's own thread does the work.
-fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
 }

@@ -14,6 +14,11 @@ use crate::snapshot::{age, ClusterSnapshot};
 pub struct ExporterArea;
 
 impl Area for ExporterArea {
+    /// Data ages grow with the scrape time.
+    fn scrape_time(&self) -> bool {
+        true
+    }
+
     fn encode(
         &self,
         clusters: &[Arc<ClusterSnapshot>],
@@ -59,7 +64,14 @@ impl Area for ExporterArea {
             if let Some(t) = c.last_success {
                 last_success.push((base.clone(), unix_seconds(t)));
             }
-            reads.push((base.clone(), c.record_reads_total));
+            reads.push((
+                with(&base, [("purpose", Cow::Borrowed("time_lag"))]),
+                c.record_reads_total,
+            ));
+            reads.push((
+                with(&base, [("purpose", Cow::Borrowed("replay_window"))]),
+                c.replay_reads_total,
+            ));
             cache.push((base.clone(), c.record_cache_entries as f64));
             for (stage, st) in &c.stages {
                 let l = with(&base, [("stage", Cow::Borrowed(stage.as_str()))]);
@@ -135,7 +147,7 @@ impl Area for ExporterArea {
         counters(
             enc,
             "kafka_slo_exporter_record_reads",
-            "Records read to timestamp committed offsets for time lag (cache misses).",
+            "Records read (cache misses) to timestamp committed offsets (purpose time_lag) or log start offsets (purpose replay_window).",
             None,
             &reads,
         )?;

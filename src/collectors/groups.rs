@@ -1,16 +1,15 @@
 //! Consumer groups: identity, members, status, and lag in offsets and seconds.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 
-use super::{cluster_labels, gauges, infos, with, Area, Labels};
+use super::{base_labels, gauge_family, info_family, Area, Base};
 use crate::config::Granularity;
 use crate::lag::TimeLagMethod;
-use crate::snapshot::{ClusterSnapshot, GroupPartitionView, GroupTopicView};
+use crate::snapshot::{ClusterSnapshot, GroupPartitionView, GroupTopicView, GroupView};
 use crate::status::Status;
 
 #[derive(Debug)]
@@ -36,6 +35,9 @@ const PARTITION_GAUGES: &[(&str, &str, Option<Unit>, PartitionFn)] = &[
     ("kafka_consumergroup_lag", "Time lag: age of the oldest record the group has not consumed; 0 when caught up.", Some(Unit::Seconds), |p| p.time_lag.map(|t| t.0)),
 ];
 
+/// A cluster's base labels, snapshot and groups.
+type ClusterGroups<'a> = (Base<'a>, &'a ClusterSnapshot, &'a [GroupView]);
+
 impl Area for GroupsArea {
     fn encode(
         &self,
@@ -43,112 +45,126 @@ impl Area for GroupsArea {
         _now: SystemTime,
         enc: &mut DescriptorEncoder,
     ) -> std::fmt::Result {
-        let mut info: Vec<(Labels, Labels)> = Vec::new();
-        let mut members: Vec<(Labels, f64)> = Vec::new();
-        let mut member_info: Vec<(Labels, Labels)> = Vec::new();
-        let mut status: Vec<(Labels, f64)> = Vec::new();
-        let mut methods: Vec<(Labels, f64)> = Vec::new();
-        let mut method_info: Vec<(Labels, Labels)> = Vec::new();
-        let mut topic_samples: Vec<Vec<(Labels, f64)>> = vec![Vec::new(); TOPIC_GAUGES.len()];
-        let mut partition_samples: Vec<Vec<(Labels, f64)>> = vec![Vec::new(); PARTITION_GAUGES.len()];
+        let snapshots: Vec<ClusterGroups> = clusters
+            .iter()
+            .filter_map(|c| c.groups.as_ref().map(|g| (base_labels(c), c.as_ref(), g.as_slice())))
+            .collect();
+        // Every group with its cluster's base labels.
+        let groups = || {
+            snapshots
+                .iter()
+                .flat_map(|(base, _, groups)| groups.iter().map(move |g| (base.as_slice(), g)))
+        };
+        // Every group/topic.
+        let topics = || groups().flat_map(|(base, g)| g.topics.iter().map(move |t| (base, g, t)));
+        // Every group/topic/partition of the clusters exported per partition.
+        let partitions = || {
+            snapshots
+                .iter()
+                .filter(|(_, c, _)| c.granularity == Granularity::Partition)
+                .flat_map(|(base, _, groups)| groups.iter().map(move |g| (base.as_slice(), g)))
+                .flat_map(|(base, g)| g.topics.iter().map(move |t| (base, g, t)))
+                .flat_map(|(base, g, t)| {
+                    t.partitions.iter().map(move |p| {
+                        let labels = (
+                            base,
+                            (
+                                [("group", g.name.as_str()), ("topic", t.topic.as_str())],
+                                [("partition", p.partition)],
+                            ),
+                        );
+                        (labels, p)
+                    })
+                })
+        };
 
-        for c in clusters {
-            let Some(groups) = &c.groups else { continue };
-            let base = cluster_labels(c);
-            let per_partition = c.granularity == Granularity::Partition;
-            for g in groups.iter() {
-                let gl = with(&base, [("group", Cow::Borrowed(g.name.as_str()))]);
-                info.push((
-                    gl.clone(),
-                    vec![
-                        ("type", Cow::Borrowed(g.group_type.as_str())),
-                        ("state", Cow::Borrowed(g.state.as_str())),
-                        ("assignor", Cow::Borrowed(g.assignor.as_str())),
-                        (
-                            "coordinator_id",
-                            Cow::Owned(g.coordinator.map(|c| c.to_string()).unwrap_or_default()),
-                        ),
-                    ],
-                ));
-                members.push((gl.clone(), g.members.len() as f64));
-                for m in &g.members {
-                    member_info.push((
-                        with(&gl, [("member_id", Cow::Borrowed(m.member_id.as_str()))]),
-                        vec![
-                            ("client_id", Cow::Borrowed(m.client_id.as_str())),
-                            ("host", Cow::Borrowed(m.host.as_str())),
-                            ("assigned_partitions", Cow::Owned(m.assignment.len().to_string())),
-                        ],
-                    ));
-                }
-                if let Some(s) = g.status {
-                    for candidate in Status::ALL {
-                        status.push((
-                            with(&gl, [("status", Cow::Borrowed(candidate.as_str()))]),
-                            if candidate == s { 1.0 } else { 0.0 },
-                        ));
-                    }
-                }
-                for t in &g.topics {
-                    let tl = with(&gl, [("topic", Cow::Borrowed(t.topic.as_str()))]);
-                    for (i, (_, _, _, f)) in TOPIC_GAUGES.iter().enumerate() {
-                        if let Some(v) = f(t) {
-                            topic_samples[i].push((tl.clone(), v));
-                        }
-                    }
-                    for m in TimeLagMethod::ALL {
-                        let n = t
-                            .partitions
-                            .iter()
-                            .filter(|p| p.time_lag.map(|x| x.1) == Some(m))
-                            .count();
-                        methods.push((with(&tl, [("method", Cow::Borrowed(m.as_str()))]), n as f64));
-                    }
-                    if !per_partition {
-                        continue;
-                    }
-                    for p in &t.partitions {
-                        let pl = with(&tl, [("partition", Cow::Owned(p.partition.to_string()))]);
-                        for (i, (_, _, _, f)) in PARTITION_GAUGES.iter().enumerate() {
-                            if let Some(v) = f(p) {
-                                partition_samples[i].push((pl.clone(), v));
-                            }
-                        }
-                        if let Some((_, m)) = p.time_lag {
-                            method_info.push((pl, vec![("method", Cow::Borrowed(m.as_str()))]));
-                        }
-                    }
-                }
-            }
-        }
-
-        infos(
+        info_family(
             enc,
             "kafka_consumergroup",
             "Consumer group with its protocol type (classic or consumer), state, assignor and coordinator (value 1).",
-            &info,
+            groups().map(|(base, g)| {
+                let info = (
+                    [
+                        ("type", g.group_type.as_str()),
+                        ("state", g.state.as_str()),
+                        ("assignor", g.assignor.as_str()),
+                    ],
+                    [("coordinator_id", g.coordinator)],
+                );
+                ((base, [("group", g.name.as_str())]), info)
+            }),
         )?;
-        gauges(
+        gauge_family(
             enc,
             "kafka_consumergroup_members",
             "Number of members of the group.",
             None,
-            &members,
+            groups().map(|(base, g)| ((base, [("group", g.name.as_str())]), g.members.len() as f64)),
         )?;
-        infos(
+        info_family(
             enc,
             "kafka_consumergroup_member",
             "Member of a group with its client id, host and number of assigned partitions (value 1).",
-            &member_info,
+            groups().flat_map(|(base, g)| {
+                g.members.iter().map(move |m| {
+                    let labels = (base, [("group", g.name.as_str()), ("member_id", m.member_id.as_str())]);
+                    let info = (
+                        [("client_id", m.client_id.as_str()), ("host", m.host.as_str())],
+                        [("assigned_partitions", m.assignment.len())],
+                    );
+                    (labels, info)
+                })
+            }),
         )?;
-        gauges(enc, "kafka_consumergroup_status", "Group status: 1 for the current status (ok, warn, stall, stop, rewind), 0 for the others. See docs/metrics.md for the rules.", None, &status)?;
-        for (i, (name, help, unit, _)) in TOPIC_GAUGES.iter().enumerate() {
-            gauges(enc, name, help, unit.clone(), &topic_samples[i])?;
+        gauge_family(
+            enc,
+            "kafka_consumergroup_status",
+            "Group status: 1 for the current status (ok, warn, stall, stop, rewind), 0 for the others. See docs/metrics.md for the rules.",
+            None,
+            groups().flat_map(|(base, g)| {
+                g.status.into_iter().flat_map(move |s| {
+                    Status::ALL.into_iter().map(move |candidate| {
+                        let labels = (base, [("group", g.name.as_str()), ("status", candidate.as_str())]);
+                        (labels, if candidate == s { 1.0 } else { 0.0 })
+                    })
+                })
+            }),
+        )?;
+        for (name, help, unit, f) in TOPIC_GAUGES {
+            let samples = topics().filter_map(|(base, g, t)| {
+                f(t).map(|v| ((base, [("group", g.name.as_str()), ("topic", t.topic.as_str())]), v))
+            });
+            gauge_family(enc, name, help, unit.as_ref(), samples)?;
         }
-        gauges(enc, "kafka_consumergroup_topic_lag_seconds_partitions", "Partitions of the topic whose time lag was obtained by each method (caught_up, record, interpolated, lower_bound).", None, &methods)?;
-        for (i, (name, help, unit, _)) in PARTITION_GAUGES.iter().enumerate() {
-            gauges(enc, name, help, unit.clone(), &partition_samples[i])?;
+        gauge_family(
+            enc,
+            "kafka_consumergroup_topic_lag_seconds_partitions",
+            "Partitions of the topic whose time lag was obtained by each method (caught_up, record, interpolated, lower_bound).",
+            None,
+            topics().flat_map(|(base, g, t)| {
+                TimeLagMethod::ALL.into_iter().map(move |m| {
+                    let n = t.partitions.iter().filter(|p| p.time_lag.map(|x| x.1) == Some(m)).count();
+                    let labels = (
+                        base,
+                        [
+                            ("group", g.name.as_str()),
+                            ("topic", t.topic.as_str()),
+                            ("method", m.as_str()),
+                        ],
+                    );
+                    (labels, n as f64)
+                })
+            }),
+        )?;
+        for (name, help, unit, f) in PARTITION_GAUGES {
+            let samples = partitions().filter_map(|(labels, p)| f(p).map(|v| (labels, v)));
+            gauge_family(enc, name, help, unit.as_ref(), samples)?;
         }
-        infos(enc, "kafka_consumergroup_lag_seconds_method", "How the partition's time lag was obtained: caught_up, record (timestamp read), interpolated (high-watermark history) or lower_bound (value 1).", &method_info)
+        info_family(
+            enc,
+            "kafka_consumergroup_lag_seconds_method",
+            "How the partition's time lag was obtained: caught_up, record (timestamp read), interpolated (high-watermark history) or lower_bound (value 1).",
+            partitions().filter_map(|(labels, p)| p.time_lag.map(|(_, m)| (labels, [("method", m.as_str())]))),
+        )
     }
 }

@@ -1,11 +1,19 @@
 //! Prometheus collectors over the current snapshots.
 //!
-//! A scrape loads every cluster's snapshot once ([`SnapshotCollector`]), then each area in
-//! [`all`] encodes its families from those same snapshots, so one response never mixes two
-//! cycles of a cluster. Nothing here talks to Kafka.
+//! Each area in [`all`] encodes its families from one set of snapshots, loaded once per
+//! rendering, so one response never mixes two cycles of a cluster. Nothing here talks to Kafka.
+//! [`Exposition`] (in `exposition`) encodes the areas once per new set of snapshots and serves
+//! the cached text (and its gzip form) to every scrape until the next cycle; only areas that
+//! depend on the scrape time ([`Area::scrape_time`]) are encoded on every scrape.
+//!
+//! Families are encoded as they are iterated ([`gauge_family`], [`info_family`]): label sets
+//! borrow the snapshot's strings and the cluster's base labels, so a scrape of a large
+//! cluster allocates per family, not per series.
 
 mod cluster;
+mod compliance;
 mod exporter;
+mod exposition;
 mod groups;
 mod partitions;
 
@@ -13,13 +21,14 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::Unit;
+
+pub use exposition::{Exposition, Format};
 
 use crate::poller::SnapshotSlot;
 use crate::snapshot::ClusterSnapshot;
@@ -35,6 +44,12 @@ pub trait Area: Send + Sync + std::fmt::Debug {
         now: SystemTime,
         enc: &mut DescriptorEncoder,
     ) -> std::fmt::Result;
+
+    /// True when the area's output depends on the scrape time (`now`) and not only on the
+    /// snapshots: it is then encoded on every scrape, the others once per set of snapshots.
+    fn scrape_time(&self) -> bool {
+        false
+    }
 }
 
 /// The registration list: every area, in output order.
@@ -44,38 +59,13 @@ pub fn all() -> Vec<Box<dyn Area>> {
         Box::new(cluster::ClusterArea),
         Box::new(partitions::PartitionsArea),
         Box::new(groups::GroupsArea),
+        Box::new(compliance::ComplianceArea),
     ]
 }
 
-/// The one `prometheus-client` collector of the exporter.
-#[derive(Debug)]
-pub struct SnapshotCollector {
-    slots: Vec<SnapshotSlot>,
-    areas: Vec<Box<dyn Area>>,
-}
-
-impl SnapshotCollector {
-    pub fn new(slots: Vec<SnapshotSlot>) -> Self {
-        Self { slots, areas: all() }
-    }
-}
-
-impl Collector for SnapshotCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let clusters: Vec<Arc<ClusterSnapshot>> = self.slots.iter().map(|s| s.load_full()).collect();
-        let now = SystemTime::now();
-        for area in &self.areas {
-            area.encode(&clusters, now, &mut encoder)?;
-        }
-        Ok(())
-    }
-}
-
-/// Builds the registry served on the telemetry path.
-pub fn registry(slots: Vec<SnapshotSlot>) -> Registry {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(SnapshotCollector::new(slots)));
-    registry
+/// Builds the exposition served on the telemetry path.
+pub fn registry(slots: Vec<SnapshotSlot>) -> Exposition {
+    Exposition::new(slots, all())
 }
 
 /// Labels every series of a cluster carries: `cluster` plus the configured constant labels.
@@ -145,6 +135,77 @@ pub fn infos(
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Info)?;
     for (labels, info) in samples {
         Info::new(info.clone()).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+/// A cluster's base labels (`cluster` plus the constant labels), borrowed from its snapshot.
+pub type Base<'a> = Vec<(&'a str, &'a str)>;
+
+/// The labels every series of a cluster carries, as borrowed pairs for [`gauge_family`].
+pub fn base_labels(c: &ClusterSnapshot) -> Base<'_> {
+    let mut l: Base<'_> = Vec::with_capacity(1 + c.labels.len());
+    l.push(("cluster", c.name.as_str()));
+    l.extend(c.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    l
+}
+
+/// Encodes a gauge family from an iterator of (label set, value), without collecting it;
+/// nothing is written when there are no samples. Label sets are typically tuples of a borrowed
+/// [`Base`] slice and arrays of extra pairs, e.g. `(base, [("topic", name)])`.
+pub fn gauge_family<L: EncodeLabelSet>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    samples: impl Iterator<Item = (L, f64)>,
+) -> std::fmt::Result {
+    let mut samples = samples.peekable();
+    if samples.peek().is_none() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for (labels, v) in samples {
+        m.encode_family(&labels)?.encode_gauge(&v)?;
+    }
+    Ok(())
+}
+
+/// Encodes an info family (`_info` is appended to `name`; value 1) from an iterator of
+/// (label set, informational labels); nothing is written when there are no samples.
+pub fn info_family<L: EncodeLabelSet, I: EncodeLabelSet>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (L, I)>,
+) -> std::fmt::Result {
+    let mut samples = samples.peekable();
+    if samples.peek().is_none() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Info)?;
+    for (labels, info) in samples {
+        m.encode_family(&labels)?.encode_info(&info)?;
+    }
+    Ok(())
+}
+
+/// Encodes a counter family (`_total` is appended to `name`) from an iterator.
+pub fn counter_family<L: EncodeLabelSet>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    samples: impl Iterator<Item = (L, u64)>,
+) -> std::fmt::Result {
+    let mut samples = samples.peekable();
+    if samples.peek().is_none() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(name, help, unit, MetricType::Counter)?;
+    for (labels, v) in samples {
+        m.encode_family(&labels)?
+            .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
     }
     Ok(())
 }

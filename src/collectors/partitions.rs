@@ -1,13 +1,12 @@
 //! Partition and replication health and partition offsets, per partition (granularity
 //! `partition`), per topic and per cluster.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use prometheus_client::encoding::DescriptorEncoder;
 
-use super::{cluster_labels, gauges, with, Area, Labels};
+use super::{base_labels, gauge_family, Area, Base};
 use crate::config::Granularity;
 use crate::snapshot::{ClusterSnapshot, PartitionView, TopicView};
 
@@ -134,9 +133,6 @@ const CLUSTER_GAUGES: &[(&str, &str, PartitionFn)] = &[
     ),
 ];
 
-/// A cluster's labels, snapshot and topics.
-type ClusterTopics<'a> = (Labels<'a>, &'a Arc<ClusterSnapshot>, &'a Arc<Vec<TopicView>>);
-
 impl Area for PartitionsArea {
     fn encode(
         &self,
@@ -144,58 +140,41 @@ impl Area for PartitionsArea {
         _now: SystemTime,
         enc: &mut DescriptorEncoder,
     ) -> std::fmt::Result {
-        let snapshots: Vec<ClusterTopics> = clusters
+        let snapshots: Vec<(Base, &ClusterSnapshot, &[TopicView])> = clusters
             .iter()
-            .filter_map(|c| c.topics.as_ref().map(|t| (cluster_labels(c), c, t)))
+            .filter_map(|c| c.topics.as_ref().map(|t| (base_labels(c), c.as_ref(), t.as_slice())))
             .collect();
 
         for (name, help, f) in CLUSTER_GAUGES {
-            let samples: Vec<(Labels, f64)> = snapshots
-                .iter()
-                .map(|(base, _, topics)| {
-                    let v: f64 = topics.iter().flat_map(|t| t.partitions.iter()).filter_map(f).sum();
-                    (base.clone(), v)
-                })
-                .collect();
-            gauges(enc, name, help, None, &samples)?;
+            let samples = snapshots.iter().map(|(base, _, topics)| {
+                let v: f64 = topics.iter().flat_map(|t| t.partitions.iter()).filter_map(f).sum();
+                (base.as_slice(), v)
+            });
+            gauge_family(enc, name, help, None, samples)?;
         }
 
         for (name, help, f) in TOPIC_GAUGES {
-            let mut samples: Vec<(Labels, f64)> = Vec::new();
-            for (base, _, topics) in &snapshots {
-                for t in topics.iter() {
-                    if let Some(v) = f(t) {
-                        samples.push((with(base, [("topic", Cow::Borrowed(t.name.as_str()))]), v));
-                    }
-                }
-            }
-            gauges(enc, name, help, None, &samples)?;
+            let samples = snapshots.iter().flat_map(|(base, _, topics)| {
+                topics
+                    .iter()
+                    .filter_map(move |t| f(t).map(|v| ((base.as_slice(), [("topic", t.name.as_str())]), v)))
+            });
+            gauge_family(enc, name, help, None, samples)?;
         }
 
         for (name, help, f) in PARTITION_GAUGES {
-            let mut samples: Vec<(Labels, f64)> = Vec::new();
-            for (base, c, topics) in &snapshots {
-                if c.granularity != Granularity::Partition {
-                    continue;
-                }
-                for t in topics.iter() {
-                    for p in &t.partitions {
-                        if let Some(v) = f(p) {
-                            samples.push((
-                                with(
-                                    base,
-                                    [
-                                        ("topic", Cow::Borrowed(t.name.as_str())),
-                                        ("partition", Cow::Owned(p.id.to_string())),
-                                    ],
-                                ),
-                                v,
-                            ));
-                        }
-                    }
-                }
-            }
-            gauges(enc, name, help, None, &samples)?;
+            let samples = snapshots
+                .iter()
+                .filter(|(_, c, _)| c.granularity == Granularity::Partition)
+                .flat_map(|(base, _, topics)| {
+                    topics.iter().flat_map(move |t| {
+                        t.partitions.iter().filter_map(move |p| {
+                            let labels = (base.as_slice(), ([("topic", t.name.as_str())], [("partition", p.id)]));
+                            f(p).map(|v| (labels, v))
+                        })
+                    })
+                });
+            gauge_family(enc, name, help, None, samples)?;
         }
         Ok(())
     }

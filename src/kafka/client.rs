@@ -13,8 +13,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::ffi::{self, Polled};
 use super::{
-    ClusterDescription, GroupDescription, GroupListing, GroupOffsets, KafkaSource, OffsetSpec, PartitionMetadata,
-    PartitionOffset, RecordAt, SourceError, TopicConfig, TopicMetadata, TopicPartition,
+    ClusterDescription, GroupDescription, GroupListing, GroupOffsets, GroupState, KafkaSource, OffsetSpec,
+    PartitionMetadata, PartitionOffset, RecordAt, SourceError, TopicConfig, TopicMetadata, TopicPartition,
 };
 use crate::config::ClusterConfig;
 
@@ -128,24 +128,51 @@ impl RdKafkaSource {
     /// queue: without this, the client's logs would never reach `tracing` and the queue would
     /// grow for as long as the process runs (e.g. one error per reconnect attempt while a broker
     /// is down). Every call serves it, so logs lag by up to one collection interval.
+    ///
+    /// The record reader's queue is served here too while no read is running: between reads it
+    /// collects the reader's log lines and statistics the same way.
     fn serve_main_queue(&self) {
-        let Some(events) = ffi::EventQueue::main(self.admin.inner().native_ptr()) else {
+        if let Some(events) = ffi::EventQueue::main(self.admin.inner().native_ptr()) {
+            self.drain(&events, self.admin.inner().context());
+        }
+        // A reader busy in `records_at` serves its own queue.
+        let Ok(slot) = self.reader.try_lock() else {
             return;
         };
-        // Bounded so a flood cannot stall a call; the rest waits for the next one.
+        if let Some(reader) = slot.as_ref() {
+            if let Some(events) = ffi::EventQueue::consumer(reader.client().native_ptr()) {
+                self.drain(&events, reader.context());
+            }
+        }
+    }
+
+    /// Routes the events waiting on a client queue to `tracing`. Bounded so a flood cannot
+    /// stall a call; the rest waits for the next one.
+    fn drain(&self, events: &ffi::EventQueue, context: &ExporterContext) {
         for _ in 0..10_000 {
             match events.poll(Duration::ZERO) {
                 None => break,
-                Some(Polled::Log {
-                    level,
-                    facility,
-                    message,
-                }) => self.admin.inner().context().log(log_level(level), &facility, &message),
-                Some(Polled::Error(message) | Polled::PartitionError { message, .. }) => {
-                    tracing::debug!(target: "librdkafka", cluster = self.cluster.as_str(), "{message}")
-                }
-                Some(_) => {}
+                Some(polled) => self.route(polled, context),
             }
+        }
+    }
+
+    /// Logs an event that is not part of a request's answer: log lines at their level, errors
+    /// at debug, and statistics (only emitted when `statistics.interval.ms` is set) at debug
+    /// under the target `librdkafka::statistics`, one JSON document per line.
+    fn route(&self, polled: Polled, context: &ExporterContext) {
+        let cluster = self.cluster.as_str();
+        match polled {
+            Polled::Log {
+                level,
+                facility,
+                message,
+            } => context.log(log_level(level), &facility, &message),
+            Polled::Error(message) | Polled::PartitionError { message, .. } => {
+                tracing::debug!(target: "librdkafka", cluster, "{message}")
+            }
+            Polled::Stats(json) => tracing::debug!(target: "librdkafka::statistics", cluster, "{json}"),
+            Polled::Record { .. } | Polled::Eof { .. } | Polled::Other => {}
         }
     }
 
@@ -221,12 +248,8 @@ impl RdKafkaSource {
                     tracing::debug!(cluster = self.cluster.as_str(), "reading records: {message}");
                     None
                 }
-                Some(Polled::Log {
-                    level,
-                    facility,
-                    message,
-                }) => {
-                    reader.context().log(log_level(level), &facility, &message);
+                Some(other @ (Polled::Log { .. } | Polled::Stats(_))) => {
+                    self.route(other, reader.context());
                     None
                 }
             };
@@ -428,8 +451,41 @@ impl KafkaSource for RdKafkaSource {
         Ok(groups)
     }
 
+    /// Classic groups are described in one batched request per broker; the rest (KIP-848
+    /// groups, or every group when that request fails) with DescribeConsumerGroups. The first
+    /// gets half of `timeout`, the second what is left, so a broker that does not answer costs
+    /// the classic groups their batch but not their description.
     fn describe_groups(&self, groups: &[String], timeout: Duration) -> Result<Vec<GroupDescription>, SourceError> {
-        ffi::describe_groups(self.native(), groups, timeout)
+        let started = Instant::now();
+        let wanted: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<GroupDescription> = match ffi::describe_classic_groups(self.native(), timeout / 2) {
+            Ok(all) => all
+                .into_iter()
+                .filter(|d| wanted.contains(d.group.as_str()) && d.state != GroupState::Dead && d.error.is_none())
+                .collect(),
+            Err(e) => {
+                tracing::debug!(
+                    cluster = self.cluster.as_str(),
+                    "describing classic groups in batches failed, describing them one by one: {e}"
+                );
+                Vec::new()
+            }
+        };
+        let described: HashSet<&str> = out.iter().map(|d| d.group.as_str()).collect();
+        let rest: Vec<String> = wanted
+            .iter()
+            .filter(|g| !described.contains(**g))
+            .map(|g| g.to_string())
+            .collect();
+        if !rest.is_empty() {
+            let left = timeout.saturating_sub(started.elapsed()).max(timeout / 2);
+            out.extend(ffi::describe_groups(self.native(), &rest, left)?);
+        }
+        out.sort_by(|a, b| a.group.cmp(&b.group));
+        Ok(out)
     }
 
     fn group_offsets(

@@ -768,6 +768,164 @@ unsafe fn group_description(d: *const rd::rd_kafka_ConsumerGroupDescription_t) -
     }
 }
 
+/// Every classic group of the cluster, described with one ListGroups and one batched
+/// DescribeGroups request per broker (librdkafka's `rd_kafka_list_groups`). The admin API's
+/// DescribeConsumerGroups instead sends a FindCoordinator and a ConsumerGroupDescribe per group,
+/// and for a classic group then a DescribeGroups as well; on a cluster with thousands of groups
+/// that is most of a cycle's requests.
+///
+/// Groups that are not classic (KIP-848 `consumer` groups, share and streams groups) come back
+/// `Dead` with an empty protocol type; so do groups that vanished between the two requests.
+/// Callers describe those with [`describe_groups`]. `Err` when any broker did not answer.
+pub(super) fn describe_classic_groups(
+    rk: *mut rd::rd_kafka_t,
+    timeout: Duration,
+) -> Result<Vec<GroupDescription>, SourceError> {
+    const OP: &str = "DescribeGroups";
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    let mut list: *const rd::rd_kafka_group_list = std::ptr::null();
+    // SAFETY: rk is a live client handle; on success (and only then) librdkafka stores a list
+    // in `list` that we own and destroy below.
+    let err = unsafe { rd::rd_kafka_list_groups(rk, std::ptr::null(), &mut list, ms) };
+    if err != NO_ERROR {
+        if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTIAL && !list.is_null() {
+            // SAFETY: a partial result is still ours to destroy.
+            unsafe { rd::rd_kafka_group_list_destroy(list) };
+        }
+        return Err(SourceError::new(OP, code_message(err)));
+    }
+    struct Owned(*const rd::rd_kafka_group_list);
+    impl Drop for Owned {
+        fn drop(&mut self) {
+            if !self.0.is_null() {
+                // SAFETY: returned by rd_kafka_list_groups and destroyed exactly once.
+                unsafe { rd::rd_kafka_group_list_destroy(self.0) }
+            }
+        }
+    }
+    let list = Owned(list);
+    // SAFETY: the list and everything it points to stay valid until `list` is dropped, after
+    // all of it has been copied.
+    let mut out: Vec<GroupDescription> = unsafe {
+        let Some(l) = list.0.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let cnt = usize::try_from(l.group_cnt).unwrap_or(0);
+        let groups = if l.groups.is_null() || cnt == 0 {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(l.groups, cnt)
+        };
+        groups.iter().map(|g| classic_group(g)).collect()
+    };
+    out.sort_by(|a, b| a.group.cmp(&b.group));
+    out.dedup_by(|a, b| a.group == b.group);
+    Ok(out)
+}
+
+/// Copies one group of a legacy group list.
+///
+/// # Safety
+/// `g` must be a valid entry of a live `rd_kafka_group_list`.
+unsafe fn classic_group(g: &rd::rd_kafka_group_info) -> GroupDescription {
+    let protocol_type = cstr_opt(g.protocol_type).unwrap_or_default();
+    let cnt = usize::try_from(g.member_cnt).unwrap_or(0);
+    let members = if g.members.is_null() || cnt == 0 {
+        &[][..]
+    } else {
+        std::slice::from_raw_parts(g.members, cnt)
+    };
+    let mut members: Vec<GroupMember> = members
+        .iter()
+        .map(|m| {
+            let bytes = if m.member_assignment.is_null() || m.member_assignment_size <= 0 {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(
+                    m.member_assignment.cast::<u8>(),
+                    usize::try_from(m.member_assignment_size).unwrap_or(0),
+                )
+            };
+            let mut assignment = if protocol_type == "consumer" {
+                consumer_assignment(bytes).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            assignment.sort();
+            GroupMember {
+                member_id: cstr_opt(m.member_id).unwrap_or_default(),
+                client_id: cstr_opt(m.client_id).unwrap_or_default(),
+                host: cstr_opt(m.client_host).unwrap_or_default(),
+                assignment,
+            }
+        })
+        .collect();
+    members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+    let state = cstr_opt(g.state).unwrap_or_default();
+    GroupDescription {
+        group: cstr_opt(g.group).unwrap_or_default(),
+        state: classic_state(&state),
+        group_type: GroupType::Classic,
+        assignor: cstr_opt(g.protocol).unwrap_or_default(),
+        coordinator: (g.broker.id >= 0).then_some(g.broker.id),
+        members,
+        error: (g.err != NO_ERROR).then(|| code_message(g.err)),
+    }
+}
+
+/// A classic group state as DescribeGroups names it.
+fn classic_state(state: &str) -> GroupState {
+    match state {
+        "PreparingRebalance" => GroupState::PreparingRebalance,
+        "CompletingRebalance" | "AwaitingSync" => GroupState::CompletingRebalance,
+        "Stable" => GroupState::Stable,
+        "Dead" => GroupState::Dead,
+        "Empty" => GroupState::Empty,
+        _ => GroupState::Unknown,
+    }
+}
+
+/// Parses a member assignment of the classic `consumer` protocol (any version): int16 version,
+/// then an array of (topic string, array of int32 partitions); user data after that is ignored.
+/// `None` when the bytes are truncated.
+fn consumer_assignment(b: &[u8]) -> Option<Vec<TopicPartition>> {
+    struct Reader<'a>(&'a [u8]);
+    impl Reader<'_> {
+        fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+            let (head, rest) = self.0.split_first_chunk::<N>()?;
+            self.0 = rest;
+            Some(*head)
+        }
+        fn i16(&mut self) -> Option<i16> {
+            self.take::<2>().map(i16::from_be_bytes)
+        }
+        fn i32(&mut self) -> Option<i32> {
+            self.take::<4>().map(i32::from_be_bytes)
+        }
+        fn string(&mut self) -> Option<String> {
+            let len = usize::try_from(self.i16()?).ok()?;
+            let s = self.0.get(..len)?;
+            self.0 = &self.0[len..];
+            Some(String::from_utf8_lossy(s).into_owned())
+        }
+    }
+    if b.is_empty() {
+        return Some(Vec::new());
+    }
+    let mut r = Reader(b);
+    r.i16()?;
+    let topics = r.i32()?;
+    let mut out = Vec::new();
+    for _ in 0..topics.max(0) {
+        let topic = r.string()?;
+        let n = r.i32()?;
+        for _ in 0..n.max(0) {
+            out.push(TopicPartition::new(topic.clone(), r.i32()?));
+        }
+    }
+    Some(out)
+}
+
 /// The committed offsets of one group, or why they could not be read.
 type CommittedOffsets = Result<Vec<(TopicPartition, i64)>, String>;
 
@@ -909,6 +1067,8 @@ pub(super) enum Polled {
     },
     /// A client-level consumer error.
     Error(String),
+    /// A librdkafka statistics report (JSON), emitted every `statistics.interval.ms`.
+    Stats(String),
     /// A librdkafka log line (syslog level).
     Log {
         level: i32,
@@ -983,6 +1143,12 @@ impl EventQueue {
                     None => Polled::Error(message),
                 }
             }
+            // SAFETY: a STATS event holds a NUL-terminated JSON string owned by the event; it is
+            // copied before the event is dropped.
+            rd::RD_KAFKA_EVENT_STATS => match unsafe { cstr_opt(rd::rd_kafka_event_stats(event.ptr())) } {
+                Some(json) => Polled::Stats(json),
+                None => Polled::Other,
+            },
             rd::RD_KAFKA_EVENT_LOG => {
                 let mut fac: *const c_char = std::ptr::null();
                 let mut text: *const c_char = std::ptr::null();
@@ -1131,6 +1297,30 @@ mod tests {
         );
         // SAFETY: NULL is allowed.
         assert!(unsafe { read_partitions(std::ptr::null()) }.is_empty());
+    }
+
+    #[test]
+    fn consumer_assignments_parse() {
+        // Version 1, two topics, trailing user data.
+        let mut b = vec![0, 1, 0, 0, 0, 2];
+        for (topic, parts) in [("ab", vec![0i32, 3]), ("c", vec![])] {
+            b.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+            b.extend_from_slice(topic.as_bytes());
+            b.extend_from_slice(&(parts.len() as i32).to_be_bytes());
+            for p in parts {
+                b.extend_from_slice(&p.to_be_bytes());
+            }
+        }
+        b.extend_from_slice(&[0, 0, 0, 2, 9, 9]);
+        assert_eq!(
+            consumer_assignment(&b),
+            Some(vec![TopicPartition::new("ab", 0), TopicPartition::new("ab", 3)])
+        );
+        assert_eq!(consumer_assignment(&[]), Some(vec![]));
+        assert_eq!(consumer_assignment(&b[..9]), None);
+        assert_eq!(classic_state("CompletingRebalance"), GroupState::CompletingRebalance);
+        assert_eq!(classic_state("Dead"), GroupState::Dead);
+        assert_eq!(classic_state("Assigning"), GroupState::Unknown);
     }
 
     #[test]

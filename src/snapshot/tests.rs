@@ -148,7 +148,14 @@ fn run(memory: &mut Memory, cfg: &ClusterConfig, io: IoOutcome) -> ClusterSnapsh
     let at = io.at;
     let mut ok = memory.fold_io(io, cfg);
     ok &= memory.fold_records(self::ok(Vec::new()), 0, at);
-    memory.snapshot(cfg, at, Duration::from_millis(20), ok)
+    ok &= memory.fold_replay_reads(self::ok(Vec::new()), 0, at);
+    memory.snapshot(
+        cfg,
+        &crate::policy::Policy::builtin(),
+        at,
+        Duration::from_millis(20),
+        ok,
+    )
 }
 
 const FILTERS: &str = "    topics: {deny: ['__.*']}\n    groups: {deny: ['ignored-.*']}\n";
@@ -233,7 +240,7 @@ fn record_reads_feed_time_lag_and_cache_is_evicted() {
         },
     ];
     assert!(m.fold_records(ok(records), 2, t(100)));
-    let s = m.snapshot(&cfg, t(100), Duration::ZERO, true);
+    let s = m.snapshot(&cfg, &crate::policy::Policy::builtin(), t(100), Duration::ZERO, true);
     let topic = &s.groups.as_ref().unwrap()[0].topics[0];
     assert_eq!(topic.partitions[0].time_lag, Some((60.0, TimeLagMethod::Record)));
     assert_eq!(topic.partitions[2].time_lag, Some((100.0, TimeLagMethod::Record)));

@@ -277,3 +277,24 @@ pub fn documented_metrics() -> std::collections::BTreeSet<String> {
         .filter(|n| n.starts_with("kafka_"))
         .collect()
 }
+
+/// Drives a future (an rdkafka admin call) to completion on this non-async test thread; the
+/// admin client's own thread does the work and wakes us.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}

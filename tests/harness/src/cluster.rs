@@ -709,6 +709,9 @@ impl KafkaCluster {
             ("transaction.state.log.min.isr", min_isr.to_string()),
             ("transaction.state.log.num.partitions", "1".to_owned()),
             ("group.initial.rebalance.delay.ms", "0".to_owned()),
+            // Apply retention within a second instead of every 5 minutes, so tests can watch
+            // size- and time-based deletion happen.
+            ("log.retention.check.interval.ms", "1000".to_owned()),
             // Fence a dead broker within seconds rather than the default 9 s.
             ("broker.session.timeout.ms", "6000".to_owned()),
             ("broker.heartbeat.interval.ms", "1000".to_owned()),

@@ -1,0 +1,721 @@
+#!/usr/bin/env python3
+"""Benchmark of kafka-slo-exporter against peer exporters on one Kafka cluster.
+
+Run through bench/run.sh, which builds and installs everything first. See bench/README.md for
+what is measured and how. Writes bench/results/<date>-<preset>.{json,md} and PNG charts.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+TARGET = ROOT / "target"
+PEERS = TARGET / "bench-peers"
+
+# Workload sizes. `scaling` lists topic counts (of `partitions` each) for the curve of our
+# exporter; each step of the curve has one group per topic.
+PRESETS = {
+    "small": dict(topics=100, partitions=10, groups=100, records=20, interval=5,
+                  scaling=[20, 50, 100], scaling_brokers=1, load_seconds=10, windows=2),
+    "default": dict(topics=1000, partitions=10, groups=1000, records=20, interval=15,
+                    scaling=[100, 500, 1000, 2000], scaling_brokers=2, load_seconds=20, windows=2),
+}
+
+# Peer versions (also pinned in run.sh, which installs them).
+VERSIONS = {
+    "klag-exporter": "0.1.29",
+    "kafka_exporter": "v1.9.0",
+    "kminion": "v2.3.5",
+}
+
+PROM_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+               "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------------------
+# /proc readings
+# ------------------------------------------------------------------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def status_kb(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# HTTP helpers
+# ------------------------------------------------------------------------------------------
+
+def http_get(url, timeout=600, accept="text/plain;version=0.0.4", gzip=False):
+    """Returns (status, body bytes, seconds)."""
+    req = urllib.request.Request(url, headers={"Accept": accept})
+    if gzip:
+        req.add_header("Accept-Encoding", "gzip")
+    t = time.monotonic()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            body = r.read()
+            return r.status, body, time.monotonic() - t
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), time.monotonic() - t
+
+
+def wait_listening(port, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode} before listening")
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"not listening on {port} after {timeout}s")
+
+
+def parse_samples(text):
+    """{(name, frozenset(labels)): value} of a Prometheus text body (enough for self-metrics)."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)', line)
+        if not m:
+            continue
+        labels = frozenset(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        try:
+            out[(m.group(1), labels)] = float(m.group(4))
+        except ValueError:
+            pass
+    return out
+
+
+def metric(samples, name):
+    """Values of all series of a metric name."""
+    return [v for (n, _), v in samples.items() if n == name]
+
+
+def series_count(text):
+    return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def load_test(url, concurrency, seconds, timeout):
+    scraper = TARGET / "release" / "kse-bench-scrape"
+    out = subprocess.run(
+        [str(scraper), "--url", url, "--concurrency", str(concurrency), "--duration", str(seconds),
+         "--timeout", str(timeout)],
+        capture_output=True, text=True, timeout=seconds + timeout + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"kse-bench-scrape failed: {out.stderr}")
+    return json.loads(out.stdout)
+
+
+# ------------------------------------------------------------------------------------------
+# Exporters
+# ------------------------------------------------------------------------------------------
+
+class Exporter:
+    """One exporter under test: how to start it and where its metrics are."""
+    name = ""
+    kind = "background"  # or "scrape": collects from Kafka on every /metrics request
+    version = ""
+
+    def __init__(self, workdir, bootstrap, interval):
+        self.workdir = Path(workdir)
+        self.bootstrap = bootstrap
+        self.interval = interval
+        self.port = free_port()
+        self.proc = None
+        self.log_path = self.workdir / f"{self.name}.log"
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def command(self):
+        raise NotImplementedError
+
+    def env(self):
+        return dict(os.environ)
+
+    def start(self):
+        cmd, env = self.command(), self.env()
+        self.log_file = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=env,
+                                     cwd=self.workdir, start_new_session=True)
+        self.started = time.monotonic()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "log_file", None):
+            self.log_file.close()
+
+    # Background exporters: readiness, cycle count and duration from their own metrics.
+    def complete(self, samples):
+        raise NotImplementedError
+
+    def cycle_marker(self, samples):
+        """A value that changes once per completed cycle."""
+        raise NotImplementedError
+
+    def cycle_seconds(self, samples):
+        raise NotImplementedError
+
+
+class Ours(Exporter):
+    name = "kafka-slo-exporter"
+
+    def __init__(self, *a, extra_properties=None, log_level="info", **kw):
+        super().__init__(*a, **kw)
+        self.version = subprocess.run([str(TARGET / "release" / "kafka-slo-exporter"), "--version"],
+                                      capture_output=True, text=True).stdout.strip().split()[-1]
+        self.extra_properties = extra_properties or {}
+        self.log_level = log_level
+
+    def command(self):
+        props = "".join(f"\n      {k}: {json.dumps(v)}" for k, v in self.extra_properties.items())
+        cfg = self.workdir / "kse.yml"
+        cfg.write_text(
+            "global:\n"
+            f"  interval: {self.interval}s\n"
+            "  timeout: 30s\n"
+            "  topics: {deny: ['__.*']}\n"
+            "  lag: {granularity: partition}\n"
+            "clusters:\n"
+            "  - name: bench\n"
+            f"    bootstrap_servers: [{json.dumps(self.bootstrap.split(',')[0])}]\n"
+            + (f"    client_properties:{props}\n" if props else ""))
+        return [str(TARGET / "release" / "kafka-slo-exporter"), "--config.file", str(cfg),
+                "--web.listen-address", f"127.0.0.1:{self.port}", "--log.level", self.log_level,
+                "--log.format", "json"]
+
+    def complete(self, samples):
+        return bool(metric(samples, "kafka_slo_exporter_cluster_up")) and \
+            metric(samples, "kafka_slo_exporter_cluster_up")[0] == 1.0
+
+    def cycle_marker(self, samples):
+        v = metric(samples, "kafka_slo_exporter_cycles_total")
+        return v[0] if v else None
+
+    def cycle_seconds(self, samples):
+        v = metric(samples, "kafka_slo_exporter_cycle_duration_seconds")
+        return v[0] if v else None
+
+
+class Klag(Exporter):
+    name = "klag-exporter"
+    version = VERSIONS["klag-exporter"]
+
+    def command(self):
+        cfg = self.workdir / "klag.toml"
+        cfg.write_text(f"""
+[exporter]
+poll_interval = "{self.interval}s"
+http_port = {self.port}
+http_host = "127.0.0.1"
+granularity = "partition"
+
+[exporter.timestamp_sampling]
+enabled = true
+
+[[clusters]]
+name = "bench"
+bootstrap_servers = "{self.bootstrap}"
+group_whitelist = [".*"]
+group_blacklist = []
+topic_whitelist = [".*"]
+topic_blacklist = ["^__.*"]
+""")
+        return [str(PEERS / "klag" / "bin" / "klag-exporter"), "--config", str(cfg)]
+
+    def complete(self, samples):
+        return bool(metric(samples, "kafka_lag_exporter_last_update_timestamp_seconds"))
+
+    def cycle_marker(self, samples):
+        v = metric(samples, "kafka_lag_exporter_last_update_timestamp_seconds")
+        return v[0] if v else None
+
+    def cycle_seconds(self, samples):
+        v = metric(samples, "kafka_lag_exporter_scrape_duration_seconds")
+        return max(v) if v else None
+
+
+class KafkaExporter(Exporter):
+    name = "kafka_exporter"
+    kind = "scrape"
+    version = VERSIONS["kafka_exporter"]
+
+    def command(self):
+        cmd = [str(PEERS / "bin" / "kafka_exporter"), f"--web.listen-address=127.0.0.1:{self.port}",
+               "--kafka.version=3.9.0", "--topic.exclude=^__.*", "--group.filter=.*",
+               "--offset.show-all"]
+        for b in self.bootstrap.split(","):
+            cmd.append(f"--kafka.server={b}")
+        return cmd
+
+
+class Kminion(Exporter):
+    name = "kminion"
+    kind = "scrape"
+    version = VERSIONS["kminion"]
+
+    def command(self):
+        cfg = self.workdir / "kminion.yml"
+        brokers = ", ".join(json.dumps(b) for b in self.bootstrap.split(","))
+        cfg.write_text(f"""
+logger: {{level: info}}
+kafka:
+  brokers: [{brokers}]
+minion:
+  consumerGroups:
+    enabled: true
+    scrapeMode: adminApi
+    granularity: partition
+    allowedGroups: [".*"]
+  topics:
+    enabled: true
+    granularity: partition
+    allowedTopics: [".*"]
+    ignoredTopics: ["^__.*"]
+  logDirs:
+    enabled: false
+exporter:
+  host: "127.0.0.1"
+  port: {self.port}
+""")
+        return [str(PEERS / "bin" / "kminion")]
+
+    def env(self):
+        e = dict(os.environ)
+        e["CONFIG_FILEPATH"] = str(self.workdir / "kminion.yml")
+        return e
+
+
+# ------------------------------------------------------------------------------------------
+# Measurements
+# ------------------------------------------------------------------------------------------
+
+def scrape_samples(exp, timeout=120):
+    status, body, _ = http_get(exp.url, timeout=timeout)
+    if status != 200:
+        return {}
+    return parse_samples(body.decode("utf-8", "replace"))
+
+
+def wait_cycle_edge(exp, timeout, poll=0.5):
+    """Waits for the cycle marker to change; returns the samples just after it changed."""
+    first = exp.cycle_marker(scrape_samples(exp))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(poll)
+        s = scrape_samples(exp)
+        m = exp.cycle_marker(s)
+        if m is not None and m != first:
+            return s
+    raise RuntimeError(f"{exp.name}: no complete cycle within {timeout}s")
+
+
+def measure_background(exp, cfg):
+    interval = exp.interval
+    res = {"kind": "background"}
+    # Time to the first complete output.
+    deadline = time.monotonic() + 900
+    while True:
+        if exp.proc.poll() is not None:
+            raise RuntimeError(f"{exp.name} exited with {exp.proc.returncode}")
+        s = scrape_samples(exp)
+        if s and exp.complete(s):
+            res["first_complete_s"] = round(time.monotonic() - exp.started, 2)
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{exp.name}: no complete output after 900s")
+        time.sleep(0.5)
+    log(f"{exp.name}: first complete output after {res['first_complete_s']}s")
+    # Steady state: two more cycles, then a CPU window of `windows` intervals.
+    durations = []
+    for _ in range(2):
+        s = wait_cycle_edge(exp, interval * 3 + 60)
+        durations.append(exp.cycle_seconds(s))
+    n = cfg["windows"]
+    s = wait_cycle_edge(exp, interval * 3 + 60)
+    durations.append(exp.cycle_seconds(s))
+    marker0 = exp.cycle_marker(s)
+    cpu0 = cpu_seconds(exp.proc.pid)
+    time.sleep(n * interval + interval / 2)
+    cpu1 = cpu_seconds(exp.proc.pid)
+    s = scrape_samples(exp)
+    durations.append(exp.cycle_seconds(s))
+    marker1 = exp.cycle_marker(s)
+    cycles = round(marker1 - marker0) if exp.name == "kafka-slo-exporter" else n
+    res["cpu_window_cycles"] = cycles
+    res["cpu_s_per_cycle"] = round((cpu1 - cpu0) / max(cycles, 1), 3)
+    durations = [d for d in durations if d is not None]
+    res["cycle_durations_s"] = [round(d, 3) for d in durations]
+    res["cycle_s"] = round(statistics.median(durations), 3) if durations else None
+    log(f"{exp.name}: cycle {res['cycle_s']}s, CPU {res['cpu_s_per_cycle']}s/cycle")
+    return res
+
+
+def measure_scrape_time(exp, cfg):
+    res = {"kind": "scrape"}
+    timeout = 900
+    # The first scrape pays for connecting and the first metadata; the second is a steady
+    # collection. CPU is read around the second.
+    status, body, first = http_get(exp.url, timeout=timeout)
+    res["first_complete_s"] = round(time.monotonic() - exp.started, 2)
+    res["first_scrape_s"] = round(first, 3)
+    if status != 200:
+        raise RuntimeError(f"{exp.name}: HTTP {status}")
+    log(f"{exp.name}: first scrape {first:.1f}s")
+    cpu0 = cpu_seconds(exp.proc.pid)
+    status, body, second = http_get(exp.url, timeout=timeout)
+    cpu1 = cpu_seconds(exp.proc.pid)
+    res["cycle_durations_s"] = [round(first, 3), round(second, 3)]
+    res["cycle_s"] = round(second, 3)
+    res["cpu_s_per_cycle"] = round(cpu1 - cpu0, 3)
+    log(f"{exp.name}: scrape {second:.1f}s, CPU {res['cpu_s_per_cycle']}s")
+    return res
+
+
+def run_exporter(exp, cfg, load=True):
+    log(f"starting {exp.name} {exp.version}")
+    exp.start()
+    try:
+        wait_listening(exp.port, exp.proc)
+        res = (measure_background if exp.kind == "background" else measure_scrape_time)(exp, cfg)
+        status, body, secs = http_get(exp.url, timeout=900)
+        text = body.decode("utf-8", "replace")
+        res["series"] = series_count(text)
+        res["text_bytes"] = len(body)
+        res["single_scrape_s"] = round(secs, 4)
+        if load:
+            timeout = 60 if exp.kind == "background" else 900
+            lt = load_test(exp.url, 10, cfg["load_seconds"], timeout)
+            res["load"] = lt
+            log(f"{exp.name}: 10 scrapers: {lt['requests']} requests, p50 {lt['p50_s']}s, "
+                f"p99 {lt['p99_s']}s, {lt['mean_body_bytes']} bytes/response, {lt['errors']} errors")
+        res["peak_rss_kb"] = status_kb(exp.proc.pid, "VmHWM")
+        res["rss_kb"] = status_kb(exp.proc.pid, "VmRSS")
+        res["version"] = exp.version
+        log(f"{exp.name}: {res['series']} series, peak RSS {res['peak_rss_kb'] / 1024:.1f} MiB")
+        return res
+    finally:
+        exp.stop()
+
+
+# ------------------------------------------------------------------------------------------
+# Kafka requests per cycle of our exporter (librdkafka statistics)
+# ------------------------------------------------------------------------------------------
+
+def request_counts(workdir, bootstrap, interval, cycles=4):
+    """Runs our exporter with librdkafka statistics every second and returns the requests per
+    steady-state cycle by type, from the difference of the cumulative counters between the idle
+    gaps after cycle 2 and after the last cycle."""
+    exp = Ours(workdir, bootstrap, interval, extra_properties={"statistics.interval.ms": 1000},
+               log_level="debug")
+    exp.name = "kafka-slo-exporter-requests"
+    exp.log_path = Path(workdir) / "kse-requests.log"
+    exp.start()
+    try:
+        wait_listening(exp.port, exp.proc)
+        deadline = time.monotonic() + 900 + cycles * interval
+        while time.monotonic() < deadline:
+            ends = cycle_ends(exp.log_path)
+            if len(ends) >= cycles + 3:
+                break
+            time.sleep(1)
+    finally:
+        exp.stop()
+    ends = cycle_ends(exp.log_path)
+    blobs = stats_blobs(exp.log_path)
+    if len(ends) < 4:
+        raise RuntimeError("too few cycles for request counting")
+    # Statistics reach the log when the next cycle serves the client queues, so the gap after
+    # the last cycle is never seen: count from the gap after cycle 2 (the first ones connect and
+    # read records) to the gap after the second-to-last. A gap point is 2 s after a cycle ended
+    # (statistics carry whole seconds; the next cycle starts an interval after this one began).
+    t_a, t_b = ends[1] + 2, ends[-2] + 2
+    n = len(ends) - 3
+    per_type = {}
+    for client, series in blobs.items():
+        a = next((b for b in series if b["time"] >= t_a), None)
+        b = next((b for b in series if b["time"] >= t_b), None)
+        if not a or not b:
+            continue
+        for k in set(a["req"]) | set(b["req"]):
+            d = b["req"].get(k, 0) - a["req"].get(k, 0)
+            if d:
+                per_type[k] = per_type.get(k, 0) + d
+    per_cycle = {k: round(v / n, 2) for k, v in sorted(per_type.items())}
+    return {"cycles_counted": n, "per_cycle": per_cycle, "total_per_cycle": round(sum(per_type.values()) / n, 2)}
+
+
+def request_minimum(brokers, topics, groups):
+    """The fewest requests per cycle with which librdkafka can collect what the exporter
+    exports, and the arithmetic behind it (markdown)."""
+    configs = -(-topics // 1000)
+    parts = [
+        ("Metadata (topics, partitions, leaders, ISR)", 1),
+        ("DescribeCluster (librdkafka sends it as a Metadata request)", 1),
+        (f"DescribeConfigs ({topics} topics, 1000 per request)", configs),
+        ("ListOffsets: earliest, latest and latest under read_committed are three requests per "
+         f"leader (a partition may appear once per request, isolation is per request) = 3 × {brokers}",
+         3 * brokers),
+        (f"ListGroups, one per broker = {brokers}", brokers),
+        (f"DescribeGroups, one batched request per coordinator ≤ {brokers}", brokers),
+        (f"OffsetFetch: librdkafka's ListConsumerGroupOffsets takes one group per request = {groups}", groups),
+        (f"FindCoordinator before each OffsetFetch: librdkafka caches 11 coordinators, so with "
+         f"{groups} groups every request looks its coordinator up = {groups}", groups),
+        ("Fetch for record timestamps: 0 in a steady state (timestamps are cached per committed offset)", 0),
+    ]
+    total = sum(n for _, n in parts)
+    lines = ["Minimum per cycle with librdkafka (B brokers, G groups, T topics): "
+             "1 + 1 + ⌈T/1000⌉ + 3B + B + B + G + G = 2G + 5B + 2 + ⌈T/1000⌉:", ""]
+    lines += [f"- {what}: {n}" for what, n in parts]
+    lines += ["", f"= **{total}** for B = {brokers}, T = {topics}, G = {groups}. The Kafka protocol itself would "
+              "allow fewer (OffsetFetch v8+ and FindCoordinator v4+ batch many groups per request), but "
+              "librdkafka's admin API does not use that batching."]
+    return total, "\n".join(lines)
+
+
+HIDDEN = "OffsetFetch (tx minus listed types)"
+
+
+def json_lines(path):
+    with open(path) as f:
+        for line in f:
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
+def log_time(rec):
+    ts = rec.get("timestamp", "")
+    try:
+        return datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def cycle_ends(path):
+    return [log_time(r) for r in json_lines(path)
+            if r.get("message") in ("collection cycle complete", "collection recovered")
+            or (r.get("message") or "").startswith("collection cycle")]
+
+
+def stats_blobs(path):
+    """client name → [{time, req: {type: cumulative count}}] sorted by time."""
+    out = {}
+    for r in json_lines(path):
+        if r.get("target") != "librdkafka::statistics":
+            continue
+        try:
+            st = json.loads(r["message"])
+        except (KeyError, ValueError):
+            continue
+        req = {}
+        tx = 0
+        for b in st.get("brokers", {}).values():
+            tx += b.get("tx", 0)
+            for k, v in b.get("req", {}).items():
+                req[k] = req.get(k, 0) + v
+        # librdkafka leaves some request types out of the statistics of a client type (OffsetFetch
+        # for the admin client, which librdkafka counts as a producer): they are the rest of `tx`.
+        req[HIDDEN] = tx - sum(req.values())
+        out.setdefault(st["name"], []).append({"time": st["time"], "req": req})
+    for v in out.values():
+        v.sort(key=lambda b: b["time"])
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Workload cluster
+# ------------------------------------------------------------------------------------------
+
+class Workload:
+    def __init__(self, brokers, heap):
+        cmd = [str(TARGET / "release" / "kse-bench-workload"), "--brokers", str(brokers), "--heap", heap]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     bufsize=1)
+        self.facts = {}
+        while "started_in_s" not in self.facts:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("kse-bench-workload exited before the cluster started")
+            k, _, v = line.strip().partition("=")
+            self.facts[k] = v
+        self.bootstrap = self.facts["bootstrap_servers"]
+        self.broker_pids = [int(p) for p in self.facts["broker_pids"].split(",") if p]
+
+    def grow(self, topics, partitions, groups, records):
+        log(f"workload: growing to {topics} topics x {partitions} partitions, {groups} groups")
+        self.proc.stdin.write(f"grow {topics} {partitions} {groups} {records}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("ok"):
+            raise RuntimeError(f"workload: {line}")
+        log(f"workload: {line}")
+
+    def close(self):
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            self.proc.wait(60)
+        except Exception:
+            self.proc.kill()
+
+
+# ------------------------------------------------------------------------------------------
+# Main
+# ------------------------------------------------------------------------------------------
+
+def machine_facts(kafka_version):
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+    librdkafka = ""
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu,
+        "ram_gib": round(mem / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "kafka_version": kafka_version,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "git_revision": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                       capture_output=True, text=True).stdout.strip(),
+        "git_dirty": bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "src"],
+                                         capture_output=True, text=True).stdout.strip()),
+        "load_avg_at_start": os.getloadavg()[0],
+    }
+
+
+def peer_phase(cfg, only, workdir, results):
+    wl = Workload(1, cfg.get("heap", "2g"))
+    try:
+        results["machine"] = machine_facts(wl.facts.get("kafka_version"))
+        t = time.monotonic()
+        wl.grow(cfg["topics"], cfg["partitions"], cfg["groups"], cfg["records"])
+        results["workload_seconds"] = round(time.monotonic() - t, 1)
+        classes = [Ours, Klag, KafkaExporter, Kminion]
+        for cls in classes:
+            if only and cls.name not in only:
+                continue
+            install_error = results["install_errors"].get(cls.name)
+            if install_error:
+                results["exporters"][cls.name] = {"error": install_error}
+                continue
+            exp = cls(workdir, wl.bootstrap, cfg["interval"])
+            try:
+                results["exporters"][cls.name] = run_exporter(exp, cfg)
+            except Exception as e:  # one peer failing must not stop the others
+                log(f"{cls.name}: FAILED: {e}")
+                results["exporters"][cls.name] = {"error": str(e), "version": exp.version}
+            time.sleep(3)
+        if not only or "kafka-slo-exporter" in only:
+            log("counting Kafka requests per cycle of kafka-slo-exporter (librdkafka statistics)")
+            try:
+                results["requests"] = request_counts(workdir, wl.bootstrap, cfg["interval"])
+                minimum, arithmetic = request_minimum(1, cfg["topics"], cfg["groups"])
+                results["requests"]["minimum"] = minimum
+                results["requests"]["arithmetic"] = arithmetic
+                log(f"requests per cycle: {results['requests']}")
+            except Exception as e:
+                log(f"request counting FAILED: {e}")
+                results["requests"] = {"error": str(e)}
+        results["broker_peak_rss_kb"] = [status_kb(p, "VmHWM") for p in wl.broker_pids]
+    finally:
+        wl.close()
+
+
+def scaling_phase(cfg, workdir, results):
+    wl = Workload(cfg["scaling_brokers"], cfg.get("heap", "2g"))
+    try:
+        results["scaling_brokers"] = cfg["scaling_brokers"]
+        for topics in cfg["scaling"]:
+            wl.grow(topics, cfg["partitions"], topics, cfg["records"])
+            exp = Ours(workdir, wl.bootstrap, cfg["interval"])
+            try:
+                r = run_exporter(exp, cfg)
+            except Exception as e:
+                log(f"scaling point {topics}: FAILED: {e}")
+                r = {"error": str(e)}
+            r["partitions"] = topics * cfg["partitions"]
+            r["groups"] = topics
+            results["scaling"].append(r)
+    finally:
+        wl.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    ap.add_argument("--only", action="append", help="exporter name to run (repeatable)")
+    ap.add_argument("--no-scaling", action="store_true")
+    ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--install-errors", default="{}", help="JSON: exporter → why it is missing")
+    ap.add_argument("--out", default=str(BENCH / "results"))
+    args = ap.parse_args()
+    cfg = dict(PRESETS[args.preset])
+    started = time.monotonic()
+    results = {"preset": args.preset, "config": cfg, "exporters": {}, "scaling": [],
+               "install_errors": json.loads(args.install_errors)}
+    with tempfile.TemporaryDirectory(prefix="kse-bench-") as workdir:
+        if not args.no_peers:
+            peer_phase(cfg, args.only, workdir, results)
+        if not args.no_scaling:
+            scaling_phase(cfg, workdir, results)
+        if "machine" not in results:
+            results["machine"] = machine_facts("")
+    results["total_seconds"] = round(time.monotonic() - started, 1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{datetime.date.today().isoformat()}-{args.preset}"
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    subprocess.run([sys.executable, str(BENCH / "report.py"), str(out / f"{stem}.json")], check=True)
+    log(f"done in {results['total_seconds']}s: {out / stem}.md")
+
+
+if __name__ == "__main__":
+    main()
