@@ -45,3 +45,4 @@ python3 -c "import prometheus_client.openmetrics.parser" 2>/dev/null ||
   python3 -m pip install -q --disable-pip-version-check --break-system-packages "prometheus-client==0.26.0"
 
 ./scripts/fetch-kafka.sh "${KAFKA_VERSION:-4.1.1}"
+./scripts/fetch-registry.sh "${APICURIO_VERSION:-3.3.3}"

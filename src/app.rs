@@ -106,13 +106,30 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut slots: Vec<SnapshotSlot> = Vec::with_capacity(config.clusters.len());
     let mut pollers = Vec::with_capacity(config.clusters.len());
+    let probe_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut probes: Vec<(String, crate::probe::ProbeSlot)> = Vec::new();
     for (cfg, source) in config.clusters.iter().zip(sources) {
+        if let Some(probe) = &cfg.probe {
+            let slot: crate::probe::ProbeSlot = Arc::new(ArcSwap::from_pointee(crate::probe::ProbeSnapshot::default()));
+            // The probe thread is detached: it checks `probe_stop` every 100 ms and holds
+            // nothing that needs an orderly close beyond its Kafka clients.
+            crate::probe::spawn(cfg.clone(), probe.clone(), Arc::clone(&slot), Arc::clone(&probe_stop))
+                .map_err(|e| AppError::Runtime(format!("cannot start the probe thread: {e}")))?;
+            probes.push((cfg.name.clone(), slot));
+            tracing::info!(
+                cluster = cfg.name.as_str(),
+                topic = probe.topic.as_str(),
+                "delivery probe started"
+            );
+        }
         let slot: SnapshotSlot = Arc::new(ArcSwap::from_pointee(ClusterSnapshot::empty(
             &cfg.name,
             &cfg.labels,
             cfg.lag.granularity,
         )));
         slots.push(Arc::clone(&slot));
+        // The Schema Registry task (if configured) only reads this cluster's snapshots.
+        pollers.extend(crate::registry::spawn(cfg, Arc::clone(&slot), shutdown_rx.clone()));
         let poller = Poller::new(cfg.clone(), Arc::clone(&policy), source, slot);
         pollers.push(tokio::spawn(poller.run(shutdown_rx.clone())));
         tracing::info!(
@@ -124,7 +141,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     }
 
     let state = Arc::new(HttpState {
-        registry: crate::collectors::registry(slots.clone()),
+        registry: crate::collectors::registry(slots.clone(), probes),
         slots,
         policy_source: policy.source.clone(),
         options: opts.http.clone(),
@@ -140,6 +157,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     let signal = wait_for_signal().await?;
     tracing::info!(signal, "shutting down");
     let _ = shutdown_tx.send(true);
+    probe_stop.store(true, std::sync::atomic::Ordering::Relaxed);
 
     let deadline = tokio::time::sleep(opts.shutdown_timeout + Duration::from_millis(500));
     tokio::pin!(deadline);

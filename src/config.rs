@@ -197,6 +197,49 @@ struct RawCluster {
     groups: Option<RawFilter>,
     #[serde(default)]
     lag: RawLag,
+    #[serde(default)]
+    probe: Option<RawProbe>,
+    #[serde(default)]
+    schema_registry: Option<crate::registry::config::RawSchemaRegistry>,
+}
+
+/// End-to-end delivery probe of a cluster.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    topic: Option<String>,
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default, deserialize_with = "duration::opt")]
+    interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration::opt")]
+    timeout: Option<Duration>,
+    #[serde(default)]
+    replication_factor: Option<i32>,
+    #[serde(default)]
+    min_insync_replicas: Option<i32>,
+    #[serde(default)]
+    include_in_totals: Option<bool>,
+}
+
+/// Validated probe settings.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    pub topic: String,
+    pub group: String,
+    /// One record per partition each interval.
+    pub interval: Duration,
+    /// A record not received within this time counts as lost.
+    pub timeout: Duration,
+    /// Replication factor of the probe topic; capped at the number of brokers when created.
+    pub replication_factor: i32,
+    pub min_insync_replicas: i32,
+    /// Whether the probe topic and group appear in the user-facing lag, topic and compliance
+    /// series.
+    pub include_in_totals: bool,
 }
 
 /// Where a secret comes from: exactly one of an environment variable or a file.
@@ -250,6 +293,29 @@ pub struct ClusterConfig {
     pub groups: NameFilter,
     pub lag: LagConfig,
     pub compliance: ComplianceConfig,
+    /// `None` when the probe is disabled.
+    pub probe: Option<ProbeConfig>,
+    /// The cluster's Schema Registry; `None` when not watched.
+    pub schema_registry: Option<crate::registry::config::RegistryConfig>,
+}
+
+impl ClusterConfig {
+    /// Whether the topic's series are exported: the topic filter, and the probe's own topic
+    /// only when `probe.include_in_totals` is set.
+    pub fn selects_topic(&self, topic: &str) -> bool {
+        match &self.probe {
+            Some(p) if p.topic == topic && !p.include_in_totals => false,
+            _ => self.topics.matches(topic),
+        }
+    }
+
+    /// Whether the group's series are exported (the probe's group like its topic).
+    pub fn selects_group(&self, group: &str) -> bool {
+        match &self.probe {
+            Some(p) if p.group == group && !p.include_in_totals => false,
+            _ => self.groups.matches(group),
+        }
+    }
 }
 
 /// Allow/deny regular expressions, each anchored to the whole name. A name is selected when it
@@ -371,6 +437,9 @@ impl Config {
             }
             let _ = writeln!(s, "    topics: {}", c.topics.describe());
             let _ = writeln!(s, "    groups: {}", c.groups.describe());
+            if let Some(r) = &c.schema_registry {
+                let _ = writeln!(s, "    {}", r.summary());
+            }
             let _ = writeln!(
                 s,
                 "    lag: granularity {}, status window {}, max record reads/cycle {}",
@@ -584,6 +653,17 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             None => global_groups.clone(),
         };
 
+        let schema_registry = match rc.schema_registry {
+            Some(r) => crate::registry::config::validate(r, base_dir, |env, file| resolve_secret(base_dir, env, file))
+                .map_err(|(f, r)| err(at(&format!("schema_registry.{f}")), r))?,
+            None => None,
+        };
+        let probe = match rc.probe {
+            Some(p) if p.enabled.unwrap_or(true) => {
+                Some(validate_probe(&p).map_err(|(f, r)| err(at(&format!("probe.{f}")), r))?)
+            }
+            _ => None,
+        };
         let lag = validate_lag(&rc.lag.or(&g.lag), interval).map_err(|(f, r)| err(at(&format!("lag.{f}")), r))?;
 
         clusters.push(ClusterConfig {
@@ -599,12 +679,52 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             groups,
             lag,
             compliance: compliance.clone(),
+            probe,
+            schema_registry,
         });
     }
 
     Ok(Config {
         file: path.to_path_buf(),
         clusters,
+    })
+}
+
+fn validate_probe(raw: &RawProbe) -> Result<ProbeConfig, (&'static str, String)> {
+    let topic = raw.topic.clone().unwrap_or_else(|| "kafka-slo-exporter.probe".into());
+    let legal =
+        |s: &str| !s.is_empty() && s.len() <= 249 && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !legal(&topic) || topic == "." || topic == ".." {
+        return Err(("topic", format!("{topic:?} is not a legal Kafka topic name")));
+    }
+    let group = raw.group.clone().unwrap_or_else(|| "kafka-slo-exporter-probe".into());
+    if group.trim().is_empty() {
+        return Err(("group", "must not be empty".into()));
+    }
+    let interval = raw.interval.unwrap_or(Duration::from_secs(5));
+    if interval < Duration::from_millis(100) || interval > Duration::from_secs(600) {
+        return Err(("interval", "must be between 100ms and 10m".into()));
+    }
+    let timeout = raw.timeout.unwrap_or(Duration::from_secs(10));
+    if timeout < interval {
+        return Err(("timeout", "must be at least the probe interval".into()));
+    }
+    let replication_factor = raw.replication_factor.unwrap_or(3);
+    if !(1..=32).contains(&replication_factor) {
+        return Err(("replication_factor", "must be between 1 and 32".into()));
+    }
+    let min_insync_replicas = raw.min_insync_replicas.unwrap_or(2);
+    if !(1..=32).contains(&min_insync_replicas) {
+        return Err(("min_insync_replicas", "must be between 1 and 32".into()));
+    }
+    Ok(ProbeConfig {
+        topic,
+        group,
+        interval,
+        timeout,
+        replication_factor,
+        min_insync_replicas,
+        include_in_totals: raw.include_in_totals.unwrap_or(false),
     })
 }
 
@@ -925,6 +1045,22 @@ mod tests {
             ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], lag: {colour: 1}}", "clusters[0].lag.colour", "unknown field"),
             ("global: {compliance: {state_dir: /nonexistent/dir}}\nclusters:\n  - {name: a, bootstrap_servers: ['k:1']}", "global.compliance.state_dir", "not an existing directory"),
             ("global: {compliance: {replay_window_refresh: 10ms}}\nclusters:\n  - {name: a, bootstrap_servers: ['k:1']}", "global.compliance.replay_window_refresh", "at least 1s"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], probe: {topic: 'bad topic'}}", "clusters[0].probe.topic", "legal Kafka topic"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: []}}", "clusters[0].schema_registry.urls", "at least one"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['sr:8081']}}", "clusters[0].schema_registry.urls[0]", "http://"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['http://u:pw@sr:8081']}}", "clusters[0].schema_registry.urls[0]", "credentials in the URL"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['http://sr:8081'], basic_auth: {username: u, password: inline}}}", "clusters[0].schema_registry.basic_auth.password", "unknown field `password`"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['http://sr:8081'], basic_auth: {username: u}}}", "clusters[0].schema_registry.basic_auth.password_env/password_file", "needs"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['http://sr:8081'], basic_auth: {username: u, password_env: KSE_TEST_UNSET_VAR_X}, bearer_token: {env: KSE_TEST_UNSET_VAR_X}}}", "clusters[0].schema_registry.bearer_token", "not both"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['http://sr:8081'], bearer_token: {env: KSE_TEST_UNSET_VAR_X}}}", "clusters[0].schema_registry.bearer_token.env/file", "not set"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['http://sr:8081'], tls: {ca_file: ca.pem}}}", "clusters[0].schema_registry.tls", "no URL uses https"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['https://sr:8081'], tls: {ca_file: /nonexistent/ca.pem}}}", "clusters[0].schema_registry.tls.ca_file", "cannot read"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['https://sr:8081'], tls: {cert_file: /nonexistent/c.pem}}}", "clusters[0].schema_registry.tls.key_file", "required with cert_file"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['http://sr:8081'], interval: 100ms}}", "clusters[0].schema_registry.interval", "between 1s and 1h"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['http://sr:8081'], cross_check: {subject_name_strategy: by_guess}}}", "clusters[0].schema_registry.cross_check.subject_name_strategy", "unknown variant `by_guess`"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['http://sr:8081'], sampling: {records: 100000}}}", "clusters[0].schema_registry.sampling.records", "at most 10000"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['http://sr:8081'], colour: red}}", "clusters[0].schema_registry.colour", "unknown field"),
+            ("clusters:\n  - {name: a, bootstrap_servers: ['k:1'], probe: {interval: 10s, timeout: 1s}}", "clusters[0].probe.timeout", "at least the probe interval"),
             ("global: {max_staleness: 0s}\nclusters:\n  - {name: a, bootstrap_servers: ['k:1']}", "global.max_staleness", "greater than 0"),
         ];
         let mut failures = Vec::new();

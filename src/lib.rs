@@ -20,6 +20,11 @@
 //!   registration list. A scrape only reads snapshots.
 //! - [`policy`] holds the ADR compliance policy (classes by naming convention, requirements)
 //!   and the pure evaluation of a topic; [`report`] renders it for on-call as JSON and HTML.
+//! - [`probe`] is the end-to-end delivery probe: its own thread per cluster sends records through
+//!   Kafka and reads them back, publishing counters and latency histograms for the SLOs.
+//! - [`registry`] watches each cluster's Schema Registry on its own task and interval: subject
+//!   inventory, compatibility, the subject/topic cross-check and sampled wire format, published
+//!   as its own snapshot that a registry failure never mixes into the Kafka one.
 //! - [`http`] serves the telemetry path (OpenMetrics or Prometheus text), a landing page,
 //!   `/-/healthy` and `/-/ready`.
 //! - [`app`] wires it together and owns the shutdown order.
@@ -34,6 +39,8 @@ pub mod kafka;
 pub mod lag;
 pub mod policy;
 pub mod poller;
+pub mod probe;
+pub mod registry;
 pub mod report;
 pub mod snapshot;
 pub mod status;

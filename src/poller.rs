@@ -45,7 +45,7 @@ pub fn collect_io(source: &dyn KafkaSource, cfg: &ClusterConfig, memory: &Memory
 
         // Later stages work on the freshest topic list available: this cycle's, else the last.
         let selected: Option<Vec<SelectedTopic>> = match &topics.result {
-            Ok(t) => Some(select_topics(t.iter().filter(|t| cfg.topics.matches(&t.name)))),
+            Ok(t) => Some(select_topics(t.iter().filter(|t| cfg.selects_topic(&t.name)))),
             Err(_) => memory.metadata.as_ref().map(|m| select_topics(m.value.iter())),
         };
         let (configs, offsets) = match &selected {
@@ -97,7 +97,7 @@ fn groups_branch(source: &dyn KafkaSource, cfg: &ClusterConfig, memory: &Memory)
         let listings = source.list_groups(timeout)?;
         let ids: Vec<String> = listings
             .iter()
-            .filter(|l| cfg.groups.matches(&l.group))
+            .filter(|l| cfg.selects_group(&l.group))
             .map(|l| l.group.clone())
             .collect();
         let descriptions = source.describe_groups(&ids, timeout)?;
@@ -107,7 +107,7 @@ fn groups_branch(source: &dyn KafkaSource, cfg: &ClusterConfig, memory: &Memory)
         Ok((listings, _)) => Some(
             listings
                 .iter()
-                .filter(|l| cfg.groups.matches(&l.group))
+                .filter(|l| cfg.selects_group(&l.group))
                 .map(|l| l.group.clone())
                 .collect(),
         ),
@@ -162,26 +162,11 @@ pub fn run_cycle(
 
     let wanted = memory.reads_needed(cfg.lag.max_record_reads);
     let asked = wanted.len();
-    let reads = timed(|| {
-        if wanted.is_empty() {
-            Ok(Vec::new())
-        } else {
-            source.records_at(&wanted, cfg.timeout)
-        }
-    });
-    ok &= memory.fold_records(reads, asked, at);
+    ok &= memory.fold_records(read_records(source, &wanted, cfg), asked, at);
 
     let replay_limit = cfg.lag.max_record_reads.saturating_sub(asked);
     if let Some(wanted) = memory.replay_reads_needed(at, cfg.compliance.replay_window_refresh, replay_limit) {
-        let asked = wanted.len();
-        let reads = timed(|| {
-            if wanted.is_empty() {
-                Ok(Vec::new())
-            } else {
-                source.records_at(&wanted, cfg.timeout)
-            }
-        });
-        ok &= memory.fold_replay_reads(reads, asked, at);
+        ok &= memory.fold_replay_reads(read_records(source, &wanted, cfg), wanted.len(), at);
     }
 
     let snapshot = memory.snapshot(cfg, policy, at, started.elapsed(), ok);
@@ -189,6 +174,21 @@ pub fn run_cycle(
         save_state(cfg, memory);
     }
     snapshot
+}
+
+/// Reads the records at the given offsets (no request when there is nothing to read).
+fn read_records(
+    source: &dyn KafkaSource,
+    wanted: &[(TopicPartition, i64)],
+    cfg: &ClusterConfig,
+) -> StageOutcome<Vec<crate::kafka::RecordAt>> {
+    timed(|| {
+        if wanted.is_empty() {
+            Ok(Vec::new())
+        } else {
+            source.records_at(wanted, cfg.timeout)
+        }
+    })
 }
 
 /// The file keeping a cluster's observed partition counts across restarts.

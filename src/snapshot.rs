@@ -483,7 +483,7 @@ impl Memory {
 
         stage_done(&mut self.stages, Stage::Topics, &io.topics, at, &mut ok);
         let topics = io.topics.result.ok().map(|t| {
-            let mut v: Vec<TopicMetadata> = t.into_iter().filter(|t| cfg.topics.matches(&t.name)).collect();
+            let mut v: Vec<TopicMetadata> = t.into_iter().filter(|t| cfg.selects_topic(&t.name)).collect();
             v.sort_by(|a, b| a.name.cmp(&b.name));
             v.dedup_by(|a, b| a.name == b.name);
             v
@@ -538,7 +538,7 @@ impl Memory {
                 descriptions.into_iter().map(|d| (d.group.clone(), d)).collect();
             let mut v: Vec<GroupInfo> = listings
                 .into_iter()
-                .filter(|l| cfg.groups.matches(&l.group))
+                .filter(|l| cfg.selects_group(&l.group))
                 .map(|l| GroupInfo {
                     description: by_id.remove(&l.group),
                     listing: l,

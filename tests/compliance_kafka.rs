@@ -51,14 +51,9 @@ fn create(
 }
 
 fn exporter(kafka: &KafkaCluster, topics: &str, extra_global: &str, args: &[&str]) -> Exporter {
-    let bootstrap: Vec<String> = kafka
-        .bootstrap_servers()
-        .split(',')
-        .map(|s| format!("\"{s}\""))
-        .collect();
     let cfg = format!(
-        "global:\n  interval: 1s\n  timeout: 3s\n{extra_global}clusters:\n  - name: local\n    bootstrap_servers: [{}]\n    topics: {{allow: ['{topics}']}}\n",
-        bootstrap.join(", ")
+        "global:\n  interval: 1s\n  timeout: 3s\n{extra_global}clusters:\n  - name: local\n    bootstrap_servers: {}\n    topics: {{allow: ['{topics}']}}\n",
+        common::bootstrap_yaml(kafka)
     );
     Exporter::start(&cfg, args)
 }

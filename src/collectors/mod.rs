@@ -16,6 +16,8 @@ mod exporter;
 mod exposition;
 mod groups;
 mod partitions;
+mod probe;
+mod registry;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -52,20 +54,23 @@ pub trait Area: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// The registration list: every area, in output order.
-pub fn all() -> Vec<Box<dyn Area>> {
+/// The registration list: every area, in output order. `probes` are the delivery probes by
+/// cluster name.
+pub fn all(probes: Vec<(String, crate::probe::ProbeSlot)>) -> Vec<Box<dyn Area>> {
     vec![
         Box::new(exporter::ExporterArea),
         Box::new(cluster::ClusterArea),
         Box::new(partitions::PartitionsArea),
         Box::new(groups::GroupsArea),
         Box::new(compliance::ComplianceArea),
+        Box::new(probe::ProbeArea { probes }),
+        Box::new(registry::RegistryArea),
     ]
 }
 
 /// Builds the exposition served on the telemetry path.
-pub fn registry(slots: Vec<SnapshotSlot>) -> Exposition {
-    Exposition::new(slots, all())
+pub fn registry(slots: Vec<SnapshotSlot>, probes: Vec<(String, crate::probe::ProbeSlot)>) -> Exposition {
+    Exposition::new(slots, all(probes))
 }
 
 /// Labels every series of a cluster carries: `cluster` plus the configured constant labels.

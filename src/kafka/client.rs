@@ -53,7 +53,7 @@ const READ_CHUNK: usize = 1000;
 
 /// Routes librdkafka's log lines and errors into `tracing`, tagged with the cluster name.
 pub struct ExporterContext {
-    cluster: String,
+    pub(super) cluster: String,
 }
 
 impl ClientContext for ExporterContext {
@@ -80,14 +80,31 @@ impl ClientContext for ExporterContext {
 
 impl ConsumerContext for ExporterContext {}
 
+/// Client properties shared by every client of a cluster: exporter defaults, bootstrap
+/// servers, request timeout and the user's properties (which win). Holds secrets: never log it.
+pub(super) fn base_config(cfg: &ClusterConfig) -> ClientConfig {
+    let mut cc = ClientConfig::new();
+    for (k, v) in DEFAULT_PROPERTIES {
+        cc.set(*k, *v);
+    }
+    cc.set("bootstrap.servers", cfg.bootstrap_servers.join(","));
+    cc.set("socket.timeout.ms", cfg.timeout.as_millis().max(10).to_string());
+    for (k, v) in &cfg.client_properties {
+        cc.set(k, v);
+    }
+    cc.set_log_level(RDKafkaLogLevel::Info);
+    cc
+}
+
 /// The production [`KafkaSource`]: one long-lived admin client per cluster, plus a record reader
-/// created on first use.
+/// for each [`KafkaSource::records_at`] call.
 pub struct RdKafkaSource {
     admin: AdminClient<ExporterContext>,
     cluster: String,
     /// The admin client's properties, the base of the reader's. Holds secrets: never log it.
     config: ClientConfig,
-    reader: Mutex<Option<BaseConsumer<ExporterContext>>>,
+    /// Held while a reader reads, so that reads of concurrent callers do not interleave.
+    reading: Mutex<()>,
 }
 
 impl RdKafkaSource {
@@ -95,16 +112,7 @@ impl RdKafkaSource {
     /// returning the property (when librdkafka names one) and its reason, which never echoes
     /// secret values.
     pub fn new(cfg: &ClusterConfig) -> Result<Self, (Option<String>, String)> {
-        let mut cc = ClientConfig::new();
-        for (k, v) in DEFAULT_PROPERTIES {
-            cc.set(*k, *v);
-        }
-        cc.set("bootstrap.servers", cfg.bootstrap_servers.join(","));
-        cc.set("socket.timeout.ms", cfg.timeout.as_millis().max(10).to_string());
-        for (k, v) in &cfg.client_properties {
-            cc.set(k, v);
-        }
-        cc.set_log_level(RDKafkaLogLevel::Info);
+        let cc = base_config(cfg);
         let context = ExporterContext {
             cluster: cfg.name.clone(),
         };
@@ -113,7 +121,7 @@ impl RdKafkaSource {
             admin,
             cluster: cfg.name.clone(),
             config: cc,
-            reader: Mutex::new(None),
+            reading: Mutex::new(()),
         })
     }
 
@@ -128,21 +136,9 @@ impl RdKafkaSource {
     /// queue: without this, the client's logs would never reach `tracing` and the queue would
     /// grow for as long as the process runs (e.g. one error per reconnect attempt while a broker
     /// is down). Every call serves it, so logs lag by up to one collection interval.
-    ///
-    /// The record reader's queue is served here too while no read is running: between reads it
-    /// collects the reader's log lines and statistics the same way.
     fn serve_main_queue(&self) {
         if let Some(events) = ffi::EventQueue::main(self.admin.inner().native_ptr()) {
             self.drain(&events, self.admin.inner().context());
-        }
-        // A reader busy in `records_at` serves its own queue.
-        let Ok(slot) = self.reader.try_lock() else {
-            return;
-        };
-        if let Some(reader) = slot.as_ref() {
-            if let Some(events) = ffi::EventQueue::consumer(reader.client().native_ptr()) {
-                self.drain(&events, reader.context());
-            }
         }
     }
 
@@ -504,17 +500,18 @@ impl KafkaSource for RdKafkaSource {
             return Ok(Vec::new());
         }
         let deadline = Instant::now() + timeout;
-        let mut slot = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        let reader = match &mut *slot {
-            Some(reader) => reader,
-            empty => empty.insert(self.create_reader()?),
-        };
+        let _reading = self.reading.lock().unwrap_or_else(PoisonError::into_inner);
+        // A reader per call: librdkafka keeps a topic handle and the state of every partition a
+        // consumer was ever assigned until the consumer is destroyed (about 3 KB a partition,
+        // 30 MB for 10,000), while reads are rare once timestamps are cached. Creating one
+        // costs a connection and a Metadata request.
+        let reader = self.create_reader()?;
         let mut out = Vec::new();
         for round in &rounds {
             if Instant::now() >= deadline {
                 break;
             }
-            out.extend(self.read_round(reader, round, deadline)?);
+            out.extend(self.read_round(&reader, round, deadline)?);
         }
         out.sort_by(|a, b| (&a.tp, a.requested).cmp(&(&b.tp, b.requested)));
         Ok(out)

@@ -6,11 +6,15 @@
 
 mod client;
 mod ffi;
+mod probe;
+mod sample;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use client::RdKafkaSource;
+pub use probe::{Delivery, ProbeClient, ProbeRecord};
+pub use sample::{SampleRead, SampledValue, ValueSampler};
 
 /// A broker as reported by DescribeCluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,10 +223,10 @@ pub trait KafkaSource: Send + Sync + 'static {
     /// Effective configuration (every key, defaults included) of each topic, in one
     /// DescribeConfigs request. Topics that fail individually are left out.
     fn topic_configs(&self, topics: &[String], timeout: Duration) -> Result<Vec<TopicConfig>, SourceError>;
-    /// ListOffsets for many partitions in one batched admin call (librdkafka groups the requests
-    /// per leader). One entry per distinct partition, sorted; partition-level errors (e.g. an
-    /// unknown partition) are `Err` entries, but when no partition at all has a known leader the
-    /// call fails ("No leaders found"). A partition whose leader is unknown can make the whole
+    /// ListOffsets for many partitions in batched admin calls of up to 1,000 partitions
+    /// (librdkafka groups each call's requests per leader). One entry per distinct partition,
+    /// sorted; partition-level errors (e.g. an unknown partition) are `Err` entries, but when no
+    /// partition of a batch has a known leader the call fails ("No leaders found"). A partition whose leader is unknown can make the whole
     /// call wait for `timeout`, so callers should pass only partitions that have one.
     fn list_offsets(
         &self,

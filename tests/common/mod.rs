@@ -298,3 +298,9 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         std::thread::park_timeout(Duration::from_millis(50));
     }
 }
+
+/// The cluster's bootstrap servers as a YAML flow list: `["127.0.0.1:1", "127.0.0.1:2"]`.
+pub fn bootstrap_yaml(kafka: &kafka_harness::KafkaCluster) -> String {
+    let quoted: Vec<String> = kafka.bootstrap_servers().split(',').map(|s| format!("\"{s}\"")).collect();
+    format!("[{}]", quoted.join(", "))
+}

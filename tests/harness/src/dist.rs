@@ -197,12 +197,12 @@ pub(crate) fn tail_lines(text: &str, n: usize) -> String {
 ///
 /// `flock` locks are released by the kernel when the descriptor closes, so
 /// a process that dies mid-download cannot leave the cache locked.
-struct FileLock {
+pub(crate) struct FileLock {
     _file: File,
 }
 
 impl FileLock {
-    fn exclusive(path: &Path) -> Result<FileLock> {
+    pub(crate) fn exclusive(path: &Path) -> Result<FileLock> {
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)

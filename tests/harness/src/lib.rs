@@ -1,4 +1,5 @@
-//! Real Apache Kafka clusters for integration tests, the demo and benchmarks.
+//! Real Apache Kafka clusters for integration tests, the demo and benchmarks, and a real
+//! Schema Registry ([`SchemaRegistry`], Apicurio Registry from Maven Central).
 //!
 //! The harness runs genuine Kafka brokers in KRaft mode as local JVM
 //! processes — no Docker and no mocks — from jars that Maven fetches once
@@ -36,11 +37,16 @@ mod dist;
 mod error;
 mod ports;
 mod process;
+mod registry;
 
 pub use client::{ConsumerHandle, ConsumerOptions, GroupProtocol, ProducerHandle, QuietContext, Record};
 pub use cluster::{ClusterOptions, KafkaCluster, DEFAULT_JVM_ARGS, KEEP_ENV, TMP_ENV, VERSION_ENV};
 pub use dist::{cache_dir, KafkaDist, CACHE_ENV, DEFAULT_KAFKA_VERSION, MVN_ENV};
 pub use error::HarnessError;
+pub use registry::{
+    find_java, ApicurioDist, SchemaRegistry, APICURIO_VERSION_ENV, CCOMPAT_PATH, DEFAULT_APICURIO_VERSION, JAVA_ENV,
+    MIN_JAVA,
+};
 
 /// Milliseconds since the Unix epoch, the unit of Kafka timestamps.
 pub fn now_ms() -> i64 {

@@ -291,7 +291,8 @@ fn finish(
 fn exporter_config(bootstrap: &str) -> String {
     format!(
         "global:\n  interval: 5s\n  timeout: 10s\nclusters:\n  - name: demo\n    \
-         bootstrap_servers: [\"{bootstrap}\"]\n    labels:\n      env: demo\n"
+         bootstrap_servers: [\"{bootstrap}\"]\n    labels:\n      env: demo\n    \
+         probe:\n      interval: 1s\n"
     )
 }
 
@@ -412,6 +413,7 @@ mod tests {
         assert!(c.contains("bootstrap_servers: [\"127.0.0.1:1234\"]"));
         assert!(c.contains("  interval: 5s\n"));
         assert!(c.contains("      env: demo\n"));
+        assert!(c.contains("    probe:\n      interval: 1s\n"));
     }
 
     #[test]

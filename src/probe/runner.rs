@@ -1,0 +1,184 @@
+//! The probe's thread: sends a round of records every interval, reads them back, commits, and
+//! publishes a [`ProbeSnapshot`] after each round.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use super::{encode_payload, ProbeSnapshot, Tracker};
+use crate::config::{ClusterConfig, ProbeConfig};
+use crate::kafka::ProbeClient;
+
+/// Where the probe of a cluster publishes; scrapes `load()` it.
+pub type ProbeSlot = Arc<ArcSwap<ProbeSnapshot>>;
+
+/// Starts the probe of one cluster on its own thread. It stops within about 100 ms of
+/// `shutdown` turning true.
+pub fn spawn(
+    cluster: ClusterConfig,
+    probe: ProbeConfig,
+    slot: ProbeSlot,
+    shutdown: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("kse-probe-{}", cluster.name))
+        .spawn(move || run(&cluster, &probe, &slot, &shutdown))
+}
+
+/// A run id distinguishing this process's records from an earlier one's.
+fn run_id() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+fn run(cluster: &ClusterConfig, probe: &ProbeConfig, slot: &ProbeSlot, shutdown: &AtomicBool) {
+    let name = cluster.name.as_str();
+    let mut tracker = Tracker::new(run_id(), &probe.topic, probe.timeout);
+    let mut client = loop {
+        match ProbeClient::new(cluster, &probe.topic, &probe.group, probe.timeout) {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(cluster = name, error = %e, "probe clients cannot be created; retrying");
+                tracker.error("client");
+                slot.store(Arc::new(tracker.snapshot.clone()));
+                if sleep_until(Instant::now() + probe.interval, shutdown) {
+                    return;
+                }
+            }
+        }
+    };
+    let request_timeout = cluster.timeout.min(probe.interval);
+    let mut leaders: BTreeMap<i32, Option<i32>> = BTreeMap::new();
+    let mut seq: u64 = 0;
+    let mut next = Instant::now();
+    let mut was_up = true;
+    while !shutdown.load(Ordering::Relaxed) {
+        let round_end = next + probe.interval;
+        let mut ok = true;
+
+        match client.leaders(request_timeout) {
+            Ok(Some(l)) => leaders = l,
+            Ok(None) => {
+                if let Err(e) = create_topic(&client, cluster, probe, request_timeout) {
+                    tracing::warn!(cluster = name, error = %e, "probe topic cannot be created");
+                    tracker.error("topic");
+                    ok = false;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(cluster = name, error = %e, "probe metadata failed");
+                tracker.error("topic");
+                ok = false;
+            }
+        }
+        let partitions: Vec<i32> = leaders.keys().copied().collect();
+        if !partitions.is_empty() {
+            if let Err(e) = client.assign(&partitions, request_timeout) {
+                tracing::debug!(cluster = name, error = %e, "probe consumer assignment failed");
+                tracker.error("consume");
+                ok = false;
+            }
+        }
+
+        // Send to every known partition, also while the cluster is unreachable: those records
+        // fail or get lost, which is exactly what the availability SLI must see.
+        let now = SystemTime::now();
+        for (p, leader) in &leaders {
+            seq += 1;
+            tracker.sent(*p, seq, now, leader.unwrap_or(-1));
+            if let Err(class) = client.send(*p, seq, &encode_payload(tracker.run(), seq, now)) {
+                tracker.failed(*p, seq, &class);
+                tracker.error("produce");
+            }
+        }
+
+        // Read back until the round ends.
+        while Instant::now() < round_end && !shutdown.load(Ordering::Relaxed) {
+            for d in client.take_deliveries() {
+                match d.result {
+                    Ok(latency) => tracker.acknowledged(d.partition, d.seq, latency),
+                    Err(class) => tracker.failed(d.partition, d.seq, &class),
+                }
+            }
+            let budget = round_end
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            for r in client.poll_records(budget) {
+                tracker.received(r.partition, &r.payload, SystemTime::now());
+            }
+        }
+        for outcome in client.take_commits() {
+            match outcome {
+                Ok(latency) => tracker.snapshot.commit_latency.observe(latency.as_secs_f64()),
+                Err(e) => {
+                    tracing::debug!(cluster = name, error = %e, "probe commit failed");
+                    tracker.error("commit");
+                    ok = false;
+                }
+            }
+        }
+        // A commit still unanswered after the probe timeout means the coordinator is not
+        // reachable: the round is not healthy.
+        if client.commit_pending_for().is_some_and(|d| d > probe.timeout) {
+            ok = false;
+        }
+        if !partitions.is_empty() {
+            client.commit();
+        }
+        let now = SystemTime::now();
+        tracker.sweep(now);
+        tracker.snapshot.rounds_total += 1;
+        tracker.snapshot.up = ok && !leaders.is_empty();
+        tracker.snapshot.leaders = leaders.clone();
+        if tracker.snapshot.up {
+            tracker.snapshot.last_success = Some(now);
+        }
+        if tracker.snapshot.up != was_up {
+            if tracker.snapshot.up {
+                tracing::info!(cluster = name, "probe recovered");
+            } else {
+                tracing::warn!(cluster = name, "probe round failed");
+            }
+            was_up = tracker.snapshot.up;
+        }
+        slot.store(Arc::new(tracker.snapshot.clone()));
+        next = round_end.max(Instant::now());
+    }
+}
+
+/// Creates the probe topic with one partition per broker, RF capped at the broker count.
+fn create_topic(
+    client: &ProbeClient,
+    cluster: &ClusterConfig,
+    probe: &ProbeConfig,
+    timeout: Duration,
+) -> Result<(), crate::kafka::SourceError> {
+    let brokers = client.broker_count(timeout)?.max(1);
+    let rf = probe.replication_factor.min(brokers);
+    let min_isr = probe.min_insync_replicas.min(rf);
+    tracing::info!(
+        cluster = cluster.name.as_str(),
+        topic = probe.topic.as_str(),
+        partitions = brokers,
+        replication_factor = rf,
+        "creating the probe topic"
+    );
+    client.create_topic(brokers, rf, min_isr, timeout)
+}
+
+/// Sleeps until `until` in short steps; returns true if shutdown was requested.
+fn sleep_until(until: Instant, shutdown: &AtomicBool) -> bool {
+    while Instant::now() < until {
+        if shutdown.load(Ordering::Relaxed) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    shutdown.load(Ordering::Relaxed)
+}
