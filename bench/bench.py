@@ -373,11 +373,13 @@ def measure_background(exp, cfg):
             raise RuntimeError(f"{exp.name}: no complete output after 900s")
         time.sleep(0.5)
     log(f"{exp.name}: first complete output after {res['first_complete_s']}s")
-    # Steady state: two more cycles, then a CPU window of `windows` intervals.
+    # Steady state: two more cycles pass unmeasured (ours reads record timestamps there, at most
+    # 5,000 per cycle), then durations of the next ones and a CPU window of `windows` intervals.
     durations = []
     for _ in range(2):
-        s = wait_cycle_edge(exp, interval * 3 + 60)
-        durations.append(exp.cycle_seconds(s))
+        wait_cycle_edge(exp, interval * 3 + 60)
+    s = wait_cycle_edge(exp, interval * 3 + 60)
+    durations.append(exp.cycle_seconds(s))
     n = cfg["windows"]
     s = wait_cycle_edge(exp, interval * 3 + 60)
     durations.append(exp.cycle_seconds(s))
@@ -462,22 +464,26 @@ def request_counts(workdir, bootstrap, interval, cycles=4):
         wait_listening(exp.port, exp.proc)
         deadline = time.monotonic() + 900 + cycles * interval
         while time.monotonic() < deadline:
-            ends = cycle_ends(exp.log_path)
-            if len(ends) >= cycles + 3:
+            if len(cycle_spans(exp.log_path)) >= cycles + 4:
                 break
             time.sleep(1)
     finally:
         exp.stop()
-    ends = cycle_ends(exp.log_path)
+    cycles_seen = cycle_spans(exp.log_path)
     blobs = stats_blobs(exp.log_path)
-    if len(ends) < 4:
-        raise RuntimeError("too few cycles for request counting")
-    # Statistics reach the log when the next cycle serves the client queues, so the gap after
-    # the last cycle is never seen: count from the gap after cycle 2 (the first ones connect and
-    # read records) to the gap after the second-to-last. A gap point is 2 s after a cycle ended
-    # (statistics carry whole seconds; the next cycle starts an interval after this one began).
-    t_a, t_b = ends[1] + 2, ends[-2] + 2
-    n = len(ends) - 3
+    # Statistics carry whole seconds and reach the log when a later call serves the client's
+    # queue, so counters are read in idle gaps between cycles (at least 3 s long) that a later
+    # cycle closes: from the first such gap after cycle 2 (the first ones connect and read
+    # records) to the last one.
+    gaps = []
+    for i in range(2, len(cycles_seen) - 1):
+        end, next_start = cycles_seen[i][1], cycles_seen[i + 1][0]
+        if next_start - end >= 3:
+            gaps.append((i, int(end) + 1, next_start))
+    if len(gaps) < 2:
+        raise RuntimeError(f"too few idle gaps between cycles for request counting: {cycles_seen}")
+    (i_a, t_a, _), (i_b, t_b, _) = gaps[0], gaps[-1]
+    n = i_b - i_a
     per_type = {}
     for client, series in blobs.items():
         a = next((b for b in series if b["time"] >= t_a), None)
@@ -516,7 +522,12 @@ def request_minimum(brokers, topics, groups):
     lines += [f"- {what}: {n}" for what, n in parts]
     lines += ["", f"= **{total}** for B = {brokers}, T = {topics}, G = {groups}. The Kafka protocol itself would "
               "allow fewer (OffsetFetch v8+ and FindCoordinator v4+ batch many groups per request), but "
-              "librdkafka's admin API does not use that batching."]
+              "librdkafka's admin API does not use that batching.", "",
+              "kafka-slo-exporter differs from the minimum in two places: ListOffsets goes out in admin "
+              "calls of 1,000 partitions, 3B × ⌈P/1000⌉ requests, because librdkafka merges the answers "
+              "of one call with a quadratic search (one call for 10,000 partitions spent most of a cycle's "
+              "CPU in `strcmp`); and ListGroups is sent twice per broker, once by ListConsumerGroups "
+              "(for the group types) and once by the batched classic DescribeGroups."]
     return total, "\n".join(lines)
 
 
@@ -540,10 +551,15 @@ def log_time(rec):
         return None
 
 
-def cycle_ends(path):
-    return [log_time(r) for r in json_lines(path)
-            if r.get("message") in ("collection cycle complete", "collection recovered")
-            or (r.get("message") or "").startswith("collection cycle")]
+def cycle_spans(path):
+    """(start, end) of every collection cycle, from the poller's debug log lines."""
+    out = []
+    for r in json_lines(path):
+        m = r.get("message") or ""
+        if m.startswith("collection cycle") or m == "collection recovered":
+            end = log_time(r)
+            out.append((end - float(r.get("duration_ms", 0)) / 1000, end))
+    return out
 
 
 def stats_blobs(path):

@@ -46,6 +46,12 @@ fn bad_configs_exit_2_naming_file_field_and_reason() {
         ("unreadable password file", unreadable_secret, "clusters[0].sasl.password_env/password_file", "cannot read secret file"),
         ("unknown librdkafka property", "clusters:\n  - {name: a, bootstrap_servers: ['k:1'], client_properties: {no.such.property: 1}}\n", "clusters[0].client_properties.no.such.property", "No such configuration property"),
         ("bad librdkafka value", "clusters:\n  - {name: a, bootstrap_servers: ['k:1'], client_properties: {security.protocol: CARRIER_PIGEON}}\n", "clusters[0].client_properties.security.protocol", "Invalid value \"CARRIER_PIGEON\""),
+        ("registry without URL", "clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {interval: 1m}}\n", "clusters[0].schema_registry.urls", "at least one"),
+        ("registry URL with credentials", "clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['https://u:pw@sr:8081']}}\n", "clusters[0].schema_registry.urls[0]", "credentials in the URL"),
+        ("inline registry password", "clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['https://sr:8081'], basic_auth: {username: u, password: hunter2}}}\n", "clusters[0].schema_registry.basic_auth.password", "unknown field `password`"),
+        ("unset registry token variable", "clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['https://sr:8081'], bearer_token: {env: KSE_CLI_UNSET_TOKEN}}}\n", "clusters[0].schema_registry.bearer_token.env/file", "not set"),
+        ("unreadable registry CA", "clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['https://sr:8081'], tls: {ca_file: /nonexistent/ca.pem}}}\n", "clusters[0].schema_registry.tls.ca_file", "cannot read"),
+        ("unknown subject naming strategy", "clusters:\n  - {name: a, bootstrap_servers: ['k:1'], schema_registry: {urls: ['https://sr:8081'], cross_check: {subject_name_strategy: guess}}}\n", "clusters[0].schema_registry.cross_check.subject_name_strategy", "unknown variant"),
     ];
     assert!(cases.len() >= 15);
     let mut failures = Vec::new();
@@ -150,13 +156,20 @@ fn shipped_example_config_is_valid() {
         .args(["--config.file", example, "--config.check"])
         .env("KAFKA_PROD_EU_PASSWORD", "example-password")
         .env("KAFKA_PROD_EU_KEY_PASSWORD", "example-key-password")
+        .env("KAFKA_PROD_EU_REGISTRY_PASSWORD", "example-registry-password")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("OK, 2 cluster(s)"), "{stdout}");
     assert!(
-        !stdout.contains("example-password") && !stdout.contains("example-key-password"),
+        stdout.contains("schema registry: https://schema-registry-1.prod:8081"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("example-password")
+            && !stdout.contains("example-key-password")
+            && !stdout.contains("example-registry-password"),
         "{stdout}"
     );
 }

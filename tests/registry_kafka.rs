@@ -11,8 +11,7 @@ use std::time::Duration;
 use common::{openmetrics_check, promtool_check_metrics, Exporter};
 use kafka_harness::{KafkaCluster, Record, SchemaRegistry};
 
-const ORDER_V1: &str =
-    r#"{"type":"record","name":"Order","namespace":"r6","fields":[{"name":"id","type":"string"}]}"#;
+const ORDER_V1: &str = r#"{"type":"record","name":"Order","namespace":"r6","fields":[{"name":"id","type":"string"}]}"#;
 const ORDER_V2: &str = r#"{"type":"record","name":"Order","namespace":"r6","fields":[{"name":"id","type":"string"},{"name":"n","type":"int","default":0}]}"#;
 const LEGACY: &str = r#"{"type":"record","name":"Legacy","namespace":"r6","fields":[{"name":"x","type":"long"}]}"#;
 const GONE: &str = r#"{"type":"record","name":"Gone","namespace":"r6","fields":[{"name":"y","type":"boolean"}]}"#;
@@ -92,7 +91,9 @@ fn registry_inventory_cross_check_sampling_and_outage() {
     let pay_id = registry
         .register("r6pay.payment.events-value", PAYMENT_JSON, Some("JSON"))
         .unwrap();
-    registry.set_compatibility(Some("r6pay.payment.events-value"), "NONE").unwrap();
+    registry
+        .set_compatibility(Some("r6pay.payment.events-value"), "NONE")
+        .unwrap();
     registry
         .register("r6db.public.customers-value", CUSTOMER_PROTO, Some("PROTOBUF"))
         .unwrap();
@@ -121,7 +122,9 @@ fn registry_inventory_cross_check_sampling_and_outage() {
     kafka.produce("r6pay.payment.events", 0, &pay).unwrap();
     // Shipment: JSON text without framing, over both partitions.
     let text = |i: i32| Record::new(format!("{{\"shipment\":{i}}}"));
-    kafka.produce("r6ship.shipment.events", 0, &[text(0), text(1), text(2)]).unwrap();
+    kafka
+        .produce("r6ship.shipment.events", 0, &[text(0), text(1), text(2)])
+        .unwrap();
     kafka.produce("r6ship.shipment.events", 1, &[text(3), text(4)]).unwrap();
 
     // A registry that accepts connections and never answers.
@@ -133,35 +136,49 @@ fn registry_inventory_cross_check_sampling_and_outage() {
         &[],
     );
     let order_l = local(&[("topic", "r6order.order.events")]);
-    let m = exporter.wait_for(Duration::from_secs(180), "registry inventory, cross-check and samples", |m| {
-        m.value("kafka_schema_registry_up", &local(&[])) == Some(1.0)
-            && m.value("kafka_schema_registry_unresolved_subjects", &local(&[])) == Some(0.0)
-            && m.value("kafka_schema_registry_topics_missing_subject", &local(&[])).is_some()
-            && m.value(
-                "kafka_topic_schema_sampled_records",
-                &[&order_l[..], &[("framing", "registered")]].concat(),
-            ) == Some(9.0)
-            && m.value(
-                "kafka_topic_schema_sampled_records",
-                &[&order_l[..], &[("framing", "unknown_id")]].concat(),
-            ) == Some(1.0)
-            && m.value(
-                "kafka_topic_schema_sampled_records",
-                &local(&[("topic", "r6ship.shipment.events"), ("framing", "unframed")]),
-            ) == Some(5.0)
-            && m.value(
-                "kafka_topic_schema_sampled_records",
-                &local(&[("topic", "r6pay.payment.events"), ("framing", "registered")]),
-            ) == Some(2.0)
-    });
+    let m = exporter.wait_for(
+        Duration::from_secs(180),
+        "registry inventory, cross-check and samples",
+        |m| {
+            m.value("kafka_schema_registry_up", &local(&[])) == Some(1.0)
+                && m.value("kafka_schema_registry_unresolved_subjects", &local(&[])) == Some(0.0)
+                && m.value("kafka_schema_registry_topics_missing_subject", &local(&[]))
+                    .is_some()
+                && m.value(
+                    "kafka_topic_schema_sampled_records",
+                    &[&order_l[..], &[("framing", "registered")]].concat(),
+                ) == Some(9.0)
+                && m.value(
+                    "kafka_topic_schema_sampled_records",
+                    &[&order_l[..], &[("framing", "unknown_id")]].concat(),
+                ) == Some(1.0)
+                && m.value(
+                    "kafka_topic_schema_sampled_records",
+                    &local(&[("topic", "r6ship.shipment.events"), ("framing", "unframed")]),
+                ) == Some(5.0)
+                && m.value(
+                    "kafka_topic_schema_sampled_records",
+                    &local(&[("topic", "r6pay.payment.events"), ("framing", "registered")]),
+                ) == Some(2.0)
+        },
+    );
 
     // Inventory.
     let l = local(&[]);
     let v = |name: &str, extra: &[(&'static str, &'static str)]| m.value(name, &local(extra));
     assert_eq!(v("kafka_schema_registry_subjects", &[("state", "live")]), Some(4.0));
-    assert_eq!(v("kafka_schema_registry_subjects", &[("state", "soft_deleted")]), Some(1.0));
-    assert_eq!(v("kafka_schema_registry_schema_versions", &[("state", "live")]), Some(5.0));
-    assert_eq!(v("kafka_schema_registry_schema_versions", &[("state", "soft_deleted")]), Some(1.0));
+    assert_eq!(
+        v("kafka_schema_registry_subjects", &[("state", "soft_deleted")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v("kafka_schema_registry_schema_versions", &[("state", "live")]),
+        Some(5.0)
+    );
+    assert_eq!(
+        v("kafka_schema_registry_schema_versions", &[("state", "soft_deleted")]),
+        Some(1.0)
+    );
     for (subject, n) in [
         ("r6order.order.events-value", 2.0),
         ("r6pay.payment.events-value", 1.0),
@@ -169,25 +186,62 @@ fn registry_inventory_cross_check_sampling_and_outage() {
         ("r6old.legacy.events-value", 1.0),
     ] {
         assert_eq!(
-            m.value("kafka_schema_registry_subject_versions", &local(&[("subject", subject)])),
+            m.value(
+                "kafka_schema_registry_subject_versions",
+                &local(&[("subject", subject)])
+            ),
             Some(n),
             "{subject}"
         );
     }
     assert!(
-        m.find("kafka_schema_registry_subject_versions", &[("subject", "r6gone.gone.events-value")])
-            .is_empty(),
+        m.find(
+            "kafka_schema_registry_subject_versions",
+            &[("subject", "r6gone.gone.events-value")]
+        )
+        .is_empty(),
         "soft-deleted subjects have no live versions"
     );
-    assert_eq!(v("kafka_schema_registry_latest_schemas", &[("type", "AVRO")]), Some(2.0));
-    assert_eq!(v("kafka_schema_registry_latest_schemas", &[("type", "JSON")]), Some(1.0));
-    assert_eq!(v("kafka_schema_registry_latest_schemas", &[("type", "PROTOBUF")]), Some(1.0));
-    assert_eq!(v("kafka_schema_registry_compatibility_info", &[("level", "BACKWARD")]), Some(1.0));
-    assert_eq!(v("kafka_schema_registry_mode_info", &[("mode", "READWRITE")]), Some(1.0));
-    assert_eq!(v("kafka_schema_registry_subjects_by_compatibility", &[("level", "NONE")]), Some(1.0));
-    assert_eq!(v("kafka_schema_registry_subjects_by_compatibility", &[("level", "BACKWARD")]), Some(3.0));
-    assert_eq!(v("kafka_schema_registry_subjects_by_compatibility", &[("level", "FULL")]), Some(0.0));
-    assert_eq!(v("kafka_schema_registry_contexts", &[]), Some(1.0), "Apicurio has the default context");
+    assert_eq!(
+        v("kafka_schema_registry_latest_schemas", &[("type", "AVRO")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        v("kafka_schema_registry_latest_schemas", &[("type", "JSON")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v("kafka_schema_registry_latest_schemas", &[("type", "PROTOBUF")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v("kafka_schema_registry_compatibility_info", &[("level", "BACKWARD")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v("kafka_schema_registry_mode_info", &[("mode", "READWRITE")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v("kafka_schema_registry_subjects_by_compatibility", &[("level", "NONE")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(
+            "kafka_schema_registry_subjects_by_compatibility",
+            &[("level", "BACKWARD")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        v("kafka_schema_registry_subjects_by_compatibility", &[("level", "FULL")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        v("kafka_schema_registry_contexts", &[]),
+        Some(1.0),
+        "Apicurio has the default context"
+    );
 
     // Cross-check with Kafka.
     for (topic, missing) in [
@@ -203,12 +257,19 @@ fn registry_inventory_cross_check_sampling_and_outage() {
         );
     }
     assert!(
-        m.find("kafka_topic_schema_subject_missing", &[("topic", "r6cart.internal.retry")])
-            .is_empty(),
+        m.find(
+            "kafka_topic_schema_subject_missing",
+            &[("topic", "r6cart.internal.retry")]
+        )
+        .is_empty(),
         "internal topics need no subject"
     );
     assert_eq!(v("kafka_schema_registry_topics_missing_subject", &[]), Some(1.0));
-    assert_eq!(v("kafka_schema_registry_orphan_subjects", &[]), Some(1.0), "r6old.legacy.events-value");
+    assert_eq!(
+        v("kafka_schema_registry_orphan_subjects", &[]),
+        Some(1.0),
+        "r6old.legacy.events-value"
+    );
 
     // Sampling: the last 10 records of each topic of a required class.
     let sampled = |topic: &'static str, framing: &'static str| {
@@ -217,12 +278,21 @@ fn registry_inventory_cross_check_sampling_and_outage() {
             &local(&[("topic", topic), ("framing", framing)]),
         )
     };
-    assert_eq!(sampled("r6order.order.events", "unframed"), Some(0.0), "older records are not sampled");
+    assert_eq!(
+        sampled("r6order.order.events", "unframed"),
+        Some(0.0),
+        "older records are not sampled"
+    );
     assert_eq!(sampled("r6order.order.events", "unchecked"), Some(0.0));
     assert_eq!(sampled("r6pay.payment.events", "registered"), Some(2.0));
     assert_eq!(sampled("r6ship.shipment.events", "unframed"), Some(5.0));
     assert_eq!(sampled("r6db.public.customers", "registered"), Some(0.0), "empty topic");
-    assert!(m.find("kafka_topic_schema_sampled_records", &[("topic", "r6cart.internal.retry")]).is_empty());
+    assert!(m
+        .find(
+            "kafka_topic_schema_sampled_records",
+            &[("topic", "r6cart.internal.retry")]
+        )
+        .is_empty());
     let ratio = |topic: &'static str| m.value("kafka_topic_schema_registered_ratio", &local(&[("topic", topic)]));
     assert_eq!(ratio("r6order.order.events"), Some(0.9));
     assert_eq!(ratio("r6pay.payment.events"), Some(1.0));
@@ -231,16 +301,41 @@ fn registry_inventory_cross_check_sampling_and_outage() {
 
     // Requests: listings were paged (page size 2), nothing failed; the unknown id's 404 is an
     // answer, not an error.
-    for op in ["subjects", "schemas", "config", "mode", "contexts", "subject_config", "subject_versions", "schema_by_id"] {
+    for op in [
+        "subjects",
+        "schemas",
+        "config",
+        "mode",
+        "contexts",
+        "subject_config",
+        "subject_versions",
+        "schema_by_id",
+    ] {
         let ol = local(&[("operation", op)]);
         assert_eq!(m.value("kafka_schema_registry_errors_total", &ol), Some(0.0), "{op}");
-        assert!(m.value("kafka_schema_registry_requests_total", &ol).unwrap() > 0.0, "{op}");
+        assert!(
+            m.value("kafka_schema_registry_requests_total", &ol).unwrap() > 0.0,
+            "{op}"
+        );
         let d = m.value("kafka_schema_registry_request_duration_seconds", &ol).unwrap();
         assert!(d > 0.0 && d < 5.0, "{op}: {d}");
     }
-    assert_eq!(v("kafka_schema_registry_errors_total", &[("operation", "sample")]), Some(0.0));
-    let polls = m.value("kafka_schema_registry_requests_total", &local(&[("operation", "config")])).unwrap();
-    let subject_pages = m.value("kafka_schema_registry_requests_total", &local(&[("operation", "subjects")])).unwrap();
+    assert_eq!(
+        v("kafka_schema_registry_errors_total", &[("operation", "sample")]),
+        Some(0.0)
+    );
+    let polls = m
+        .value(
+            "kafka_schema_registry_requests_total",
+            &local(&[("operation", "config")]),
+        )
+        .unwrap();
+    let subject_pages = m
+        .value(
+            "kafka_schema_registry_requests_total",
+            &local(&[("operation", "subjects")]),
+        )
+        .unwrap();
     assert!(
         subject_pages >= polls * 4.0,
         "4 live subjects in pages of 2 need 3 requests, 5 with deleted=true 3 more: {subject_pages} for {polls} polls"
@@ -255,14 +350,32 @@ fn registry_inventory_cross_check_sampling_and_outage() {
     // The registry that never answers: down, timed out, its Kafka metrics unaffected.
     let slow = [("cluster", "slow")];
     assert_eq!(m.value("kafka_schema_registry_up", &slow), Some(0.0));
-    assert!(m.value("kafka_schema_registry_errors_total", &[("cluster", "slow"), ("operation", "subjects")]).unwrap() >= 1.0);
+    assert!(
+        m.value(
+            "kafka_schema_registry_errors_total",
+            &[("cluster", "slow"), ("operation", "subjects")]
+        )
+        .unwrap()
+            >= 1.0
+    );
     let d = m
-        .value("kafka_schema_registry_request_duration_seconds", &[("cluster", "slow"), ("operation", "subjects")])
+        .value(
+            "kafka_schema_registry_request_duration_seconds",
+            &[("cluster", "slow"), ("operation", "subjects")],
+        )
         .unwrap();
     assert!((0.4..3.0).contains(&d), "timed out after about 500ms: {d}");
-    assert!(m.find("kafka_schema_registry_subjects", &slow).is_empty(), "no inventory");
+    assert!(
+        m.find("kafka_schema_registry_subjects", &slow).is_empty(),
+        "no inventory"
+    );
     assert_eq!(m.value("kafka_slo_exporter_cluster_up", &slow), Some(1.0));
-    assert!(m.value("kafka_topic_partitions", &[("cluster", "slow"), ("topic", "r6order.order.events")]).is_some());
+    assert!(m
+        .value(
+            "kafka_topic_partitions",
+            &[("cluster", "slow"), ("topic", "r6order.order.events")]
+        )
+        .is_some());
 
     // Every documented registry family is exported, every exported one documented.
     let documented = documented_registry_metrics();
@@ -287,25 +400,237 @@ fn registry_inventory_cross_check_sampling_and_outage() {
     // The registry goes away: up drops to 0, errors grow, the last inventory is served until
     // max_staleness (10s) and then removed; Kafka collection carries on.
     let errors_before = m
-        .value("kafka_schema_registry_errors_total", &local(&[("operation", "subjects")]))
+        .value(
+            "kafka_schema_registry_errors_total",
+            &local(&[("operation", "subjects")]),
+        )
         .unwrap();
     registry.stop();
     let m = exporter.wait_for(Duration::from_secs(60), "registry down", |m| {
         m.value("kafka_schema_registry_up", &local(&[])) == Some(0.0)
     });
     assert!(
-        m.value("kafka_schema_registry_errors_total", &local(&[("operation", "subjects")])).unwrap() > errors_before
+        m.value(
+            "kafka_schema_registry_errors_total",
+            &local(&[("operation", "subjects")])
+        )
+        .unwrap()
+            > errors_before
     );
     let cycles = m.value("kafka_slo_exporter_cycles_total", &l).unwrap();
     let m = exporter.wait_for(Duration::from_secs(60), "stale inventory dropped", |m| {
-        m.find("kafka_schema_registry_subjects", &[("cluster", "local")]).is_empty()
+        m.find("kafka_schema_registry_subjects", &[("cluster", "local")])
+            .is_empty()
     });
     assert_eq!(m.value("kafka_schema_registry_up", &l), Some(0.0));
-    assert_eq!(m.value("kafka_slo_exporter_cluster_up", &l), Some(1.0), "Kafka collection is unaffected");
+    assert_eq!(
+        m.value("kafka_slo_exporter_cluster_up", &l),
+        Some(1.0),
+        "Kafka collection is unaffected"
+    );
     assert!(m.value("kafka_slo_exporter_cycles_total", &l).unwrap() > cycles);
-    assert_eq!(m.value("kafka_topic_partitions", &local(&[("topic", "r6ship.shipment.events")])), Some(2.0));
-    assert!(m.value("kafka_schema_registry_last_success_timestamp_seconds", &l).is_some());
+    assert_eq!(
+        m.value("kafka_topic_partitions", &local(&[("topic", "r6ship.shipment.events")])),
+        Some(2.0)
+    );
+    assert!(m
+        .value("kafka_schema_registry_last_success_timestamp_seconds", &l)
+        .is_some());
     drop(blackhole);
     let logs = exporter.logs();
     assert!(!logs.contains("panicked"), "{logs}");
+}
+
+/// Runs openssl (Debian's `openssl`) in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl must be installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 signed by it, a client certificate, and an
+/// unrelated second CA.
+fn make_certificates(dir: &std::path::Path) {
+    let selfsigned = |name: &str, cn: &str| {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                cn,
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.pem"),
+            ],
+        )
+    };
+    selfsigned("ca", "/CN=kse-test-ca");
+    selfsigned("other-ca", "/CN=kse-other-ca");
+    // Extensions make X.509 v3 certificates (webpki rejects v1).
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, cn) in [("server", "/CN=127.0.0.1"), ("client", "/CN=kafka-slo-exporter")] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                cn,
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        );
+        let mut args = vec![
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-in",
+        ];
+        let (csr, pem, ext) = (format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
+        args.extend([csr.as_str(), "-out", pem.as_str(), "-extfile", ext.as_str()]);
+        openssl(dir, &args);
+    }
+}
+
+#[test]
+fn registry_over_tls_with_basic_auth_and_rejected_credentials() {
+    let kafka = KafkaCluster::shared_single();
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path());
+    let password = "kse-registry-s3cret";
+    let wrong = "kse-wrong-password";
+    let registry = SchemaRegistry::start_with(
+        kafka_harness::RegistryOptions {
+            tls: Some((certs.path().join("server.pem"), certs.path().join("server.key"))),
+            users: vec![("exporter".into(), password.into())],
+        },
+        Duration::from_secs(240),
+    )
+    .expect("start Apicurio Registry with TLS and basic auth");
+    registry.register("r7order.order.events-value", ORDER_V1, None).unwrap();
+    let https = registry.https_url().unwrap();
+    let pw_file = certs.path().join("registry-password");
+    std::fs::write(&pw_file, format!("{password}\n")).unwrap();
+    std::env::set_var("KSE_TEST_REGISTRY_WRONG_PASSWORD", wrong);
+    let p = |f: &str| certs.path().join(f).display().to_string();
+    let config = format!(
+        r#"global:
+  interval: 2s
+  topics:
+    allow: ['r7.*']
+clusters:
+  - name: tls
+    bootstrap_servers: ["{bootstrap}"]
+    schema_registry:
+      urls: ["{https}"]
+      interval: 2s
+      tls: {{ca_file: "{ca}", cert_file: "{client_cert}", key_file: "{client_key}"}}
+      basic_auth: {{username: exporter, password_file: "{pw_file}"}}
+  - name: wrongpw
+    bootstrap_servers: ["{bootstrap}"]
+    schema_registry:
+      urls: ["{http}"]
+      interval: 2s
+      basic_auth: {{username: exporter, password_env: KSE_TEST_REGISTRY_WRONG_PASSWORD}}
+  - name: wrongca
+    bootstrap_servers: ["{bootstrap}"]
+    schema_registry:
+      urls: ["{https}"]
+      interval: 2s
+      tls: {{ca_file: "{other_ca}"}}
+      basic_auth: {{username: exporter, password_file: "{pw_file}"}}
+"#,
+        bootstrap = kafka.bootstrap_servers(),
+        http = registry.url(),
+        ca = p("ca.pem"),
+        other_ca = p("other-ca.pem"),
+        client_cert = p("client.pem"),
+        client_key = p("client.key"),
+        pw_file = pw_file.display(),
+    );
+    let exporter = Exporter::start(&config, &[]);
+    let errors = |m: &common::Metrics, c: &str| {
+        m.value(
+            "kafka_schema_registry_errors_total",
+            &[("cluster", c), ("operation", "subjects")],
+        )
+        .unwrap_or(0.0)
+    };
+    let m = exporter.wait_for(Duration::from_secs(120), "TLS registry read, bad ones failing", |m| {
+        m.value(
+            "kafka_schema_registry_subjects",
+            &[("cluster", "tls"), ("state", "live")],
+        ) == Some(1.0)
+            && errors(m, "wrongpw") >= 1.0
+            && errors(m, "wrongca") >= 1.0
+    });
+    assert_eq!(m.value("kafka_schema_registry_up", &[("cluster", "tls")]), Some(1.0));
+    assert_eq!(
+        m.value(
+            "kafka_schema_registry_errors_total",
+            &[("cluster", "tls"), ("operation", "subjects")]
+        ),
+        Some(0.0)
+    );
+    for c in ["wrongpw", "wrongca"] {
+        assert_eq!(m.value("kafka_schema_registry_up", &[("cluster", c)]), Some(0.0), "{c}");
+        assert!(
+            m.find("kafka_schema_registry_subjects", &[("cluster", c)]).is_empty(),
+            "{c}"
+        );
+        assert_eq!(
+            m.value("kafka_slo_exporter_cluster_up", &[("cluster", c)]),
+            Some(1.0),
+            "{c}"
+        );
+    }
+    let logs = exporter.logs();
+    assert!(logs.contains("HTTP 401"), "the rejected password is reported: {logs}");
+    // Neither the passwords nor the Authorization header values (even at debug level).
+    let header = |pw: &str| base64(format!("exporter:{pw}").as_bytes());
+    for secret in [password.to_string(), wrong.to_string(), header(password), header(wrong)] {
+        assert!(!logs.contains(&secret), "a secret reached the log: {secret}");
+    }
+}
+
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

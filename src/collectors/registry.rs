@@ -269,3 +269,98 @@ pub fn encode(
         &ratio,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet, HashSet};
+    use std::time::Duration;
+
+    use arc_swap::ArcSwap;
+
+    use super::*;
+    use crate::collectors::{Exposition, Format};
+    use crate::config::Granularity;
+    use crate::poller::SnapshotSlot;
+    use crate::registry::inventory::Inventory;
+    use crate::registry::{register, RegistrySlot};
+
+    fn inventory() -> Inventory {
+        Inventory {
+            at: SystemTime::now(),
+            subjects_live: 2,
+            subjects_soft_deleted: 1,
+            versions_live: Some(3),
+            versions_soft_deleted: Some(1),
+            subject_versions: BTreeMap::from([("a-value".to_string(), 2), ("b-value".to_string(), 1)]),
+            latest_types: BTreeMap::from([("AVRO".to_string(), 2)]),
+            global_compatibility: Some("BACKWARD".into()),
+            mode: None,
+            by_compatibility: BTreeMap::from([("BACKWARD".to_string(), 2)]),
+            unresolved: 0,
+            contexts: None,
+            subjects: BTreeSet::new(),
+            ids: HashSet::new(),
+        }
+    }
+
+    fn render(e: &Exposition) -> String {
+        String::from_utf8(e.render(Format::Prometheus, false).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn registry_series_follow_the_registry_snapshot_not_the_kafka_cycle() {
+        // A cluster name no other test registers (the directory is process-wide).
+        let name = "collector-test-registry";
+        let kafka: SnapshotSlot = Arc::new(ArcSwap::from_pointee(ClusterSnapshot::empty(
+            name,
+            &[("env".into(), "t".into())],
+            Granularity::Partition,
+        )));
+        let slot: RegistrySlot = Arc::new(ArcSwap::from_pointee(RegistrySnapshot::empty(false)));
+        register(name, Arc::clone(&slot));
+        let e = Exposition::new(vec![Arc::clone(&kafka)], vec![Box::new(RegistryArea)]);
+
+        let text = render(&e);
+        assert!(
+            text.contains(&format!("kafka_schema_registry_up{{cluster=\"{name}\",env=\"t\"}} 0")),
+            "{text}"
+        );
+        assert!(
+            text.contains("operation=\"schema_by_id\"} 0"),
+            "every operation from the start: {text}"
+        );
+        assert!(
+            !text.contains("kafka_schema_registry_subjects{"),
+            "no inventory yet: {text}"
+        );
+
+        // A new registry snapshot shows at the next scrape, with the Kafka snapshot unchanged.
+        let mut s = RegistrySnapshot::empty(false);
+        s.up = true;
+        s.inventory = Some(Arc::new(inventory()));
+        s.operations.get_mut(&Operation::Subjects).unwrap().last_duration = Some(Duration::from_millis(20));
+        slot.store(Arc::new(s));
+        let text = render(&e);
+        assert!(
+            text.contains(&format!("kafka_schema_registry_up{{cluster=\"{name}\",env=\"t\"}} 1")),
+            "{text}"
+        );
+        assert!(text.contains("kafka_schema_registry_subjects{cluster=\"collector-test-registry\",env=\"t\",state=\"soft_deleted\"} 1"), "{text}");
+        assert!(text.contains("kafka_schema_registry_compatibility_info{cluster=\"collector-test-registry\",env=\"t\",level=\"BACKWARD\"} 1"), "{text}");
+        assert!(text.contains("kafka_schema_registry_request_duration_seconds{cluster=\"collector-test-registry\",env=\"t\",operation=\"subjects\"} 0.02"), "{text}");
+        assert!(
+            !text.contains("kafka_schema_registry_subject_versions"),
+            "subject labels are opt-in: {text}"
+        );
+        assert!(
+            !text.contains("kafka_schema_registry_mode_info"),
+            "no mode known: {text}"
+        );
+
+        let mut s = RegistrySnapshot::empty(true);
+        s.inventory = Some(Arc::new(inventory()));
+        slot.store(Arc::new(s));
+        let text = render(&e);
+        assert!(text.contains("kafka_schema_registry_subject_versions{cluster=\"collector-test-registry\",env=\"t\",subject=\"a-value\"} 2"), "{text}");
+    }
+}

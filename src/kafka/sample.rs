@@ -129,7 +129,7 @@ impl ValueSampler {
         if let Err(e) = self.consumer.unassign() {
             tracing::debug!(topic, "unassigning the value sampler: {e}");
         }
-        out.sort_by(|a, b| (a.tp.partition, a.offset).cmp(&(b.tp.partition, b.offset)));
+        out.sort_by_key(|v| (v.tp.partition, v.offset));
         Ok(SampleRead {
             values: out,
             complete: pending.is_empty(),

@@ -479,7 +479,7 @@ pub fn tls_config(
                 .map_err(|_| ("key_file", format!("{} holds no PEM private key", k.display())))?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| ("key_file", format!("does not match cert_file: {e}")))
+                .map_err(|e| ("key_file", format!("cannot be used with cert_file: {e}")))
         }
     }
 }

@@ -110,7 +110,6 @@ pub struct OperationStats {
 pub struct RegistrySnapshot {
     /// Whether the most recent poll read every listing.
     pub up: bool,
-    pub polls_total: u64,
     /// When the most recent successful poll ended.
     pub last_success: Option<SystemTime>,
     pub operations: BTreeMap<Operation, OperationStats>,
@@ -129,7 +128,6 @@ impl RegistrySnapshot {
     pub fn empty(subject_labels: bool) -> Self {
         Self {
             up: false,
-            polls_total: 0,
             last_success: None,
             operations: Operation::ALL.iter().map(|o| (*o, OperationStats::default())).collect(),
             inventory: None,
@@ -153,7 +151,6 @@ struct TopicSample {
 /// What a registry task keeps between polls.
 #[derive(Default)]
 pub struct Memory {
-    polls_total: u64,
     last_success: Option<SystemTime>,
     /// Whether the most recent poll failed (failures are logged when they start).
     failing: bool,
@@ -372,7 +369,9 @@ fn sample(
         .collect();
     let names: HashSet<&str> = required.iter().map(|(t, _, _)| *t).collect();
     mem.samples.retain(|t, _| names.contains(t.as_str()));
-    let mut due: Vec<(Option<SystemTime>, &str, Vec<(i32, i64, i64)>)> = required
+    // (last sampled, topic, offset ranges), least recently sampled first.
+    type Due<'a> = (Option<SystemTime>, &'a str, Vec<(i32, i64, i64)>);
+    let mut due: Vec<Due<'_>> = required
         .iter()
         .filter_map(|(t, _, parts)| {
             let ranges = wire::plan(parts, cfg.sample_records);
@@ -489,7 +488,6 @@ pub fn poll(
     // Look-ups and sampling stop starting new requests after one interval, so that a slow
     // registry or cluster delays the next poll by at most about one request timeout.
     let deadline = started + cfg.interval;
-    mem.polls_total += 1;
     mem.slowest.clear();
 
     let listed = read_listings(client, cfg, mem);
@@ -568,7 +566,6 @@ pub fn poll(
 
     RegistrySnapshot {
         up,
-        polls_total: mem.polls_total,
         last_success: mem.last_success,
         operations,
         inventory: mem.inventory.clone(),

@@ -146,7 +146,11 @@ fn flatten(prefix: &str, v: &Value, out: &mut HashMap<String, String>) {
         Value::Mapping(m) => {
             for (k, v) in m {
                 let k = k.as_str().unwrap_or_default();
-                let key = if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&key, v, out);
             }
         }
@@ -373,7 +377,10 @@ fn expand_slos(doc: &Value, config: &Value, used: &mut BTreeSet<String>) -> Resu
                 ("alert", alert.into()),
                 ("expr", expr.into()),
                 ("for", for_.as_str().into()),
-                ("labels", rule(vec![("severity", severity.into()), ("slo", name.into())])),
+                (
+                    "labels",
+                    rule(vec![("severity", severity.into()), ("slo", name.into())]),
+                ),
                 ("annotations", Value::Mapping(ann)),
             ]));
         }
@@ -402,7 +409,11 @@ fn group_thresholds(spec: &Value, config: &Value, used: &mut BTreeSet<String>) -
         .and_then(Value::as_f64)
         .ok_or_else(|| format!("{key}.default_threshold_seconds must be a number"))?;
     let mut terms = Vec::new();
-    let overrides = cfg.get("overrides").and_then(Value::as_sequence).cloned().unwrap_or_default();
+    let overrides = cfg
+        .get("overrides")
+        .and_then(Value::as_sequence)
+        .cloned()
+        .unwrap_or_default();
     for o in &overrides {
         let groups = str_field(o, "groups")?;
         regex::Regex::new(groups).map_err(|e| format!("{key}.overrides: {groups}: {e}"))?;
@@ -421,7 +432,9 @@ fn group_thresholds(spec: &Value, config: &Value, used: &mut BTreeSet<String>) -
 }
 
 fn manifest(config: &Value, groups: Vec<Value>, used: &mut BTreeSet<String>) -> Result<Value, String> {
-    let pr = config.get("prometheusrule").ok_or("alerts/config.yml has no `prometheusrule`")?;
+    let pr = config
+        .get("prometheusrule")
+        .ok_or("alerts/config.yml has no `prometheusrule`")?;
     let name = str_field(pr, "name")?;
     used.insert("prometheusrule.name".into());
     used.insert("prometheusrule.labels".into());

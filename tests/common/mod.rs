@@ -301,6 +301,10 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// The cluster's bootstrap servers as a YAML flow list: `["127.0.0.1:1", "127.0.0.1:2"]`.
 pub fn bootstrap_yaml(kafka: &kafka_harness::KafkaCluster) -> String {
-    let quoted: Vec<String> = kafka.bootstrap_servers().split(',').map(|s| format!("\"{s}\"")).collect();
+    let quoted: Vec<String> = kafka
+        .bootstrap_servers()
+        .split(',')
+        .map(|s| format!("\"{s}\""))
+        .collect();
     format!("[{}]", quoted.join(", "))
 }

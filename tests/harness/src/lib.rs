@@ -44,8 +44,8 @@ pub use cluster::{ClusterOptions, KafkaCluster, DEFAULT_JVM_ARGS, KEEP_ENV, TMP_
 pub use dist::{cache_dir, KafkaDist, CACHE_ENV, DEFAULT_KAFKA_VERSION, MVN_ENV};
 pub use error::HarnessError;
 pub use registry::{
-    find_java, ApicurioDist, SchemaRegistry, APICURIO_VERSION_ENV, CCOMPAT_PATH, DEFAULT_APICURIO_VERSION, JAVA_ENV,
-    MIN_JAVA,
+    find_java, ApicurioDist, RegistryOptions, SchemaRegistry, APICURIO_VERSION_ENV, CCOMPAT_PATH,
+    DEFAULT_APICURIO_VERSION, JAVA_ENV, MIN_JAVA,
 };
 
 /// Milliseconds since the Unix epoch, the unit of Kafka timestamps.

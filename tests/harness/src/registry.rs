@@ -57,7 +57,9 @@ impl ApicurioDist {
     /// Safe to call concurrently from several threads and processes.
     pub fn ensure(version: &str) -> Result<ApicurioDist> {
         let ok = version.chars().next().is_some_and(|c| c.is_ascii_digit())
-            && version.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+            && version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
         if !ok {
             return Err(HarnessError::InvalidArgument(format!(
                 "Apicurio version {version:?} is not of the form 3.3.3"
@@ -202,12 +204,25 @@ fn parse_java_major(v: &str) -> Option<u32> {
     }
 }
 
+/// How to start the registry beyond the defaults (plain HTTP, no authentication).
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Also serve HTTPS with this certificate chain and private key (PEM files). The plain
+    /// HTTP port stays open for the harness's own set-up calls. (Client certificates cannot be
+    /// required: Apicurio's build fixes `quarkus.http.ssl.client-auth` to NONE.)
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Require HTTP basic authentication on the APIs, for these (user, password) pairs.
+    pub users: Vec<(String, String)>,
+}
+
 /// A running Apicurio Registry on loopback, killed on drop.
 pub struct SchemaRegistry {
     dist: ApicurioDist,
     java: PathBuf,
+    options: RegistryOptions,
     port: u16,
     management_port: u16,
+    https_port: u16,
     dir: PathBuf,
     log: PathBuf,
     process: Mutex<Option<NodeProcess>>,
@@ -229,6 +244,11 @@ impl SchemaRegistry {
     /// Starts the default version (or `$REGISTRY_HARNESS_APICURIO_VERSION`) and waits until its
     /// Confluent-compatible API answers (up to `timeout`).
     pub fn start(timeout: Duration) -> Result<SchemaRegistry> {
+        Self::start_with(RegistryOptions::default(), timeout)
+    }
+
+    /// [`Self::start`] with TLS and/or basic authentication.
+    pub fn start_with(options: RegistryOptions, timeout: Duration) -> Result<SchemaRegistry> {
         let version = std::env::var(APICURIO_VERSION_ENV)
             .ok()
             .filter(|v| !v.is_empty())
@@ -238,13 +258,15 @@ impl SchemaRegistry {
         let dir = create_dir()?;
         let keep = std::env::var(crate::KEEP_ENV).is_ok_and(|v| v == "1");
         let janitor = if keep { None } else { Some(Janitor::spawn(&dir)?) };
-        let p = ports::allocate(2)?;
+        let p = ports::allocate(3)?;
         let registry = SchemaRegistry {
             log: dir.join("registry.log"),
             dist,
             java,
+            options,
             port: p[0],
             management_port: p[1],
+            https_port: p[2],
             dir,
             process: Mutex::new(None),
             janitor,
@@ -256,7 +278,7 @@ impl SchemaRegistry {
     }
 
     fn spawn(&self) -> Result<()> {
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "-Xms64m".into(),
             "-Xmx512m".into(),
             "-XX:+UseSerialGC".into(),
@@ -265,9 +287,25 @@ impl SchemaRegistry {
             format!("-Dquarkus.http.port={}", self.port),
             "-Dquarkus.management.host=127.0.0.1".into(),
             format!("-Dquarkus.management.port={}", self.management_port),
-            "-jar".into(),
-            self.dist.runner_jar().display().to_string(),
         ];
+        if let Some((cert, key)) = &self.options.tls {
+            args.push(format!("-Dquarkus.http.ssl-port={}", self.https_port));
+            args.push("-Dquarkus.http.insecure-requests=enabled".into());
+            args.push(format!("-Dquarkus.tls.key-store.pem.0.cert={}", cert.display()));
+            args.push(format!("-Dquarkus.tls.key-store.pem.0.key={}", key.display()));
+        }
+        if !self.options.users.is_empty() {
+            args.push("-Dquarkus.http.auth.basic=true".into());
+            args.push("-Dquarkus.security.users.embedded.enabled=true".into());
+            args.push("-Dquarkus.security.users.embedded.plain-text=true".into());
+            for (user, password) in &self.options.users {
+                args.push(format!("-Dquarkus.security.users.embedded.users.{user}={password}"));
+            }
+            args.push("-Dquarkus.http.auth.permission.apis.paths=/apis/*".into());
+            args.push("-Dquarkus.http.auth.permission.apis.policy=authenticated".into());
+        }
+        args.push("-jar".into());
+        args.push(self.dist.runner_jar().display().to_string());
         let node = NodeProcess::spawn(&self.java, &args, &self.log, &self.dir)?;
         *self.process.lock().unwrap_or_else(|e| e.into_inner()) = Some(node);
         Ok(())
@@ -277,7 +315,11 @@ impl SchemaRegistry {
         let deadline = Instant::now() + timeout;
         let probe = ureq::AgentBuilder::new().timeout(Duration::from_secs(2)).build();
         loop {
-            if probe.get(&format!("{}/subjects", self.url())).call().is_ok() {
+            if self
+                .authorize(probe.get(&format!("{}/subjects", self.url())))
+                .call()
+                .is_ok()
+            {
                 return Ok(());
             }
             if !self.is_running() {
@@ -303,9 +345,43 @@ impl SchemaRegistry {
         format!("http://127.0.0.1:{}{CCOMPAT_PATH}", self.port)
     }
 
+    /// The HTTPS base URL of the Confluent-compatible API, when started with TLS.
+    pub fn https_url(&self) -> Option<String> {
+        self.options
+            .tls
+            .as_ref()
+            .map(|_| format!("https://127.0.0.1:{}{CCOMPAT_PATH}", self.https_port))
+    }
+
+    /// Adds the first configured user's credentials.
+    fn authorize(&self, req: ureq::Request) -> ureq::Request {
+        match self.options.users.first() {
+            Some((user, password)) => req.set(
+                "Authorization",
+                &format!("Basic {}", base64(format!("{user}:{password}").as_bytes())),
+            ),
+            None => req,
+        }
+    }
+
     /// The registry's version.
     pub fn version(&self) -> &str {
         &self.dist.version
+    }
+
+    /// The registry's temporary directory (removed when it stops or this process ends).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The JVM's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|p| p.is_running())
+            .map(|p| p.pid() as u32)
     }
 
     /// The JVM's log file.
@@ -330,10 +406,11 @@ impl SchemaRegistry {
 
     fn send(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value> {
         let url = format!("{}{path}", self.url());
-        let req = self
-            .http
-            .request(method, &url)
-            .set("Content-Type", "application/vnd.schemaregistry.v1+json");
+        let req = self.authorize(
+            self.http
+                .request(method, &url)
+                .set("Content-Type", "application/vnd.schemaregistry.v1+json"),
+        );
         let resp = match body {
             Some(b) => req.send_string(&b.to_string()),
             None => req.call(),
@@ -393,8 +470,26 @@ impl Drop for SchemaRegistry {
         if let Some(mut j) = self.janitor.take() {
             j.finish();
         }
-        ports::release(&[self.port, self.management_port]);
+        ports::release(&[self.port, self.management_port, self.https_port]);
     }
+}
+
+/// Standard base64 with padding.
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Creates `kafka-harness-registry-XXXXXXXX` under `$KAFKA_HARNESS_TMP` or the temp dir.
@@ -425,5 +520,11 @@ mod tests {
         assert_eq!(parse_java_major("21"), Some(21));
         assert_eq!(parse_java_major("1.8.0_402"), Some(8));
         assert_eq!(parse_java_major("x"), None);
+    }
+
+    #[test]
+    fn basic_credentials() {
+        assert_eq!(base64(b"alice:s3cret"), "YWxpY2U6czNjcmV0");
+        assert_eq!(base64(b"ab"), "YWI=");
     }
 }

@@ -1,0 +1,75 @@
+//! The Apicurio Schema Registry of the harness: it answers the Confluent-compatible API, stops
+//! on request, and never outlives a test process that aborts.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kafka_harness::SchemaRegistry;
+
+const CHILD_ENV: &str = "KAFKA_HARNESS_REGISTRY_ORPHAN_CHILD";
+const STARTUP: Duration = Duration::from_secs(240);
+
+#[test]
+fn registry_answers_and_stops() {
+    let registry = SchemaRegistry::start(STARTUP).expect("start the registry");
+    let schema = r#"{"type":"record","name":"T","fields":[{"name":"a","type":"string"}]}"#;
+    let id = registry.register("harness-value", schema, None).unwrap();
+    assert!(id > 0);
+    let body = ureq::get(&format!("{}/subjects", registry.url()))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert_eq!(body, r#"["harness-value"]"#);
+    registry.soft_delete_subject("harness-value").unwrap();
+    registry.stop();
+    assert!(!registry.is_running());
+    assert!(ureq::get(&format!("{}/subjects", registry.url())).call().is_err());
+}
+
+/// Runs only inside the child process started by the test below.
+#[test]
+#[ignore = "helper run by aborting_process_leaves_no_registry_behind"]
+fn registry_orphan_child() {
+    let Some(report) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let registry = SchemaRegistry::start(STARTUP).expect("start the registry");
+    let text = format!("{}\n{}\n", registry.dir().display(), registry.pid().unwrap());
+    std::fs::write(report, text).unwrap();
+    std::process::abort();
+}
+
+#[test]
+fn aborting_process_leaves_no_registry_behind() {
+    let report = std::env::temp_dir().join(format!("kafka-harness-registry-orphan-{}", std::process::id()));
+    let _ = std::fs::remove_file(&report);
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "registry_orphan_child", "--ignored", "--nocapture"])
+        .env(CHILD_ENV, &report)
+        .status()
+        .expect("run child");
+    assert!(!status.success(), "the child must abort");
+    let text = std::fs::read_to_string(&report).expect("child report");
+    std::fs::remove_file(&report).unwrap();
+    let mut lines = text.lines();
+    let dir = std::path::PathBuf::from(lines.next().unwrap());
+    let pid: u32 = lines.next().unwrap().parse().unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+            .is_some_and(|state| state != 'Z' && state != 'X');
+        if !alive && !dir.exists() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leftovers after abort: jvm alive={alive} dir left={}",
+            dir.exists()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
