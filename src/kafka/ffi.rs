@@ -545,12 +545,13 @@ fn group_type(t: rd::rd_kafka_consumer_group_type_t) -> GroupType {
 /// price of one ListOffsets request per leader per 1,000 partitions.
 const LIST_OFFSETS_CHUNK: usize = 1000;
 
-/// ListOffsets for many partitions: one admin call per 1,000 partitions, all in flight at once
-/// on one queue; librdkafka sends one ListOffsets request per leader of each call (leaders come
+/// ListOffsets for many partitions: one admin call per 1,000 partitions, all in flight at once,
+/// spread over `clients` (all of the same cluster) in turn so that they travel on several
+/// connections; librdkafka sends one ListOffsets request per leader of each call (leaders come
 /// from its metadata cache). Duplicates are listed once; the result is sorted by partition and
 /// has an entry for every distinct partition asked for. `timeout` bounds the whole call.
 pub(super) fn list_offsets(
-    rk: *mut rd::rd_kafka_t,
+    clients: &[*mut rd::rd_kafka_t],
     partitions: &[TopicPartition],
     spec: OffsetSpec,
     timeout: Duration,
@@ -569,9 +570,18 @@ pub(super) fn list_offsets(
     let (spec_value, isolation) = offset_spec(spec);
     let unique: Vec<&TopicPartition> = unique.into_iter().collect();
     let deadline = Instant::now() + timeout;
-    let queue = Queue::new(rk).ok_or_else(|| SourceError::new(OP, "cannot create a result queue"))?;
-    let mut calls = 0usize;
-    for chunk in unique.chunks(LIST_OFFSETS_CHUNK) {
+    // One result queue per client; the calls are spread over the clients in turn.
+    let mut queues: Vec<(*mut rd::rd_kafka_t, Queue, usize)> = Vec::with_capacity(clients.len());
+    for &rk in clients {
+        let queue = Queue::new(rk).ok_or_else(|| SourceError::new(OP, "cannot create a result queue"))?;
+        queues.push((rk, queue, 0));
+    }
+    if queues.is_empty() {
+        return Err(SourceError::new(OP, "no client"));
+    }
+    for (i, chunk) in unique.chunks(LIST_OFFSETS_CHUNK).enumerate() {
+        let slot = i % queues.len();
+        let rk = queues[slot].0;
         let mut list =
             PartitionList::new(chunk.len()).ok_or_else(|| SourceError::new(OP, "cannot allocate a partition list"))?;
         // Partitions are sorted, so a topic's name is converted once per chunk.
@@ -587,15 +597,19 @@ pub(super) fn list_offsets(
         }
         let options = AdminOptions::new(rk, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTOFFSETS, timeout)?;
         options.set_isolation_level(OP, isolation)?;
-        // SAFETY: rk, list, options and queue are valid; librdkafka copies the list and the
-        // options, so both may be dropped after the call.
+        let (_, queue, calls) = &mut queues[slot];
+        // SAFETY: rk, list, options and queue are valid (the queue belongs to rk's client);
+        // librdkafka copies the list and the options, so both may be dropped after the call.
         unsafe { rd::rd_kafka_ListOffsets(rk, list.0.as_ptr(), options.ptr(), queue.ptr()) };
-        calls += 1;
+        *calls += 1;
     }
     let mut out = Vec::with_capacity(unique.len());
-    for _ in 0..calls {
+    let pending = queues
+        .iter()
+        .flat_map(|(_, queue, calls)| std::iter::repeat_n(queue, *calls));
+    for queue in pending {
         let wait = deadline.saturating_duration_since(Instant::now());
-        let event = wait_result(OP, &queue, wait, rd::RD_KAFKA_EVENT_LISTOFFSETS_RESULT)?;
+        let event = wait_result(OP, queue, wait, rd::RD_KAFKA_EVENT_LISTOFFSETS_RESULT)?;
         // SAFETY: the event is a ListOffsets result; everything read below is owned by it and
         // copied before `event` is dropped.
         unsafe {
