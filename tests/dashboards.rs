@@ -136,7 +136,12 @@ fn dashboards_follow_the_conventions() {
     let dashboards = committed();
     let uids: BTreeMap<String, BTreeSet<String>> = dashboards
         .iter()
-        .map(|(_, d)| (d["uid"].as_str().unwrap_or_default().to_string(), variables(d).into_keys().collect()))
+        .map(|(_, d)| {
+            (
+                d["uid"].as_str().unwrap_or_default().to_string(),
+                variables(d).into_keys().collect(),
+            )
+        })
         .collect();
     let mut problems = Vec::new();
     let listed = listed_uids();
@@ -177,13 +182,20 @@ fn dashboards_follow_the_conventions() {
             || inputs[0]["type"] != "datasource"
             || inputs[0]["pluginId"] != "prometheus"
         {
-            bad(format!("__inputs must be exactly DS_PROMETHEUS (prometheus): {inputs:?}"));
+            bad(format!(
+                "__inputs must be exactly DS_PROMETHEUS (prometheus): {inputs:?}"
+            ));
         }
         let requires: BTreeSet<(String, String)> = d["__requires"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|r| (r["type"].as_str().unwrap_or_default().into(), r["id"].as_str().unwrap_or_default().into()))
+            .map(|r| {
+                (
+                    r["type"].as_str().unwrap_or_default().into(),
+                    r["id"].as_str().unwrap_or_default().into(),
+                )
+            })
             .collect();
         for need in [("grafana", "grafana"), ("datasource", "prometheus")] {
             if !requires.contains(&(need.0.to_string(), need.1.to_string())) {
@@ -218,7 +230,9 @@ fn dashboards_follow_the_conventions() {
                 continue;
             };
             if v["type"] != "query" || v["multi"] != true || v["includeAll"] != true {
-                bad(format!("variable {name}: must be a query variable with multi and includeAll"));
+                bad(format!(
+                    "variable {name}: must be a query variable with multi and includeAll"
+                ));
             }
             if v["definition"] != *query || v["query"]["query"] != *query || label_values(query).is_none() {
                 bad(format!("variable {name}: query must be {query}"));
@@ -282,7 +296,10 @@ fn dashboards_follow_the_conventions() {
             if p["description"].as_str().is_none_or(|s| s.trim().len() < 20) {
                 bad(format!("panel {title:?}: no description"));
             }
-            if p["fieldConfig"]["defaults"]["unit"].as_str().is_none_or(|s| s.trim().is_empty()) {
+            if p["fieldConfig"]["defaults"]["unit"]
+                .as_str()
+                .is_none_or(|s| s.trim().is_empty())
+            {
                 bad(format!("panel {title:?}: no unit"));
             }
             let targets = p["targets"].as_array().cloned().unwrap_or_default();
@@ -312,7 +329,9 @@ fn dashboards_follow_the_conventions() {
                     Some((target, passed)) => match uids.get(&target) {
                         Some(target_vars) => {
                             for v in passed.difference(target_vars) {
-                                bad(format!("panel {title:?}: link {url} passes {v}, which {target} does not define"));
+                                bad(format!(
+                                    "panel {title:?}: link {url} passes {v}, which {target} does not define"
+                                ));
                             }
                         }
                         None => bad(format!("panel {title:?}: link to unknown dashboard {target}")),
@@ -345,7 +364,15 @@ fn dashboards_follow_the_conventions() {
 
 /// Functions over a range that must use Grafana's `$__rate_interval`.
 const RATE_FUNCTIONS: [&str; 9] = [
-    "rate", "irate", "increase", "delta", "idelta", "deriv", "predict_linear", "resets", "changes",
+    "rate",
+    "irate",
+    "increase",
+    "delta",
+    "idelta",
+    "deriv",
+    "predict_linear",
+    "resets",
+    "changes",
 ];
 
 /// A range no dashboard uses on its own: stands in for `$__rate_interval` while parsing, so
@@ -362,14 +389,17 @@ struct Walker {
 impl Walker {
     fn check_range(&mut self, func: &str, arg: &Expr) {
         let Expr::MatrixSelector(m) = arg else {
-            self.problems.push(format!("{func}(): argument is not a range selector (subqueries are not allowed)"));
+            self.problems.push(format!(
+                "{func}(): argument is not a range selector (subqueries are not allowed)"
+            ));
             return;
         };
         let sentinel = Duration::from_secs(7777);
         let name = m.vs.name.clone().unwrap_or_default();
         if RATE_FUNCTIONS.contains(&func) {
             if m.range != sentinel {
-                self.problems.push(format!("{func}({name}[...]) must use [$__rate_interval]"));
+                self.problems
+                    .push(format!("{func}({name}[...]) must use [$__rate_interval]"));
             }
         } else if func.ends_with("_over_time") {
             // A fixed window (an SLO's 30 days) only over a recorded SLI, never raw series.
@@ -431,7 +461,9 @@ fn readable_metrics() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("| `") else { continue };
-        let Some((name, cols)) = rest.split_once('`') else { continue };
+        let Some((name, cols)) = rest.split_once('`') else {
+            continue;
+        };
         if !name.starts_with("kafka_") {
             continue;
         }
@@ -482,7 +514,10 @@ fn every_query_parses_and_reads_only_exported_metrics() {
                 Ok(metrics) => {
                     for m in metrics {
                         if !readable.contains(&m) {
-                            problems.push(format!("{file} {:?} {}: {m} is not exported or recorded", q.panel, q.ref_id));
+                            problems.push(format!(
+                                "{file} {:?} {}: {m} is not exported or recorded",
+                                q.panel, q.ref_id
+                            ));
                         }
                         read.insert(m);
                     }
@@ -523,9 +558,13 @@ fn every_query_parses_and_reads_only_exported_metrics() {
 #[test]
 fn the_query_checks_reject_broken_queries() {
     let readable = readable_metrics();
-    let metrics = analyse(r#"sum by (cluster) (rate(kafka_topic_high_watermark{cluster=~"$cluster"}[$__rate_interval]))"#)
-        .unwrap();
-    assert!(!metrics.iter().all(|m| readable.contains(m)), "a misspelt metric must be caught");
+    let metrics =
+        analyse(r#"sum by (cluster) (rate(kafka_topic_high_watermark{cluster=~"$cluster"}[$__rate_interval]))"#)
+            .unwrap();
+    assert!(
+        !metrics.iter().all(|m| readable.contains(m)),
+        "a misspelt metric must be caught"
+    );
     let e = analyse(r#"rate(kafka_topic_high_watermarks[5m])"#).unwrap_err();
     assert!(e[0].contains("$__rate_interval"), "{e:?}");
     let e = analyse(r#"avg_over_time(kafka_probe_up[30d])"#).unwrap_err();
@@ -544,14 +583,21 @@ fn the_query_checks_reject_broken_queries() {
 fn alert_dashboard_links_resolve() {
     let dashboards: BTreeMap<String, BTreeSet<String>> = committed()
         .iter()
-        .map(|(_, d)| (d["uid"].as_str().unwrap().to_string(), variables(d).into_keys().collect()))
+        .map(|(_, d)| {
+            (
+                d["uid"].as_str().unwrap().to_string(),
+                variables(d).into_keys().collect(),
+            )
+        })
         .collect();
     let alerts = alerts_support::alerts_of(&alerts_support::groups_of(&alerts_support::rule_files()));
     let mut problems = Vec::new();
     let mut linked = 0;
     for a in &alerts {
         let name = a["alert"].as_str().unwrap();
-        let Some(url) = a["annotations"]["dashboard_url"].as_str() else { continue };
+        let Some(url) = a["annotations"]["dashboard_url"].as_str() else {
+            continue;
+        };
         linked += 1;
         let (uid, vars) = parse_link(url).unwrap_or_else(|| panic!("{name}: {url}"));
         match dashboards.get(&uid) {
@@ -593,6 +639,9 @@ fn provisioning_example_matches_the_dashboards() {
     let readme = std::fs::read_to_string(root().join("dashboards/README.md")).unwrap();
     for (file, d) in committed() {
         let uid = d["uid"].as_str().unwrap();
-        assert!(readme.contains(&format!("`{uid}`")), "dashboards/README.md does not describe {file}");
+        assert!(
+            readme.contains(&format!("`{uid}`")),
+            "dashboards/README.md does not describe {file}"
+        );
     }
 }

@@ -35,9 +35,21 @@ pub fn datasource_ref() -> Value {
 
 /// The template variables a spec may ask for, with the query filling each.
 pub const VARIABLES: [(&str, &str, &str); 3] = [
-    ("cluster", "Cluster", "label_values(kafka_slo_exporter_cluster_up, cluster)"),
-    ("topic", "Topic", "label_values(kafka_topic_partitions{cluster=~\"$cluster\"}, topic)"),
-    ("group", "Consumer group", "label_values(kafka_consumergroup_info{cluster=~\"$cluster\"}, group)"),
+    (
+        "cluster",
+        "Cluster",
+        "label_values(kafka_slo_exporter_cluster_up, cluster)",
+    ),
+    (
+        "topic",
+        "Topic",
+        "label_values(kafka_topic_partitions{cluster=~\"$cluster\"}, topic)",
+    ),
+    (
+        "group",
+        "Consumer group",
+        "label_values(kafka_consumergroup_info{cluster=~\"$cluster\"}, group)",
+    ),
 ];
 
 #[derive(Debug, Deserialize)]
@@ -177,7 +189,8 @@ pub fn generate() -> Result<Vec<Generated>, String> {
         let spec: Spec = serde_yaml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
         specs.push((name, spec));
     }
-    let uids: Vec<String> = specs.iter().map(|(_, s)| s.uid.clone()).collect();
+    // Titles by uid, for link texts.
+    let uids: BTreeMap<String, String> = specs.iter().map(|(_, s)| (s.uid.clone(), s.title.clone())).collect();
     let mut out = Vec::new();
     for (name, spec) in &specs {
         let dash = dashboard(spec, &uids).map_err(|e| format!("{name}: {e}"))?;
@@ -190,7 +203,7 @@ pub fn generate() -> Result<Vec<Generated>, String> {
     Ok(out)
 }
 
-fn dashboard(spec: &Spec, uids: &[String]) -> Result<Value, String> {
+fn dashboard(spec: &Spec, uids: &BTreeMap<String, String>) -> Result<Value, String> {
     for v in &spec.variables {
         if !VARIABLES.iter().any(|(n, _, _)| n == v) {
             return Err(format!("variables: unknown variable {v:?}"));
@@ -340,7 +353,7 @@ fn dashboard_url(uid: &str, vars: &[(String, String)]) -> String {
     url
 }
 
-fn panel(p: &PanelSpec, id: u64, grid: Value, uids: &[String]) -> Result<Value, String> {
+fn panel(p: &PanelSpec, id: u64, grid: Value, uids: &BTreeMap<String, String>) -> Result<Value, String> {
     let what = format!("panel {:?}", p.title);
     if p.description.trim().is_empty() || p.unit.trim().is_empty() {
         return Err(format!("{what}: needs a description and a unit"));
@@ -395,7 +408,7 @@ fn panel(p: &PanelSpec, id: u64, grid: Value, uids: &[String]) -> Result<Value, 
     };
     let mut links = Vec::new();
     for l in &p.links {
-        if !uids.contains(&l.dashboard) {
+        if !uids.contains_key(&l.dashboard) {
             return Err(format!("{what}: link to unknown dashboard {:?}", l.dashboard));
         }
         let mut pass = vec![("cluster".to_string(), label("cluster"))];
@@ -409,7 +422,11 @@ fn panel(p: &PanelSpec, id: u64, grid: Value, uids: &[String]) -> Result<Value, 
         "thresholds": {"mode": "absolute", "steps": steps},
         "unit": p.unit,
     });
-    for (k, v) in [("decimals", p.decimals.map(Value::from)), ("min", p.min.map(Value::from)), ("max", p.max.map(Value::from))] {
+    for (k, v) in [
+        ("decimals", p.decimals.map(Value::from)),
+        ("min", p.min.map(Value::from)),
+        ("max", p.max.map(Value::from)),
+    ] {
         if let Some(v) = v {
             defaults[k] = v;
         }
@@ -469,12 +486,12 @@ fn panel(p: &PanelSpec, id: u64, grid: Value, uids: &[String]) -> Result<Value, 
         panel["transformations"] = Value::Array(t);
     }
     if let Some(d) = &p.drilldown {
-        if !uids.contains(d) {
-            return Err(format!("{what}: drilldown to unknown dashboard {d:?}"));
-        }
+        let title = uids
+            .get(d)
+            .ok_or_else(|| format!("{what}: drilldown to unknown dashboard {d:?}"))?;
         // `${cluster:queryparam}` carries every selected value.
         let url = dashboard_url(d, &[]) + "&${cluster:queryparam}";
-        panel["links"] = json!([{"targetBlank": false, "title": format!("Open {d}"), "url": url}]);
+        panel["links"] = json!([{"targetBlank": false, "title": format!("Open {title}"), "url": url}]);
     }
     Ok(panel)
 }
@@ -492,7 +509,8 @@ pub fn committed() -> Vec<(String, Value)> {
         .map(|f| {
             let name = f.file_name().unwrap().to_string_lossy().to_string();
             let text = std::fs::read_to_string(&f).unwrap();
-            let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("dashboards/{name}: invalid JSON: {e}"));
+            let v: Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("dashboards/{name}: invalid JSON: {e}"));
             (name, v)
         })
         .collect()
