@@ -117,10 +117,22 @@ fn api(port: u16, path: &str, params: &[(&str, &str)]) -> Result<Value, String> 
 }
 
 /// Runs `q` as Grafana would with the test's variable values; returns the number of series.
+/// Every series must carry the labels the panel's data links pass on.
 fn run_query(port: u16, q: &Query, values: &BTreeMap<&str, String>) -> Result<usize, String> {
     let expr = substitute(&q.expr, values)?;
     let data = api(port, "/api/v1/query", &[("query", &expr)])?;
-    Ok(data["result"].as_array().map_or(0, Vec::len))
+    let series = data["result"].as_array().cloned().unwrap_or_default();
+    for s in &series {
+        for l in &q.link_labels {
+            if s["metric"][l].as_str().is_none_or(str::is_empty) {
+                return Err(format!(
+                    "series {} lacks label {l}, which a data link passes on",
+                    s["metric"]
+                ));
+            }
+        }
+    }
+    Ok(series.len())
 }
 
 fn exporter_config(bootstrap: &str, registry: &str) -> String {

@@ -10,7 +10,7 @@
 //! the files.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -478,11 +478,25 @@ fn panel(p: &PanelSpec, id: u64, grid: Value, uids: &BTreeMap<String, String>) -
         "type": p.kind.plugin().0,
     });
     if p.kind == Kind::Table {
+        // One row per series, the value columns named after their target's legend.
         let mut t = Vec::new();
+        let mut names = serde_json::Map::new();
+        for (i, target) in p.targets.iter().enumerate() {
+            let column = target
+                .legend
+                .clone()
+                .ok_or_else(|| format!("{what}: table targets need a legend (the column name)"))?;
+            let value = if p.targets.len() > 1 {
+                format!("Value #{}", (b'A' + i as u8) as char)
+            } else {
+                "Value".to_string()
+            };
+            names.insert(value, Value::from(column));
+        }
         if p.targets.len() > 1 {
             t.push(json!({"id": "merge", "options": {}}));
         }
-        t.push(json!({"id": "organize", "options": {"excludeByName": {"Time": true}}}));
+        t.push(json!({"id": "organize", "options": {"excludeByName": {"Time": true}, "renameByName": names}}));
         panel["transformations"] = Value::Array(t);
     }
     if let Some(d) = &p.drilldown {
@@ -524,13 +538,23 @@ pub struct Query {
     pub panel_type: String,
     pub ref_id: String,
     pub expr: String,
+    /// Series labels the panel's data links pass on (`${__field.labels.x}`, `${__data.fields.x}`).
+    pub link_labels: BTreeSet<String>,
 }
 
 /// Every panel target of `dash`.
 pub fn queries(dash: &Value) -> Vec<Query> {
     let uid = dash["uid"].as_str().unwrap_or_default().to_string();
+    let label = regex::Regex::new(r"\$\{__(?:field\.labels|data\.fields)\.([A-Za-z0-9_]+)\}").unwrap();
     let mut out = Vec::new();
     for p in dash["panels"].as_array().into_iter().flatten() {
+        let link_labels: BTreeSet<String> = p["fieldConfig"]["defaults"]["links"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["url"].as_str())
+            .flat_map(|u| label.captures_iter(u).map(|c| c[1].to_string()).collect::<Vec<_>>())
+            .collect();
         for t in p["targets"].as_array().into_iter().flatten() {
             out.push(Query {
                 dashboard: uid.clone(),
@@ -538,6 +562,7 @@ pub fn queries(dash: &Value) -> Vec<Query> {
                 panel_type: p["type"].as_str().unwrap_or_default().to_string(),
                 ref_id: t["refId"].as_str().unwrap_or_default().to_string(),
                 expr: t["expr"].as_str().unwrap_or_default().to_string(),
+                link_labels: link_labels.clone(),
             });
         }
     }
