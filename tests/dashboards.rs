@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use dashboards_support::{
-    committed, generate, label_values, queries, root, substitute, SCHEMA_VERSION, TAG, VARIABLES,
+    committed, generate, generate_from, label_values, queries, root, substitute, SCHEMA_VERSION, TAG, VARIABLES,
 };
 use promql_parser::parser::{self, Expr};
 use promql_parser::util::{walk_expr, ExprVisitor};
@@ -49,6 +49,48 @@ fn generated_dashboards_are_current() {
         stale.is_empty(),
         "generated dashboards are stale: {stale:?}; run ./scripts/gen-dashboards.sh and commit the result"
     );
+}
+
+/// The generator refuses specs it would turn into a broken or unconventional dashboard.
+#[test]
+fn generator_rejects_bad_specs() {
+    let spec = |panel: &str| {
+        format!(
+            "uid: kafka-slo-x\ntitle: X\ndescription: d\nvariables: [cluster]\nrows:\n  - title: r\n    panels:\n{panel}"
+        )
+    };
+    let gen = |panel: &str| generate_from(&[("x.yml".to_string(), spec(panel))]);
+    let good = "      - {title: p, type: stat, unit: s, description: d, targets: [{expr: 'up'}]}\n";
+    assert!(gen(good).is_ok(), "{:?}", gen(good));
+    for (panel, why) in [
+        (
+            "      - {title: p, type: stat, unit: s, description: d, colour: red, targets: [{expr: 'up'}]}\n",
+            "unknown field",
+        ),
+        ("      - {title: p, type: stat, description: d, targets: [{expr: 'up'}]}\n", "unit"),
+        ("      - {title: p, type: stat, unit: s, description: ' ', targets: [{expr: 'up'}]}\n", "description"),
+        ("      - {title: p, type: table, unit: s, description: d, targets: [{expr: 'up'}]}\n", "legend"),
+        ("      - {title: p, type: pie, unit: s, description: d, targets: [{expr: 'up'}]}\n", "unknown variant"),
+        (
+            "      - {title: p, type: stat, unit: s, description: d, width: 25, targets: [{expr: 'up'}]}\n",
+            "width",
+        ),
+        (
+            "      - {title: p, type: stat, unit: s, description: d, drilldown: kafka-slo-nope, targets: [{expr: 'up'}]}\n",
+            "unknown dashboard",
+        ),
+        (
+            "      - {title: p, type: stat, unit: s, description: d, thresholds: [red], targets: [{expr: 'up'}]}\n",
+            "threshold",
+        ),
+    ] {
+        let e = gen(panel).expect_err(panel);
+        assert!(e.contains(why), "{panel}: {e}");
+    }
+    let e = generate_from(&[("x.yml".into(), spec(good).replace("[cluster]", "[cluster, shard]"))]).unwrap_err();
+    assert!(e.contains("shard"), "{e}");
+    let e = generate_from(&[("x.yml".into(), spec(good).replace("[cluster]", "[topic]"))]).unwrap_err();
+    assert!(e.contains("cluster"), "{e}");
 }
 
 /// Dashboard uids listed in docs/runbooks/README.md's "Dashboards" table: the alerts link to
@@ -130,6 +172,9 @@ fn parse_link(url: &str) -> Option<(String, BTreeSet<String>)> {
     }
     Some((uid, vars))
 }
+
+/// Grafana unit ids the dashboards use; a misspelt unit would silently show raw numbers.
+const UNITS: [&str; 7] = ["none", "short", "s", "percentunit", "cps", "reqps", "dateTimeAsIso"];
 
 #[test]
 fn dashboards_follow_the_conventions() {
@@ -296,11 +341,9 @@ fn dashboards_follow_the_conventions() {
             if p["description"].as_str().is_none_or(|s| s.trim().len() < 20) {
                 bad(format!("panel {title:?}: no description"));
             }
-            if p["fieldConfig"]["defaults"]["unit"]
-                .as_str()
-                .is_none_or(|s| s.trim().is_empty())
-            {
-                bad(format!("panel {title:?}: no unit"));
+            match p["fieldConfig"]["defaults"]["unit"].as_str() {
+                Some(u) if UNITS.contains(&u) => {}
+                other => bad(format!("panel {title:?}: unit {other:?} is not one of {UNITS:?}")),
             }
             let targets = p["targets"].as_array().cloned().unwrap_or_default();
             if targets.is_empty() {

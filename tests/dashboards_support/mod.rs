@@ -182,15 +182,27 @@ pub fn generate() -> Result<Vec<Generated>, String> {
     if files.is_empty() {
         return Err("dashboards/src holds no *.yml spec".into());
     }
-    let mut specs = Vec::new();
+    let mut sources = Vec::new();
     for f in &files {
         let name = format!("dashboards/src/{}", f.file_name().unwrap().to_string_lossy());
         let text = std::fs::read_to_string(f).map_err(|e| format!("{name}: {e}"))?;
-        let spec: Spec = serde_yaml::from_str(&text).map_err(|e| format!("{name}: {e}"))?;
+        sources.push((name, text));
+    }
+    generate_from(&sources)
+}
+
+/// Generates dashboards from `(file name, spec text)` pairs; links may point at any of them.
+pub fn generate_from(sources: &[(String, String)]) -> Result<Vec<Generated>, String> {
+    let mut specs = Vec::new();
+    for (name, text) in sources {
+        let spec: Spec = serde_yaml::from_str(text).map_err(|e| format!("{name}: {e}"))?;
         specs.push((name, spec));
     }
     // Titles by uid, for link texts.
     let uids: BTreeMap<String, String> = specs.iter().map(|(_, s)| (s.uid.clone(), s.title.clone())).collect();
+    if uids.len() != specs.len() {
+        return Err("two specs share a uid".into());
+    }
     let mut out = Vec::new();
     for (name, spec) in &specs {
         let dash = dashboard(spec, &uids).map_err(|e| format!("{name}: {e}"))?;
