@@ -251,6 +251,30 @@ fn every_panel_query_returns_data_from_a_real_stack() {
         pending.iter().map(|q| describe(q)).collect::<Vec<_>>().join("\n"),
         prom.tail()
     );
+    // With "All" selected (Grafana sends the variable's allValue, `.*`) every panel has data too.
+    let all_values: BTreeMap<&str, String> = values
+        .keys()
+        .map(|k| {
+            (
+                *k,
+                if *k == "__rate_interval" { RATE_INTERVAL } else { ".*" }.to_string(),
+            )
+        })
+        .collect();
+    let empty_with_all: Vec<String> = all
+        .iter()
+        .filter(|q| !by_design(q))
+        .filter_map(|q| match run_query(port, q, &all_values) {
+            Ok(0) => Some(format!("{} (no series)", describe(q))),
+            Ok(_) => None,
+            Err(e) => Some(format!("{}\n    {e}", describe(q))),
+        })
+        .collect();
+    assert!(
+        empty_with_all.is_empty(),
+        "with All selected:\n{}",
+        empty_with_all.join("\n")
+    );
     // The panels empty by design still run without error.
     for q in all.iter().filter(|q| by_design(q)) {
         let n = run_query(port, q, &values).unwrap_or_else(|e| panic!("{}: {e}", describe(q)));
