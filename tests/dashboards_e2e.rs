@@ -137,7 +137,7 @@ fn run_query(port: u16, q: &Query, values: &BTreeMap<&str, String>) -> Result<us
 
 fn exporter_config(bootstrap: &str, registry: &str) -> String {
     format!(
-        "global:\n  interval: 1s\n  timeout: 5s\n  lag: {{status_window: 30s}}\n\
+        "global:\n  interval: 1s\n  timeout: 5s\n  lag: {{status_window: 5m}}\n\
          clusters:\n  - name: {CLUSTER}\n    bootstrap_servers: {bootstrap}\n    labels: {{env: demo}}\n\
          \x20   probe: {{interval: 1s}}\n\
          \x20   schema_registry:\n      urls: [\"{registry}\"]\n      interval: 2s\n      subject_labels: true\n\
@@ -187,8 +187,8 @@ fn every_panel_query_returns_data_from_a_real_stack() {
         m.value("kafka_topic_partitions", &order) == Some(6.0)
     });
     // An offsets-only group moved backwards (as a replay tool would): KafkaConsumerGroupRewound
-    // fires at once and stays while the step is inside the status window, so the overview's
-    // alert table has a row.
+    // fires at once and stays while the step is inside the status window (5m, longer than
+    // this test), so the overview's alert table has a row.
     let replay = [
         ("group", "replay-tool"),
         ("topic", "order.internal.retry"),
