@@ -420,7 +420,7 @@ const RATE_FUNCTIONS: [&str; 9] = [
 
 /// A range no dashboard uses on its own: stands in for `$__rate_interval` while parsing, so
 /// the AST tells which ranges came from it.
-const RATE_INTERVAL_SENTINEL: &str = "7777s";
+const RATE_INTERVAL_SENTINEL: Duration = Duration::from_secs(7777);
 
 /// Collects metric names and range problems of one expression.
 #[derive(Default)]
@@ -437,16 +437,15 @@ impl Walker {
             ));
             return;
         };
-        let sentinel = Duration::from_secs(7777);
         let name = m.vs.name.clone().unwrap_or_default();
         if RATE_FUNCTIONS.contains(&func) {
-            if m.range != sentinel {
+            if m.range != RATE_INTERVAL_SENTINEL {
                 self.problems
                     .push(format!("{func}({name}[...]) must use [$__rate_interval]"));
             }
         } else if func.ends_with("_over_time") {
             // A fixed window (an SLO's 30 days) only over a recorded SLI, never raw series.
-            if m.range != sentinel && !name.contains(':') {
+            if m.range != RATE_INTERVAL_SENTINEL && !name.contains(':') {
                 self.problems.push(format!(
                     "{func}({name}[...]): fixed windows are for recording rules; use [$__rate_interval]"
                 ));
@@ -493,7 +492,7 @@ fn parse_values() -> BTreeMap<&'static str, String> {
         ("cluster", "c".to_string()),
         ("topic", "t".to_string()),
         ("group", "g".to_string()),
-        ("__rate_interval", RATE_INTERVAL_SENTINEL.to_string()),
+        ("__rate_interval", format!("{}s", RATE_INTERVAL_SENTINEL.as_secs())),
     ])
 }
 
