@@ -33,6 +33,7 @@
 
 mod client;
 mod cluster;
+pub mod demo;
 mod dist;
 mod error;
 mod ports;

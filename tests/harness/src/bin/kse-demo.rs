@@ -11,11 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus};
 use std::time::{Duration, Instant};
 
-use kafka_harness::{
-    ClusterOptions, ConsumerHandle, ConsumerOptions, KafkaCluster, ProducerHandle, DEFAULT_KAFKA_VERSION,
-};
-
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+use kafka_harness::demo::{self, Workload};
+use kafka_harness::{ClusterOptions, KafkaCluster, DEFAULT_KAFKA_VERSION};
 
 const USAGE: &str = "\
 usage: kse-demo [--exporter-bin PATH] [--listen ADDR] [--kafka-version VERSION]
@@ -33,68 +30,6 @@ struct Args {
     exporter_bin: PathBuf,
     listen: String,
     kafka_version: String,
-}
-
-/// A demo topic and how busy it is.
-struct TopicSpec {
-    name: &'static str,
-    partitions: i32,
-    configs: Vec<(&'static str, String)>,
-    records_per_sec: u32,
-}
-
-fn topics() -> Vec<TopicSpec> {
-    let days = |d: i64| (d * DAY_MS).to_string();
-    let compliant = |retention_days: i64| {
-        vec![
-            ("retention.ms", days(retention_days)),
-            ("compression.type", "lz4".to_owned()),
-            // A single broker cannot hold more than one in-sync replica.
-            ("min.insync.replicas", "1".to_owned()),
-        ]
-    };
-    vec![
-        TopicSpec {
-            name: "order.order.events",
-            partitions: 6,
-            configs: compliant(7),
-            records_per_sec: 4,
-        },
-        TopicSpec {
-            name: "payment.payment.events",
-            partitions: 3,
-            configs: compliant(7),
-            records_per_sec: 2,
-        },
-        TopicSpec {
-            name: "audit.payment.events",
-            partitions: 3,
-            configs: compliant(30),
-            records_per_sec: 1,
-        },
-        TopicSpec {
-            name: "dbserver1.inventory.customers",
-            partitions: 1,
-            configs: compliant(7),
-            records_per_sec: 1,
-        },
-        TopicSpec {
-            name: "order.internal.retry",
-            partitions: 3,
-            configs: compliant(7),
-            records_per_sec: 1,
-        },
-        // Deliberately non-compliant: short retention, gzip, bad name.
-        TopicSpec {
-            name: "legacy_orders",
-            partitions: 1,
-            configs: vec![
-                ("retention.ms", (60 * 60 * 1000).to_string()),
-                ("compression.type", "gzip".to_owned()),
-            ],
-            records_per_sec: 1,
-        },
-    ]
 }
 
 fn main() -> ExitCode {
@@ -191,43 +126,15 @@ fn run(args: &Args, signals: &TerminationSignals) -> Result<ExitCode, String> {
         started.elapsed()
     );
     if let Some(sig) = signals.poll(Duration::ZERO) {
-        return Ok(finish(Ending::Signal(sig), None, Vec::new(), Vec::new(), cluster));
+        return Ok(finish(Ending::Signal(sig), None, None, cluster));
     }
 
-    let specs = topics();
-    for t in &specs {
-        let configs: Vec<(&str, &str)> = t.configs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        cluster
-            .create_topic(t.name, t.partitions, 1, &configs)
-            .map_err(|e| format!("creating topic {}: {e}", t.name))?;
-    }
-    let mut producers: Vec<ProducerHandle> = Vec::new();
-    for t in &specs {
-        producers.push(
-            cluster
-                .producing_loop(t.name, t.records_per_sec)
-                .map_err(|e| format!("starting the producer for {}: {e}", t.name))?,
-        );
-    }
-    let consumers = vec![
-        cluster
-            .consuming_group(
-                "order-service",
-                &["order.order.events", "payment.payment.events"],
-                ConsumerOptions::default(),
-            )
-            .map_err(|e| format!("starting group order-service: {e}"))?,
-        cluster
-            .consuming_group(
-                "analytics-batch",
-                &["order.order.events", "audit.payment.events"],
-                ConsumerOptions::default().with_delay(Duration::from_secs(1)),
-            )
-            .map_err(|e| format!("starting group analytics-batch: {e}"))?,
-    ];
+    let workload = Workload::start(&cluster)?;
     eprintln!(
-        "kse-demo: topics {}; groups order-service (healthy) and analytics-batch (lagging)",
-        specs.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
+        "kse-demo: topics {}; groups {} (healthy) and {} (lagging)",
+        demo::topics().iter().map(|t| t.name).collect::<Vec<_>>().join(", "),
+        demo::HEALTHY_GROUP.0,
+        demo::LAGGING_GROUP.0
     );
 
     let config = cluster.dir().join("exporter.yaml");
@@ -255,18 +162,12 @@ fn run(args: &Args, signals: &TerminationSignals) -> Result<ExitCode, String> {
             }
         }
     };
-    Ok(finish(ending, Some(exporter), consumers, producers, cluster))
+    Ok(finish(ending, Some(exporter), Some(workload), cluster))
 }
 
 /// Stops everything in dependency order and picks the exit code: 0 after a
 /// signal, the exporter's own code if it exited by itself.
-fn finish(
-    ending: Ending,
-    exporter: Option<Child>,
-    consumers: Vec<ConsumerHandle>,
-    producers: Vec<ProducerHandle>,
-    cluster: KafkaCluster,
-) -> ExitCode {
+fn finish(ending: Ending, exporter: Option<Child>, workload: Option<Workload>, cluster: KafkaCluster) -> ExitCode {
     let code = match ending {
         Ending::Signal(sig) => {
             eprintln!("kse-demo: got signal {sig}, shutting down");
@@ -282,8 +183,7 @@ fn finish(
         }
     };
     // Consumers commit and leave their groups while the broker still runs.
-    drop(consumers);
-    drop(producers);
+    drop(workload);
     drop(cluster);
     code
 }
@@ -414,15 +314,5 @@ mod tests {
         assert!(c.contains("  interval: 5s\n"));
         assert!(c.contains("      env: demo\n"));
         assert!(c.contains("    probe:\n      interval: 1s\n"));
-    }
-
-    #[test]
-    fn topic_set_matches_the_demo_story() {
-        let t = topics();
-        assert_eq!(t.len(), 6);
-        let legacy = t.iter().find(|t| t.name == "legacy_orders").unwrap();
-        assert!(legacy.configs.contains(&("compression.type", "gzip".to_owned())));
-        let audit = t.iter().find(|t| t.name == "audit.payment.events").unwrap();
-        assert!(audit.configs.contains(&("retention.ms", (30 * DAY_MS).to_string())));
     }
 }
