@@ -258,3 +258,12 @@ pub trait KafkaSource: Send + Sync + 'static {
 pub fn librdkafka_version() -> String {
     rdkafka::util::get_rdkafka_version().1
 }
+
+/// The optional features the linked librdkafka was built with (its `builtin.features`
+/// property, comma-separated), e.g. whether GSSAPI is available.
+pub fn builtin_features() -> String {
+    rdkafka::ClientConfig::new()
+        .create_native_config()
+        .and_then(|c| c.get("builtin.features"))
+        .unwrap_or_default()
+}
