@@ -53,6 +53,7 @@ impl Area for ExporterArea {
         let mut data_age = Vec::new();
         let mut reads = Vec::new();
         let mut cache = Vec::new();
+        let mut client_errors = Vec::new();
 
         for c in clusters {
             let base = cluster_labels(c);
@@ -73,6 +74,9 @@ impl Area for ExporterArea {
                 c.replay_reads_total,
             ));
             cache.push((base.clone(), c.record_cache_entries as f64));
+            for (kind, n) in crate::kafka::client_errors(&c.name) {
+                client_errors.push((with(&base, [("kind", Cow::Borrowed(kind.as_str()))]), n));
+            }
             for (stage, st) in &c.stages {
                 let l = with(&base, [("stage", Cow::Borrowed(stage.as_str()))]);
                 stage_errors.push((l.clone(), st.errors_total));
@@ -143,6 +147,13 @@ impl Area for ExporterArea {
             "Age of the stage's data being served; grows while collection fails, series vanish after max_staleness.",
             Some(Unit::Seconds),
             &data_age,
+        )?;
+        counters(
+            enc,
+            "kafka_slo_exporter_kafka_client_errors",
+            "Errors librdkafka reported for the cluster's connections, by kind: authentication, tls, transport, resolve, all_brokers_down, other.",
+            None,
+            &client_errors,
         )?;
         counters(
             enc,
