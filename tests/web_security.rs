@@ -303,3 +303,27 @@ fn request_limits_hold_against_raw_clients() {
     drop(b);
     assert_eq!(exporter.get("/-/healthy", None).0, 200, "still serving");
 }
+
+#[test]
+fn shipped_web_config_example_is_valid() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let web = format!("{root}/examples/web-config.yml");
+    let out = std::process::Command::new(EXPORTER)
+        .args(["--config.file", &format!("{root}/examples/kafka-slo-exporter.yml")])
+        .args(["--web.config.file", &web, "--config.check"])
+        .env("KAFKA_PROD_EU_PASSWORD", "example-password")
+        .env("KAFKA_PROD_EU_KEY_PASSWORD", "example-key-password")
+        .env("KAFKA_PROD_EU_REGISTRY_PASSWORD", "example-registry-password")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("TLS off, 1 basic auth user(s), 2 extra header(s)"),
+        "{stdout}"
+    );
+    // The comment's claim about the example hash holds.
+    let text = std::fs::read_to_string(&web).unwrap();
+    let hash = text.lines().find_map(|l| l.strip_prefix("  prometheus: ")).unwrap();
+    assert!(bcrypt::verify("example-password", hash).unwrap());
+}
