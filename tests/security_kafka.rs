@@ -135,7 +135,8 @@ fn every_mechanism_collects_real_metrics() {
                     &[("cluster", c), ("kind", kind)]
                 ),
                 Some(0.0),
-                "{c}: {kind} errors"
+                "{c}: {kind} errors; logs:\n{}",
+                exporter.logs()
             );
         }
         assert_eq!(m.value("kafka_brokers", &[("cluster", c)]), Some(1.0), "{c}");
@@ -162,7 +163,8 @@ fn every_mechanism_collects_real_metrics() {
     exporter.wait_for(Duration::from_secs(60), "probe delivering over SCRAM-SHA-512", |m| {
         m.value("kafka_probe_up", &[("cluster", "scram512")]) == Some(1.0)
     });
-    assert_no_secrets(&exporter, &[ALICE_PASSWORD, BOB_PASSWORD, KEY_PASSWORD]);
+    // "eyJ" starts every base64url-encoded JSON object, i.e. every JWT such as the OAUTHBEARER token.
+    assert_no_secrets(&exporter, &[ALICE_PASSWORD, BOB_PASSWORD, KEY_PASSWORD, "eyJ"]);
 }
 
 #[test]

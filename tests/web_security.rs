@@ -301,7 +301,81 @@ fn request_limits_hold_against_raw_clients() {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     eprintln!("third connection served {:?} after a slot freed", t0.elapsed());
     drop(b);
+
+    // Idle connections, before the first request and between requests, are closed after the
+    // same timeout, so they cannot hold the slots.
+    for request in [&b""[..], b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n"] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request).unwrap();
+        if !request.is_empty() {
+            assert!(s.read(&mut buf).unwrap() > 0);
+        }
+        let t0 = Instant::now();
+        assert_eq!(s.read(&mut buf).unwrap(), 0, "closed by the server");
+        let idle = t0.elapsed();
+        assert!(idle < Duration::from_secs(4), "idle connection closed after {idle:?}");
+        eprintln!(
+            "idle connection (request sent: {}) closed after {idle:?}",
+            !request.is_empty()
+        );
+    }
     assert_eq!(exporter.get("/-/healthy", None).0, 200, "still serving");
+}
+
+#[test]
+fn certificates_and_users_reload_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = pki(dir.path());
+    let second = TestPki::generate(&dir.path().join("second"), "kse-second-ca").unwrap();
+    let web_text = |p: &TestPki, hash: &str| {
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  alice: '{hash}'\n",
+            p.server.cert.display(),
+            p.server.key.display()
+        )
+    };
+    let web = write_file(
+        dir.path(),
+        "web.yml",
+        &web_text(&first, &bcrypt::hash("pw-one", 4).unwrap()),
+    );
+    let exporter = Exporter::start(CONFIG, &["--web.config.file", web.to_str().unwrap()]);
+    let url = format!("https://127.0.0.1:{}/-/healthy", exporter.addr.port());
+    let old_client = tls_agent(Some(&first.ca.cert), None);
+    let new_client = tls_agent(Some(&second.ca.cert), None);
+    assert_eq!(get(&old_client, &url, Some(("alice", "pw-one"))).unwrap().0, 200);
+
+    std::fs::write(&web, web_text(&second, &bcrypt::hash("pw-two", 4).unwrap())).unwrap();
+    let t0 = Instant::now();
+    while get(&new_client, &url, Some(("alice", "pw-two"))).map(|r| r.0) != Ok(200) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "new certificate and user not in force"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("web config change in force after {:?}", t0.elapsed());
+    // A fresh agent: the old one may still hold a connection made before the change.
+    let old_ca_only = tls_agent(Some(&first.ca.cert), None);
+    assert!(
+        get(&old_ca_only, &url, None).is_err(),
+        "old certificate no longer served"
+    );
+    assert_eq!(get(&new_client, &url, Some(("alice", "pw-one"))).unwrap().0, 401);
+
+    // A broken change is reported and ignored.
+    std::fs::write(&web, "basic_auth_users: {alice: not-a-hash}\n").unwrap();
+    let t0 = Instant::now();
+    while !exporter.logs().contains("web config changed but does not load") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "broken web config not reported");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&new_client, &url, Some(("alice", "pw-two"))).unwrap().0, 200);
+    assert!(exporter
+        .logs()
+        .lines()
+        .any(|l| l.contains("web config changed but does not load") && l.contains("basic_auth_users.alice")));
 }
 
 #[test]

@@ -591,6 +591,59 @@ mod tests {
     }
 
     #[test]
+    fn oidc_maps_to_librdkafka_properties() {
+        let dir = tempfile::tempdir().unwrap();
+        let oidc = |secret: Option<&str>| RawSasl {
+            mechanism: "oauthbearer".into(),
+            username: None,
+            password_env: None,
+            password_file: None,
+            oauthbearer: Some(RawOauthBearer {
+                method: "oidc".into(),
+                token_endpoint_url: Some("https://idp.example/token".into()),
+                client_id: Some("kse".into()),
+                client_secret_env: secret.map(str::to_string),
+                client_secret_file: None,
+                scope: Some("kafka".into()),
+                extensions: BTreeMap::from([("logicalCluster".to_string(), "lkc-1".to_string())]),
+                principal: None,
+                lifetime: None,
+            }),
+        };
+        let mut props = Vec::new();
+        let mut secrets = Vec::new();
+        let resolve = |env: Option<&str>, _: Option<&Path>| -> Result<String, String> {
+            env.map(|e| format!("value-of-{e}")).ok_or_else(|| "no env".to_string())
+        };
+        apply(
+            dir.path(),
+            Some(RawTls::default()),
+            Some(oidc(Some("CS"))),
+            &mut Properties {
+                props: &mut props,
+                secret_keys: &mut secrets,
+            },
+            &resolve,
+        )
+        .unwrap();
+        for (k, v) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.oauthbearer.method", "oidc"),
+            ("sasl.oauthbearer.token.endpoint.url", "https://idp.example/token"),
+            ("sasl.oauthbearer.client.id", "kse"),
+            ("sasl.oauthbearer.client.secret", "value-of-CS"),
+            ("sasl.oauthbearer.scope", "kafka"),
+            ("sasl.oauthbearer.extensions", "logicalCluster=lkc-1"),
+        ] {
+            assert!(props.contains(&(k.to_string(), v.to_string())), "{k}: {props:?}");
+        }
+        assert_eq!(secrets, ["sasl.oauthbearer.client.secret"]);
+        let (field, _) = run(None, Some(oidc(None)), dir.path()).unwrap_err();
+        assert_eq!(field, "sasl.oauthbearer.client_secret_env/client_secret_file");
+    }
+
+    #[test]
     fn gssapi_is_rejected_without_library_support() {
         let dir = tempfile::tempdir().unwrap();
         let supported = crate::kafka::check_sasl_mechanism("GSSAPI").is_ok();

@@ -157,13 +157,11 @@ impl WebSecurity {
     /// Checks the `Authorization` header against the basic auth users (always passes when
     /// none are configured).
     pub async fn authorize(&self, header: Option<&HeaderValue>) -> Result<(), AuthFailure> {
-        let users = {
-            let a = self.active.load();
-            if a.users.is_empty() {
-                return Ok(());
-            }
-            a.users.clone()
-        };
+        let active = self.active.load_full();
+        let users = &active.users;
+        if users.is_empty() {
+            return Ok(());
+        }
         let (user, password) = header.and_then(parse_basic).ok_or(AuthFailure::Missing)?;
         // An unknown user is checked against a real hash all the same, so that the response
         // time does not tell which users exist.
