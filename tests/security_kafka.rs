@@ -5,9 +5,12 @@
 
 mod common;
 
-use std::sync::OnceLock;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use base64::Engine as _;
 use common::{write_file, Exporter, Metrics};
 use kafka_harness::{ClusterOptions, KafkaCluster, TestPki};
 
@@ -165,6 +168,96 @@ fn every_mechanism_collects_real_metrics() {
     });
     // "eyJ" starts every base64url-encoded JSON object, i.e. every JWT such as the OAUTHBEARER token.
     assert_no_secrets(&exporter, &[ALICE_PASSWORD, BOB_PASSWORD, KEY_PASSWORD, "eyJ"]);
+}
+
+/// `Authorization` header and body of each request to the token endpoint.
+type TokenRequests = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A minimal OAuth token endpoint: answers every client-credentials request with an unsigned
+/// JWT for `oidc-user` (which the cluster's unsecured validator accepts) and records each
+/// request's `Authorization` header and body.
+fn token_endpoint() -> (String, TokenRequests) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/oauth2/token", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut auth, mut length) = (String::new(), 0usize);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if lower.starts_with("authorization:") {
+                    auth = line["authorization:".len()..].trim().to_string();
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            log.lock()
+                .unwrap()
+                .push((auth, String::from_utf8_lossy(&body).into_owned()));
+            let now = kafka_harness::now_ms() / 1000;
+            let b64 = |s: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+            let token = format!(
+                "{}.{}.",
+                b64(r#"{"alg":"none"}"#.to_string()),
+                b64(format!(r#"{{"sub":"oidc-user","iat":{now},"exp":{}}}"#, now + 3600))
+            );
+            let json = format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":3600}}"#);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+                json.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn oauthbearer_oidc_gets_tokens_from_the_token_endpoint() {
+    const CLIENT_SECRET: &str = "oidc-secret-3b9f0c";
+    let kafka = cluster();
+    let pki = kafka.pki().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "client.secret", CLIENT_SECRET);
+    let (url, seen) = token_endpoint();
+    let security = format!(
+        "    tls: {{ca_file: '{}'}}\n    sasl:\n      mechanism: OAUTHBEARER\n      oauthbearer:\n        method: oidc\n        token_endpoint_url: '{url}'\n        client_id: kse-client\n        client_secret_file: '{}'\n        scope: kafka\n",
+        pki.ca.cert.display(),
+        dir.path().join("client.secret").display()
+    );
+    let entries = [entry("oidc", &kafka.sasl_ssl_bootstrap_servers().unwrap(), &security)];
+    let exporter = Exporter::start(&config(&entries), &[]);
+    let m = exporter.wait_for(Duration::from_secs(60), "OIDC cluster up", |m| {
+        up(m, "oidc") == Some(1.0)
+            && m.value(
+                "kafka_consumergroup_lag",
+                &[("cluster", "oidc"), ("group", "sec-billing"), ("partition", "0")],
+            )
+            .is_some()
+    });
+    assert_eq!(m.value("kafka_brokers", &[("cluster", "oidc")]), Some(1.0));
+    let requests = seen.lock().unwrap().clone();
+    assert!(!requests.is_empty(), "the token endpoint was not called");
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("kse-client:{CLIENT_SECRET}"))
+    );
+    for (auth, body) in &requests {
+        assert_eq!(auth, &expected, "client credentials sent to the token endpoint");
+        assert!(body.contains("grant_type=client_credentials"), "{body}");
+        assert!(body.contains("scope=kafka"), "{body}");
+    }
+    assert_no_secrets(&exporter, &[CLIENT_SECRET, "eyJ"]);
 }
 
 #[test]

@@ -78,6 +78,9 @@ struct RawOauthBearer {
     lifetime: Option<Duration>,
 }
 
+/// Default lifetime of unsecured OAUTHBEARER tokens, which are never refreshed.
+const UNSECURED_JWT_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Where CA bundles of common distributions live; one must exist when TLS verifies brokers
 /// against the system roots.
 const SYSTEM_CA_BUNDLES: &[&str] = &[
@@ -383,9 +386,11 @@ fn apply_oauthbearer(o: RawOauthBearer, p: &mut Properties<'_>, resolve: Resolve
                 }
                 config.push_str(&format!(" scope={scope}"));
             }
-            if let Some(l) = o.lifetime {
-                config.push_str(&format!(" lifeSeconds={}", l.as_secs().max(1)));
-            }
+            // librdkafka makes this token once per client and leaves its refresh to the
+            // application's event loop, which the exporter's clients do not run: the lifetime
+            // has to outlast the process.
+            let lifetime = o.lifetime.unwrap_or(UNSECURED_JWT_LIFETIME);
+            config.push_str(&format!(" lifeSeconds={}", lifetime.as_secs().max(1)));
             for (k, v) in &o.extensions {
                 extensions(&BTreeMap::from([(k.clone(), v.clone())])).map_err(|r| (f("extensions"), r))?;
                 config.push_str(&format!(" extension_{k}={v}"));
