@@ -7,6 +7,7 @@
 //! may hold [`MAX_HEADERS`] fields in [`MAX_HEADER_BYTES`], and as no endpoint takes a body, a
 //! request with one is refused.
 
+pub mod rejections;
 pub mod web_config;
 
 use std::convert::Infallible;
@@ -99,7 +100,10 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
                 None => serve_connection(stream, peer, state, watcher).await,
                 Some(tls) => match tls_handshake(stream, tls, state.options.header_read_timeout).await {
                     Ok(stream) => serve_connection(stream, peer, state, watcher).await,
-                    Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(e) => {
+                        rejections::count(e.0);
+                        tracing::debug!(%peer, error = %e.1, "TLS handshake failed");
+                    }
                 },
             }
             drop(permit);
@@ -142,6 +146,9 @@ where
         .max_headers(MAX_HEADERS)
         .serve_connection(TokioIo::new(io), svc);
     if let Err(e) = watcher.watch(conn).await {
+        if e.is_parse_too_large() {
+            rejections::count(rejections::Rejection::HeaderTooLarge);
+        }
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
@@ -152,25 +159,29 @@ async fn tls_handshake(
     stream: TcpStream,
     config: Arc<rustls::ServerConfig>,
     timeout: Duration,
-) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, (rejections::Rejection, String)> {
+    use rejections::Rejection::{PlainHttp, TlsHandshake};
     let handshake = async {
         let mut first = [0u8; 1];
-        let n = stream.peek(&mut first).await.map_err(|e| e.to_string())?;
+        let n = stream
+            .peek(&mut first)
+            .await
+            .map_err(|e| (TlsHandshake, e.to_string()))?;
         if n == 1 && first[0].is_ascii_uppercase() {
             let answer = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
             if stream.writable().await.is_ok() {
                 let _ = stream.try_write(answer);
             }
-            return Err("plain HTTP request on the HTTPS port".to_string());
+            return Err((PlainHttp, "plain HTTP request on the HTTPS port".to_string()));
         }
         tokio_rustls::TlsAcceptor::from(config)
             .accept(stream)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| (TlsHandshake, e.to_string()))
     };
     tokio::time::timeout(timeout, handshake)
         .await
-        .map_err(|_| format!("no TLS handshake within {timeout:?}"))?
+        .map_err(|_| (TlsHandshake, format!("no TLS handshake within {timeout:?}")))?
 }
 
 /// Basic auth (when configured), then the endpoint, then the configured response headers.
@@ -181,6 +192,7 @@ async fn respond(state: &HttpState, req: Request<Incoming>, peer: SocketAddr) ->
     let mut r = match web.authorize(req.headers().get(AUTHORIZATION)).await {
         Ok(()) => handle(state, req, peer),
         Err(failure) => {
+            rejections::count(rejections::Rejection::Unauthorized);
             if failure == web_config::AuthFailure::Invalid {
                 tracing::debug!(%peer, path = req.uri().path(), "basic auth failed");
             }
@@ -197,12 +209,14 @@ async fn respond(state: &HttpState, req: Request<Incoming>, peer: SocketAddr) ->
 fn handle(state: &HttpState, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path();
     if req.method() != Method::GET && req.method() != Method::HEAD {
+        rejections::count(rejections::Rejection::Method);
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
     // The body is never read: answering without it makes hyper close the connection.
     if !hyper::body::Body::is_end_stream(req.body()) {
+        rejections::count(rejections::Rejection::Body);
         return text(StatusCode::PAYLOAD_TOO_LARGE, "request bodies are not accepted\n");
     }
     if path == state.options.telemetry_path {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{write_file, Exporter, EXPORTER};
+use common::{write_file, Exporter, Metrics, EXPORTER};
 use kafka_harness::{CertKey, TestPki};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -140,6 +140,13 @@ fn tls_with_basic_auth_and_headers() {
     assert!(answer.starts_with("HTTP/1.0 400 Bad Request"), "{answer}");
     assert!(answer.contains("HTTPS server"), "{answer}");
     assert!(!answer.contains("kafka_"), "{answer}");
+    let (_, r) = get(&agent, &url, Some(("alice", "s3cret-web-pw"))).unwrap();
+    let m = Metrics::parse(&r.into_string().unwrap());
+    let rejected = |reason: &str| m.value("kafka_slo_exporter_http_rejections_total", &[("reason", reason)]);
+    assert_eq!(rejected("unauthorized"), Some(4.0), "three bad requests and /-/healthy");
+    assert_eq!(rejected("plain_http"), Some(1.0));
+    assert_eq!(rejected("tls_handshake"), Some(1.0), "the untrusting client");
+    assert_eq!(rejected("body"), Some(0.0));
     let logs = exporter.logs();
     assert!(
         !logs.contains("s3cret-web-pw") && !logs.contains(&hash),
@@ -172,6 +179,17 @@ fn client_certificates_are_required_and_verified() {
     let (status, r) = get(&tls_agent(Some(&pki.ca.cert), Some(&pki.client)), &url, None).unwrap();
     assert_eq!(status, 200);
     assert_eq!(r.into_string().unwrap(), "Healthy\n");
+    let metrics = format!("https://127.0.0.1:{}/metrics", exporter.addr.port());
+    let (_, r) = get(&tls_agent(Some(&pki.ca.cert), Some(&pki.client)), &metrics, None).unwrap();
+    let m = Metrics::parse(&r.into_string().unwrap());
+    assert_eq!(
+        m.value(
+            "kafka_slo_exporter_http_rejections_total",
+            &[("reason", "tls_handshake")]
+        ),
+        Some(2.0),
+        "no certificate and a foreign one"
+    );
 }
 
 #[test]
@@ -321,6 +339,12 @@ fn request_limits_hold_against_raw_clients() {
         );
     }
     assert_eq!(exporter.get("/-/healthy", None).0, 200, "still serving");
+    let m = exporter.scrape();
+    let rejected = |reason: &str| m.value("kafka_slo_exporter_http_rejections_total", &[("reason", reason)]);
+    assert_eq!(rejected("header_too_large"), Some(2.0));
+    assert_eq!(rejected("body"), Some(1.0));
+    assert_eq!(rejected("method"), Some(1.0));
+    assert_eq!(rejected("unauthorized"), Some(0.0));
 }
 
 #[test]

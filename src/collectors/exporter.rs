@@ -42,6 +42,17 @@ impl Area for ExporterArea {
             "Build of the running exporter (value 1).",
             &build,
         )?;
+        let rejected: Vec<(Labels, u64)> = crate::http::rejections::rejections()
+            .into_iter()
+            .map(|(r, n)| (vec![("reason", Cow::Borrowed(r.as_str()))], n))
+            .collect();
+        counters(
+            enc,
+            "kafka_slo_exporter_http_rejections",
+            "Requests and connections the HTTP endpoint refused, by reason: unauthorized, tls_handshake, plain_http, header_too_large, body, method.",
+            None,
+            &rejected,
+        )?;
 
         let mut up = Vec::new();
         let mut cycles = Vec::new();
