@@ -71,6 +71,7 @@ type Body = Full<Bytes>;
 pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
     let graceful = GracefulShutdown::new();
     if let Some(web) = &state.web {
+        tracing::info!("{}", web.summary());
         tokio::spawn(watch_web_config(Arc::clone(web), shutdown.clone()));
     }
     let limit = Arc::new(Semaphore::new(state.options.max_connections.max(1)));

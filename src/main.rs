@@ -51,7 +51,7 @@ struct Cli {
     #[arg(long = "web.config.file", value_name = "PATH")]
     web_config_file: Option<PathBuf>,
     /// Time a client has for the TLS handshake and for sending each request's headers.
-    #[arg(long = "web.read-header-timeout", value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long = "web.read-header-timeout", value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
     read_header_timeout: Duration,
     /// How long shutdown waits for open HTTP connections and collection tasks.
     #[arg(long = "shutdown.timeout", value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -72,6 +72,14 @@ fn telemetry_path(s: &str) -> Result<String, String> {
         return Err("collides with a built-in endpoint".into());
     }
     Ok(s.to_string())
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be greater than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn init_logging(level: LogLevel, format: LogFormat) {

@@ -290,7 +290,8 @@ fn load_active(file: &Path) -> Result<Active, ConfigError> {
                 ));
             };
             let value = HeaderValue::from_str(&v).map_err(|_| err(&field, "not a valid header value".into()))?;
-            headers.push((HeaderName::from_static(lowercase(name)), value));
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| err(&field, e.to_string()))?;
+            headers.push((name, value));
         }
     }
 
@@ -315,23 +316,14 @@ fn load_active(file: &Path) -> Result<Active, ConfigError> {
     })
 }
 
-fn lowercase(name: &str) -> &'static str {
-    match name {
-        "Content-Security-Policy" => "content-security-policy",
-        "X-Frame-Options" => "x-frame-options",
-        "X-Content-Type-Options" => "x-content-type-options",
-        "X-XSS-Protection" => "x-xss-protection",
-        _ => "strict-transport-security",
-    }
-}
-
-type Rejection = (String, String);
+/// A rejected setting: the field below `tls_server_config` and the reason.
+type FieldError = (String, String);
 
 fn tls_config(
     base_dir: &Path,
     t: RawTlsServer,
     stamps: &mut Vec<(PathBuf, Option<(SystemTime, u64)>)>,
-) -> Result<ServerConfig, Rejection> {
+) -> Result<ServerConfig, FieldError> {
     let rej = |f: &str, r: String| (f.to_string(), r);
     if t.client_allowed_sans.is_some() {
         return Err(rej(
