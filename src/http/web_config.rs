@@ -105,7 +105,13 @@ pub struct WebSecurity {
     mac_key: ring::hmac::Key,
     /// User → MAC of (user, hash, password) of the last password that verified.
     verified: Mutex<HashMap<String, ring::hmac::Tag>>,
+    /// Bounds the bcrypt verifications running at once, so that a flood of wrong passwords
+    /// cannot take the blocking pool that Kafka collection runs on.
+    bcrypt_slots: tokio::sync::Semaphore,
 }
+
+/// bcrypt verifications running at once, at most.
+const BCRYPT_CONCURRENCY: usize = 4;
 
 /// Why a request is refused by basic auth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +132,7 @@ impl WebSecurity {
             active: ArcSwap::from_pointee(active),
             mac_key,
             verified: Mutex::new(HashMap::new()),
+            bcrypt_slots: tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY),
         })
     }
 
@@ -183,6 +190,9 @@ impl WebSecurity {
                 return Ok(());
             }
         }
+        let Ok(_slot) = self.bcrypt_slots.acquire().await else {
+            return Err(AuthFailure::Invalid);
+        };
         let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false))
             .await
             .unwrap_or(false);
