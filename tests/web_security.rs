@@ -169,8 +169,27 @@ fn client_certificates_are_required_and_verified() {
             pki.ca.cert.display()
         ),
     );
-    let exporter = Exporter::start(CONFIG, &["--web.config.file", web.to_str().unwrap()]);
+    let exporter = Exporter::start(
+        CONFIG,
+        &[
+            "--web.config.file",
+            web.to_str().unwrap(),
+            "--web.read-header-timeout",
+            "1s",
+        ],
+    );
     let url = format!("https://127.0.0.1:{}/-/healthy", exporter.addr.port());
+
+    // A client that never starts its handshake is cut off after the read-header timeout.
+    let mut idle = TcpStream::connect(exporter.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t0 = Instant::now();
+    assert_eq!(idle.read(&mut [0u8; 16]).unwrap(), 0);
+    let cut = t0.elapsed();
+    assert!(
+        cut >= Duration::from_millis(800) && cut < Duration::from_secs(4),
+        "{cut:?}"
+    );
 
     let e = get(&tls_agent(Some(&pki.ca.cert), None), &url, None).unwrap_err();
     assert!(!e.is_empty());
@@ -187,8 +206,8 @@ fn client_certificates_are_required_and_verified() {
             "kafka_slo_exporter_http_rejections_total",
             &[("reason", "tls_handshake")]
         ),
-        Some(2.0),
-        "no certificate and a foreign one"
+        Some(3.0),
+        "no handshake, no certificate and a foreign one"
     );
 }
 
