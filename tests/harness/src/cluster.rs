@@ -259,12 +259,12 @@ impl KafkaCluster {
         // down leaves no directory behind.
         let janitor = if keep { None } else { Some(Janitor::spawn(&dir)?) };
 
-        let per_node = if opts.secure_listeners.is_some() { 4 } else { 2 };
-        let port_list = ports::allocate(opts.nodes * per_node)?;
         let pki = match opts.secure_listeners {
             Some(_) => Some(TestPki::generate(&dir.join("pki"), "kafka-harness-ca")?),
             None => None,
         };
+        let per_node = if opts.secure_listeners.is_some() { 4 } else { 2 };
+        let port_list = ports::allocate(opts.nodes * per_node)?;
         let nodes: Vec<Node> = (0..opts.nodes)
             .map(|i| Node {
                 id: i as i32 + 1,
