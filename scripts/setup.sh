@@ -10,6 +10,7 @@ APT_PACKAGES=(
   prometheus prometheus-alertmanager                             # promtool, real Prometheus/Alertmanager
   chromium                                                       # headless browser test of the compliance page
   curl ca-certificates procps iproute2
+  openssl                                                        # test certificate authorities (harness TestPki)
 )
 
 missing=()

@@ -93,6 +93,10 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
         sources,
     } = load(&opts.config_file, opts.policy_file.as_deref())?;
     let policy = Arc::new(policy);
+    let web = match &opts.http.web_config_file {
+        Some(f) => Some(Arc::new(crate::http::web_config::WebSecurity::load(f)?)),
+        None => None,
+    };
     let addr = parse_listen_address(&opts.listen_address).map_err(|reason| AppError::Listen {
         address: opts.listen_address.clone(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
@@ -145,6 +149,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
         slots,
         policy_source: policy.source.clone(),
         options: opts.http.clone(),
+        web,
     });
     tracing::info!(address = %bound, telemetry_path = opts.http.telemetry_path.as_str(), "listening");
     let server = tokio::spawn(crate::http::serve(

@@ -13,6 +13,8 @@ use serde::Deserialize;
 
 use crate::error::ConfigError;
 
+mod security;
+
 /// Label names the exporter sets itself; constant labels may not reuse them.
 const RESERVED_LABELS: &[&str] = &[
     "cluster",
@@ -186,7 +188,9 @@ struct RawCluster {
     #[serde(default)]
     secret_properties: BTreeMap<String, RawSecret>,
     #[serde(default)]
-    sasl: Option<RawSasl>,
+    sasl: Option<security::RawSasl>,
+    #[serde(default)]
+    tls: Option<security::RawTls>,
     #[serde(default, deserialize_with = "duration::opt")]
     interval: Option<Duration>,
     #[serde(default, deserialize_with = "duration::opt")]
@@ -250,17 +254,6 @@ struct RawSecret {
     env: Option<String>,
     #[serde(default)]
     file: Option<PathBuf>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSasl {
-    mechanism: String,
-    username: String,
-    #[serde(default)]
-    password_env: Option<String>,
-    #[serde(default)]
-    password_file: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -605,38 +598,12 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             secret_keys.push(k.clone());
         }
 
-        if let Some(sasl) = rc.sasl {
-            let field = at("sasl");
-            for key in ["sasl.mechanism", "sasl.username", "sasl.password"] {
-                if props.iter().any(|(p, _)| p == key) {
-                    return Err(err(
-                        field,
-                        format!("`{key}` is also set elsewhere; set it in one place"),
-                    ));
-                }
-            }
-            let mechanism = sasl.mechanism.trim().to_ascii_uppercase();
-            const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"];
-            if !MECHANISMS.contains(&mechanism.as_str()) {
-                return Err(err(
-                    format!("{field}.mechanism"),
-                    format!(
-                        "unknown SASL mechanism {:?}; expected one of {}",
-                        sasl.mechanism,
-                        MECHANISMS.join(", ")
-                    ),
-                ));
-            }
-            if sasl.username.is_empty() {
-                return Err(err(format!("{field}.username"), "must not be empty".into()));
-            }
-            let password = resolve_secret(base_dir, sasl.password_env.as_deref(), sasl.password_file.as_deref())
-                .map_err(|r| err(format!("{field}.password_env/password_file"), r))?;
-            props.push(("sasl.mechanism".into(), mechanism));
-            props.push(("sasl.username".into(), sasl.username));
-            props.push(("sasl.password".into(), password));
-            secret_keys.push("sasl.password".into());
-        }
+        let resolve = |env: Option<&str>, file: Option<&Path>| resolve_secret(base_dir, env, file);
+        let mut security_props = security::Properties {
+            props: &mut props,
+            secret_keys: &mut secret_keys,
+        };
+        security::apply(base_dir, rc.tls, rc.sasl, &mut security_props, &resolve).map_err(|(f, r)| err(at(&f), r))?;
 
         let interval = rc.interval.unwrap_or(global_interval);
         check_interval(interval).map_err(|r| err(at("interval"), r))?;

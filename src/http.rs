@@ -1,6 +1,14 @@
 //! The HTTP endpoint: telemetry path, landing page, health and readiness.
 //!
 //! Every response is computed from the current snapshots; no request waits on Kafka.
+//! [`web_config`] adds TLS, client certificates and basic auth. Each connection is bounded: at
+//! most [`HttpOptions::max_connections`] are served at once, a client has
+//! [`HttpOptions::header_read_timeout`] for its TLS handshake and for each request head, a head
+//! may hold [`MAX_HEADERS`] fields in [`MAX_HEADER_BYTES`], and as no endpoint takes a body, a
+//! request with one is refused.
+
+pub mod rejections;
+pub mod web_config;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,17 +18,25 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use hyper::header::{
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, VARY, WWW_AUTHENTICATE,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::collectors::{Exposition, Format};
 use crate::poller::SnapshotSlot;
+
+/// Largest request head (request line and header fields) accepted; larger ones get 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Most header fields a request may have; more get 431.
+pub const MAX_HEADERS: usize = 64;
 
 /// Content type of OpenMetrics text 1.0.0.
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -31,8 +47,10 @@ pub struct HttpOptions {
     pub telemetry_path: String,
     /// Connections served at once; further connections wait in the kernel backlog.
     pub max_connections: usize,
-    /// Time a client has to send its request headers.
+    /// Time a client has for its TLS handshake and to send each request head.
     pub header_read_timeout: Duration,
+    /// Exporter-toolkit web config (TLS, basic auth, headers); `None` for plain HTTP.
+    pub web_config_file: Option<std::path::PathBuf>,
 }
 
 /// What request handlers share.
@@ -43,6 +61,8 @@ pub struct HttpState {
     /// Where the compliance policy came from, for the report.
     pub policy_source: String,
     pub options: HttpOptions,
+    /// TLS and basic auth from `--web.config.file`; `None` serves plain HTTP to anyone.
+    pub web: Option<Arc<web_config::WebSecurity>>,
 }
 
 type Body = Full<Bytes>;
@@ -50,6 +70,10 @@ type Body = Full<Bytes>;
 /// Serves until `shutdown` turns true, then lets open connections finish for at most `grace`.
 pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
     let graceful = GracefulShutdown::new();
+    if let Some(web) = &state.web {
+        tracing::info!("{}", web.summary());
+        tokio::spawn(watch_web_config(Arc::clone(web), shutdown.clone()));
+    }
     let limit = Arc::new(Semaphore::new(state.options.max_connections.max(1)));
     loop {
         let permit = tokio::select! {
@@ -69,21 +93,19 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
                 continue;
             }
         };
-        let header_timeout = state.options.header_read_timeout;
         let state = Arc::clone(&state);
-        let svc = service_fn(move |req| {
-            let state = Arc::clone(&state);
-            async move { Ok::<_, Infallible>(handle(&state, req, peer)) }
-        });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .max_buf_size(64 * 1024)
-            .serve_connection(TokioIo::new(stream), svc);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let tls = state.web.as_ref().and_then(|w| w.tls());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            match tls {
+                None => serve_connection(stream, peer, state, watcher).await,
+                Some(tls) => match tls_handshake(stream, tls, state.options.header_read_timeout).await {
+                    Ok(stream) => serve_connection(stream, peer, state, watcher).await,
+                    Err(e) => {
+                        rejections::count(e.0);
+                        tracing::debug!(%peer, error = %e.1, "TLS handshake failed");
+                    }
+                },
             }
             drop(permit);
         });
@@ -95,12 +117,108 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
     }
 }
 
+/// Reloads the web config when its files change, until shutdown.
+async fn watch_web_config(web: Arc<web_config::WebSecurity>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(web_config::RELOAD_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+        let web = Arc::clone(&web);
+        let _ = tokio::task::spawn_blocking(move || web.reload_if_changed()).await;
+    }
+}
+
+/// Serves HTTP/1.1 requests on one connection (plain or TLS) until it closes.
+async fn serve_connection<I>(io: I, peer: SocketAddr, state: Arc<HttpState>, watcher: Watcher)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let header_timeout = state.options.header_read_timeout;
+    let svc = service_fn(move |req| {
+        let state = Arc::clone(&state);
+        async move { Ok::<_, Infallible>(respond(&state, req, peer).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(64 * 1024)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS)
+        .serve_connection(TokioIo::new(io), svc);
+    if let Err(e) = watcher.watch(conn).await {
+        if e.is_parse_too_large() {
+            rejections::count(rejections::Rejection::HeaderTooLarge);
+        }
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// The TLS handshake, within `timeout`. A client speaking plain HTTP gets a short 400 answer
+/// (as Go servers give) instead of a TLS alert it cannot read.
+async fn tls_handshake(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    timeout: Duration,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, (rejections::Rejection, String)> {
+    use rejections::Rejection::{PlainHttp, TlsHandshake};
+    let handshake = async {
+        let mut first = [0u8; 1];
+        let n = stream
+            .peek(&mut first)
+            .await
+            .map_err(|e| (TlsHandshake, e.to_string()))?;
+        if n == 1 && first[0].is_ascii_uppercase() {
+            let answer = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+            if stream.writable().await.is_ok() {
+                let _ = stream.try_write(answer);
+            }
+            return Err((PlainHttp, "plain HTTP request on the HTTPS port".to_string()));
+        }
+        tokio_rustls::TlsAcceptor::from(config)
+            .accept(stream)
+            .await
+            .map_err(|e| (TlsHandshake, e.to_string()))
+    };
+    tokio::time::timeout(timeout, handshake)
+        .await
+        .map_err(|_| (TlsHandshake, format!("no TLS handshake within {timeout:?}")))?
+}
+
+/// Basic auth (when configured), then the endpoint, then the configured response headers.
+async fn respond(state: &HttpState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let Some(web) = &state.web else {
+        return handle(state, req, peer);
+    };
+    let mut r = match web.authorize(req.headers().get(AUTHORIZATION)).await {
+        Ok(()) => handle(state, req, peer),
+        Err(failure) => {
+            rejections::count(rejections::Rejection::Unauthorized);
+            if failure == web_config::AuthFailure::Invalid {
+                tracing::debug!(%peer, path = req.uri().path(), "basic auth failed");
+            }
+            let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            r.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+            r
+        }
+    };
+    web.decorate(&mut r);
+    r
+}
+
 fn handle(state: &HttpState, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path();
     if req.method() != Method::GET && req.method() != Method::HEAD {
+        rejections::count(rejections::Rejection::Method);
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
+    }
+    // The body is never read: answering without it makes hyper close the connection.
+    if !hyper::body::Body::is_end_stream(req.body()) {
+        rejections::count(rejections::Rejection::Body);
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "request bodies are not accepted\n");
     }
     if path == state.options.telemetry_path {
         return metrics(state, &req);

@@ -6,7 +6,8 @@
 //! Data flows one way: **config → source → poller → snapshot → collectors → http**.
 //!
 //! - [`config`] reads and validates the YAML file; no network I/O. Errors name file, field and
-//!   reason and end the process with exit code 2 ([`error`]).
+//!   reason and end the process with exit code 2 ([`error`]). Its `security` part maps the
+//!   `tls` and `sasl` blocks to librdkafka properties shared by every client of a cluster.
 //! - [`kafka`] is the only module that talks to Kafka. It exposes the blocking
 //!   [`kafka::KafkaSource`] trait returning plain types; its `ffi` submodule owns every `unsafe`
 //!   block (librdkafka admin calls the `rdkafka` crate does not wrap).
@@ -26,7 +27,8 @@
 //!   inventory, compatibility, the subject/topic cross-check and sampled wire format, published
 //!   as its own snapshot that a registry failure never mixes into the Kafka one.
 //! - [`http`] serves the telemetry path (OpenMetrics or Prometheus text), a landing page,
-//!   `/-/healthy` and `/-/ready`.
+//!   `/-/healthy` and `/-/ready`, with bounded connections and requests; its `web_config`
+//!   adds TLS, client certificates and basic auth from an exporter-toolkit web config file.
 //! - [`app`] wires it together and owns the shutdown order.
 #![deny(unsafe_code)]
 

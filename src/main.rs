@@ -47,6 +47,12 @@ struct Cli {
     /// Maximum number of concurrently served HTTP connections.
     #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_connections: u32,
+    /// Exporter-toolkit web config file: TLS, client certificates, basic auth, response headers.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    web_config_file: Option<PathBuf>,
+    /// Time a client has for the TLS handshake and for sending each request's headers.
+    #[arg(long = "web.read-header-timeout", value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
+    read_header_timeout: Duration,
     /// How long shutdown waits for open HTTP connections and collection tasks.
     #[arg(long = "shutdown.timeout", value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     shutdown_timeout: Duration,
@@ -66,6 +72,14 @@ fn telemetry_path(s: &str) -> Result<String, String> {
         return Err("collides with a built-in endpoint".into());
     }
     Ok(s.to_string())
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be greater than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn init_logging(level: LogLevel, format: LogFormat) {
@@ -95,6 +109,15 @@ fn main() -> ExitCode {
             Ok(loaded) => {
                 print!("{}", loaded.config.summary());
                 print!("{}", loaded.policy.summary());
+                if let Some(f) = &cli.web_config_file {
+                    match kafka_slo_exporter::http::web_config::WebSecurity::load(f) {
+                        Ok(w) => println!("{}", w.summary()),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -125,7 +148,8 @@ fn main() -> ExitCode {
         http: HttpOptions {
             telemetry_path: cli.telemetry_path,
             max_connections: cli.max_connections as usize,
-            header_read_timeout: Duration::from_secs(10),
+            header_read_timeout: cli.read_header_timeout,
+            web_config_file: cli.web_config_file,
         },
         shutdown_timeout: cli.shutdown_timeout,
     };

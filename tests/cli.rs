@@ -121,6 +121,7 @@ fn bad_flags_exit_2() {
         vec!["--log.level", "chatty"],
         vec!["--web.telemetry-path", "metrics"],
         vec!["--web.max-connections", "0"],
+        vec!["--web.read-header-timeout", "0s"],
     ] {
         let (code, _, stderr) = run(&args);
         assert_eq!(code, 2, "{args:?}: {stderr}");

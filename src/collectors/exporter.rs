@@ -42,6 +42,17 @@ impl Area for ExporterArea {
             "Build of the running exporter (value 1).",
             &build,
         )?;
+        let rejected: Vec<(Labels, u64)> = crate::http::rejections::rejections()
+            .into_iter()
+            .map(|(r, n)| (vec![("reason", Cow::Borrowed(r.as_str()))], n))
+            .collect();
+        counters(
+            enc,
+            "kafka_slo_exporter_http_rejections",
+            "Requests and connections the HTTP endpoint refused, by reason: unauthorized, tls_handshake, plain_http, header_too_large, body, method.",
+            None,
+            &rejected,
+        )?;
 
         let mut up = Vec::new();
         let mut cycles = Vec::new();
@@ -53,6 +64,7 @@ impl Area for ExporterArea {
         let mut data_age = Vec::new();
         let mut reads = Vec::new();
         let mut cache = Vec::new();
+        let mut client_errors = Vec::new();
 
         for c in clusters {
             let base = cluster_labels(c);
@@ -73,6 +85,9 @@ impl Area for ExporterArea {
                 c.replay_reads_total,
             ));
             cache.push((base.clone(), c.record_cache_entries as f64));
+            for (kind, n) in crate::kafka::client_errors(&c.name) {
+                client_errors.push((with(&base, [("kind", Cow::Borrowed(kind.as_str()))]), n));
+            }
             for (stage, st) in &c.stages {
                 let l = with(&base, [("stage", Cow::Borrowed(stage.as_str()))]);
                 stage_errors.push((l.clone(), st.errors_total));
@@ -143,6 +158,13 @@ impl Area for ExporterArea {
             "Age of the stage's data being served; grows while collection fails, series vanish after max_staleness.",
             Some(Unit::Seconds),
             &data_age,
+        )?;
+        counters(
+            enc,
+            "kafka_slo_exporter_kafka_client_errors",
+            "Errors librdkafka reported for the cluster's connections, by kind: authentication, tls, transport, resolve, all_brokers_down, other.",
+            None,
+            &client_errors,
         )?;
         counters(
             enc,

@@ -85,6 +85,7 @@ impl ClientContext for ExporterContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        super::errors::count(&self.cluster, error.rdkafka_error_code());
         tracing::debug!(target: "librdkafka", cluster = self.cluster.as_str(), %error, "{reason}");
     }
 }
@@ -207,9 +208,11 @@ impl RdKafkaSource {
                 facility,
                 message,
             } => context.log(log_level(level), &facility, &message),
-            Polled::Error(message) | Polled::PartitionError { message, .. } => {
+            Polled::Error { code, message } => {
+                super::errors::count(cluster, Some(code));
                 tracing::debug!(target: "librdkafka", cluster, "{message}")
             }
+            Polled::PartitionError { message, .. } => tracing::debug!(target: "librdkafka", cluster, "{message}"),
             Polled::Stats(json) => tracing::debug!(target: "librdkafka::statistics", cluster, "{json}"),
             Polled::Record { .. } | Polled::Eof { .. } | Polled::Other => {}
         }
@@ -289,7 +292,8 @@ impl RdKafkaSource {
                     );
                     state.on_end(&topic, partition).then_some((topic, partition))
                 }
-                Some(Polled::Error(message)) => {
+                Some(Polled::Error { code, message }) => {
+                    super::errors::count(&self.cluster, Some(code));
                     tracing::debug!(cluster = self.cluster.as_str(), "reading records: {message}");
                     None
                 }

@@ -1102,8 +1102,11 @@ pub(super) enum Polled {
         partition: i32,
         message: String,
     },
-    /// A client-level consumer error.
-    Error(String),
+    /// A client-level error (a connection failure, rejected credentials, a consumer error).
+    Error {
+        code: rdkafka::types::RDKafkaErrorCode,
+        message: String,
+    },
     /// A librdkafka statistics report (JSON), emitted every `statistics.interval.ms`.
     Stats(String),
     /// A librdkafka log line (syslog level).
@@ -1177,7 +1180,10 @@ impl EventQueue {
                         partition,
                         message,
                     },
-                    None => Polled::Error(message),
+                    None => Polled::Error {
+                        code: code.into(),
+                        message,
+                    },
                 }
             }
             // SAFETY: a STATS event holds a NUL-terminated JSON string owned by the event; it is
@@ -1243,7 +1249,10 @@ unsafe fn message(m: &rd::rd_kafka_message_t) -> Polled {
                     partition,
                     message,
                 },
-                None => Polled::Error(message),
+                None => Polled::Error {
+                    code: err.into(),
+                    message,
+                },
             }
         }
     }

@@ -5,6 +5,7 @@
 //! block (admin calls that the `rdkafka` crate does not wrap).
 
 mod client;
+mod errors;
 mod ffi;
 mod probe;
 mod sample;
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use client::RdKafkaSource;
+pub use errors::{client_errors, ClientErrorKind};
 pub use probe::{Delivery, ProbeClient, ProbeRecord};
 pub use sample::{SampleRead, SampledValue, ValueSampler};
 
@@ -257,4 +259,19 @@ pub trait KafkaSource: Send + Sync + 'static {
 /// Version string of the linked librdkafka.
 pub fn librdkafka_version() -> String {
     rdkafka::util::get_rdkafka_version().1
+}
+
+/// Whether the linked librdkafka can authenticate with SASL `mechanism`: it builds (but never
+/// connects) a client using it, and returns librdkafka's reason when that fails. Its
+/// `builtin.features` list is no guide: it names GSSAPI even when no Kerberos provider is built.
+pub fn check_sasl_mechanism(mechanism: &str) -> Result<(), String> {
+    rdkafka::ClientConfig::new()
+        .set("security.protocol", "SASL_PLAINTEXT")
+        .set("sasl.mechanisms", mechanism)
+        .create::<rdkafka::producer::BaseProducer>()
+        .map(drop)
+        .map_err(|e| match e {
+            rdkafka::error::KafkaError::ClientCreation(msg) => msg,
+            other => other.to_string(),
+        })
 }

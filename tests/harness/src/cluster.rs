@@ -26,6 +26,7 @@ use crate::dist::{self, KafkaDist, DEFAULT_KAFKA_VERSION};
 use crate::error::{HarnessError, Result};
 use crate::ports;
 use crate::process::{with_clean_signal_mask, Janitor, NodeProcess};
+use crate::tls::TestPki;
 
 /// Environment variable overriding the default Kafka version.
 pub const VERSION_ENV: &str = "KAFKA_HARNESS_KAFKA_VERSION";
@@ -72,6 +73,22 @@ pub struct ClusterOptions {
     pub jvm_args: Vec<String>,
     /// How long `start` waits for all brokers to become ready.
     pub startup_timeout: Duration,
+    /// Authenticated client listeners besides PLAINTEXT; `None` for PLAINTEXT only.
+    pub secure_listeners: Option<SecureListeners>,
+}
+
+/// Two more client listeners on every broker, with certificates from a CA generated for the
+/// cluster ([`KafkaCluster::pki`]); inter-broker and controller traffic stays PLAINTEXT.
+///
+/// - `SASL_SSL`: TLS (server certificate only) with SASL mechanisms SCRAM-SHA-256 and
+///   SCRAM-SHA-512 (credentials created when the storage is formatted), PLAIN, and OAUTHBEARER
+///   checked by Kafka's unsecured JWT validator, which accepts any unsigned token and is only
+///   fit for tests.
+/// - `MTLS`: TLS with `ssl.client.auth=required`; clients need a certificate from the CA.
+#[derive(Debug, Clone, Default)]
+pub struct SecureListeners {
+    /// User names and passwords accepted by SCRAM (both hashes) and PLAIN.
+    pub users: Vec<(String, String)>,
 }
 
 impl Default for ClusterOptions {
@@ -89,6 +106,7 @@ impl Default for ClusterOptions {
             broker_props: Vec::new(),
             jvm_args: DEFAULT_JVM_ARGS.iter().map(|s| s.to_string()).collect(),
             startup_timeout: Duration::from_secs(90),
+            secure_listeners: None,
         }
     }
 }
@@ -114,6 +132,14 @@ impl ClusterOptions {
         self
     }
 
+    /// Adds the `SASL_SSL` and `MTLS` listeners of [`SecureListeners`] with these users.
+    pub fn secure_listeners(mut self, users: &[(&str, &str)]) -> ClusterOptions {
+        self.secure_listeners = Some(SecureListeners {
+            users: users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect(),
+        });
+        self
+    }
+
     /// Adds a broker setting.
     pub fn broker_prop(mut self, key: impl Into<String>, value: impl Into<String>) -> ClusterOptions {
         self.broker_props.push((key.into(), value.into()));
@@ -126,6 +152,8 @@ struct Node {
     id: i32,
     broker_port: u16,
     controller_port: u16,
+    /// Ports of the `SASL_SSL` and `MTLS` listeners, when the cluster has them.
+    secure_ports: Option<(u16, u16)>,
     dir: PathBuf,
     process: Mutex<Option<NodeProcess>>,
 }
@@ -199,6 +227,8 @@ pub struct KafkaCluster {
     janitor: Option<Janitor>,
     admin: OnceLock<AdminClient<QuietContext>>,
     producer: OnceLock<HarnessProducer>,
+    secure: Option<SecureListeners>,
+    pki: Option<TestPki>,
 }
 
 impl std::fmt::Debug for KafkaCluster {
@@ -229,12 +259,18 @@ impl KafkaCluster {
         // down leaves no directory behind.
         let janitor = if keep { None } else { Some(Janitor::spawn(&dir)?) };
 
-        let port_list = ports::allocate(opts.nodes * 2)?;
+        let pki = match opts.secure_listeners {
+            Some(_) => Some(TestPki::generate(&dir.join("pki"), "kafka-harness-ca")?),
+            None => None,
+        };
+        let per_node = if opts.secure_listeners.is_some() { 4 } else { 2 };
+        let port_list = ports::allocate(opts.nodes * per_node)?;
         let nodes: Vec<Node> = (0..opts.nodes)
             .map(|i| Node {
                 id: i as i32 + 1,
-                broker_port: port_list[2 * i],
-                controller_port: port_list[2 * i + 1],
+                broker_port: port_list[per_node * i],
+                controller_port: port_list[per_node * i + 1],
+                secure_ports: (per_node == 4).then(|| (port_list[per_node * i + 2], port_list[per_node * i + 3])),
                 dir: dir.join(format!("node-{}", i + 1)),
                 process: Mutex::new(None),
             })
@@ -251,6 +287,8 @@ impl KafkaCluster {
             janitor,
             admin: OnceLock::new(),
             producer: OnceLock::new(),
+            secure: opts.secure_listeners.clone(),
+            pki,
         };
         for node in &cluster.nodes {
             cluster.write_node_files(node, &opts.broker_props)?;
@@ -357,6 +395,30 @@ impl KafkaCluster {
             .as_ref()
             .filter(|p| p.is_running())
             .map(|p| p.pid() as u32)
+    }
+
+    /// `127.0.0.1:port` of every broker's `SASL_SSL` listener; `None` without
+    /// [`SecureListeners`].
+    pub fn sasl_ssl_bootstrap_servers(&self) -> Option<String> {
+        self.secure_bootstrap(|(sasl, _)| sasl)
+    }
+
+    /// `127.0.0.1:port` of every broker's `MTLS` listener; `None` without [`SecureListeners`].
+    pub fn mtls_bootstrap_servers(&self) -> Option<String> {
+        self.secure_bootstrap(|(_, mtls)| mtls)
+    }
+
+    fn secure_bootstrap(&self, pick: fn((u16, u16)) -> u16) -> Option<String> {
+        self.nodes
+            .iter()
+            .map(|n| n.secure_ports.map(|p| format!("127.0.0.1:{}", pick(p))))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.join(","))
+    }
+
+    /// The CA and certificates of the secure listeners; `None` without [`SecureListeners`].
+    pub fn pki(&self) -> Option<&TestPki> {
+        self.pki.as_ref()
     }
 
     /// A client configuration with `bootstrap.servers` set, for tests that
@@ -641,6 +703,7 @@ impl KafkaCluster {
         fs::create_dir_all(node.dir.join("data"))
             .map_err(|e| HarnessError::io(format!("creating {}", node.dir.display()), e))?;
         let mut props = self.node_properties(node);
+        self.add_secure_listeners(node, &mut props)?;
         for (k, v) in user_props {
             match props.iter_mut().find(|(pk, _)| pk == k) {
                 Some(slot) => slot.1.clone_from(v),
@@ -727,6 +790,55 @@ impl KafkaCluster {
         .collect()
     }
 
+    /// Adds the `SASL_SSL` and `MTLS` listeners and their TLS and SASL settings.
+    fn add_secure_listeners(&self, node: &Node, props: &mut Vec<(String, String)>) -> Result<()> {
+        let (Some(secure), Some(pki), Some((sasl_port, mtls_port))) = (&self.secure, &self.pki, node.secure_ports)
+        else {
+            return Ok(());
+        };
+        let extra = format!("SASL_SSL://127.0.0.1:{sasl_port},MTLS://127.0.0.1:{mtls_port}");
+        for (k, v) in props.iter_mut() {
+            match k.as_str() {
+                "listeners" | "advertised.listeners" => *v = format!("{v},{extra}"),
+                "listener.security.protocol.map" => v.push_str(",SASL_SSL:SASL_SSL,MTLS:SSL"),
+                _ => {}
+            }
+        }
+        let keystore = pki.keystore(&pki.server, &node.dir.join("keystore.pem"))?;
+        let plain_users: String = secure.users.iter().map(|(u, p)| format!(" user_{u}=\"{p}\"")).collect();
+        let set = [
+            ("ssl.keystore.type", "PEM".to_owned()),
+            ("ssl.keystore.location", keystore.display().to_string()),
+            ("ssl.truststore.type", "PEM".to_owned()),
+            ("ssl.truststore.location", pki.ca.cert.display().to_string()),
+            ("listener.name.mtls.ssl.client.auth", "required".to_owned()),
+            (
+                "listener.name.sasl_ssl.sasl.enabled.mechanisms",
+                "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN,OAUTHBEARER".to_owned(),
+            ),
+            (
+                "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config",
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;".to_owned(),
+            ),
+            (
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config",
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;".to_owned(),
+            ),
+            (
+                "listener.name.sasl_ssl.plain.sasl.jaas.config",
+                format!("org.apache.kafka.common.security.plain.PlainLoginModule required{plain_users};"),
+            ),
+            // Without a server callback handler, OAUTHBEARER tokens are checked by Kafka's
+            // unsecured validator: unsigned JWTs are accepted. Test clusters only.
+            (
+                "listener.name.sasl_ssl.oauthbearer.sasl.jaas.config",
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"broker\";".to_owned(),
+            ),
+        ];
+        props.extend(set.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        Ok(())
+    }
+
     fn java_command(&self, node: &Node, jvm_args: &[String], main: &str) -> (PathBuf, Vec<String>) {
         let mut args: Vec<String> = jvm_args.to_vec();
         args.push(format!(
@@ -765,6 +877,12 @@ impl KafkaCluster {
                 .iter()
                 .map(|s| s.to_string()),
             );
+            for (user, password) in self.secure.iter().flat_map(|s| &s.users) {
+                for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+                    args.push("--add-scram".to_owned());
+                    args.push(format!("{mechanism}=[name={user},password={password}]"));
+                }
+            }
             let child = with_clean_signal_mask(&mut Command::new(&java))
                 .args(&args)
                 .stdin(Stdio::null())
@@ -853,7 +971,11 @@ impl Drop for KafkaCluster {
         let used: Vec<u16> = self
             .nodes
             .iter()
-            .flat_map(|n| [n.broker_port, n.controller_port])
+            .flat_map(|n| {
+                let (a, b) = n.secure_ports.unzip();
+                [Some(n.broker_port), Some(n.controller_port), a, b]
+            })
+            .flatten()
             .collect();
         ports::release(&used);
         match self.janitor.as_mut() {

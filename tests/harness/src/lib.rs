@@ -39,15 +39,17 @@ mod error;
 mod ports;
 mod process;
 mod registry;
+mod tls;
 
 pub use client::{ConsumerHandle, ConsumerOptions, GroupProtocol, ProducerHandle, QuietContext, Record};
-pub use cluster::{ClusterOptions, KafkaCluster, DEFAULT_JVM_ARGS, KEEP_ENV, TMP_ENV, VERSION_ENV};
+pub use cluster::{ClusterOptions, KafkaCluster, SecureListeners, DEFAULT_JVM_ARGS, KEEP_ENV, TMP_ENV, VERSION_ENV};
 pub use dist::{cache_dir, KafkaDist, CACHE_ENV, DEFAULT_KAFKA_VERSION, MVN_ENV};
 pub use error::HarnessError;
 pub use registry::{
     find_java, ApicurioDist, RegistryOptions, SchemaRegistry, APICURIO_VERSION_ENV, CCOMPAT_PATH,
     DEFAULT_APICURIO_VERSION, JAVA_ENV, MIN_JAVA,
 };
+pub use tls::{CertKey, TestPki};
 
 /// Milliseconds since the Unix epoch, the unit of Kafka timestamps.
 pub fn now_ms() -> i64 {

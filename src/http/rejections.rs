@@ -1,0 +1,65 @@
+//! Counts of the requests and connections the endpoint refused, by reason, for the self-metric
+//! `kafka_slo_exporter_http_rejections_total`: a burst of `unauthorized` is someone guessing
+//! passwords, `tls_handshake` a client without a valid certificate.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a request or connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Basic auth missing or wrong (401).
+    Unauthorized,
+    /// TLS handshake failed or timed out (no client certificate, untrusted one, protocol error).
+    TlsHandshake,
+    /// Plain HTTP sent to the HTTPS port (400).
+    PlainHttp,
+    /// Request head over the size or field-count limit (431).
+    HeaderTooLarge,
+    /// A request with a body (413).
+    Body,
+    /// A method other than GET and HEAD (405).
+    Method,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 6] = [
+        Rejection::Unauthorized,
+        Rejection::TlsHandshake,
+        Rejection::PlainHttp,
+        Rejection::HeaderTooLarge,
+        Rejection::Body,
+        Rejection::Method,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Unauthorized => "unauthorized",
+            Rejection::TlsHandshake => "tls_handshake",
+            Rejection::PlainHttp => "plain_http",
+            Rejection::HeaderTooLarge => "header_too_large",
+            Rejection::Body => "body",
+            Rejection::Method => "method",
+        }
+    }
+}
+
+static COUNTS: [AtomicU64; 6] = [
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+    AtomicU64::new(0),
+];
+
+pub(super) fn count(r: Rejection) {
+    COUNTS[r as usize].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Every reason with its count so far (zero included).
+pub fn rejections() -> Vec<(Rejection, u64)> {
+    Rejection::ALL
+        .iter()
+        .map(|r| (*r, COUNTS[*r as usize].load(Ordering::Relaxed)))
+        .collect()
+}

@@ -1,0 +1,446 @@
+//! The HTTP endpoint's protection with real clients: TLS and client certificates from
+//! `--web.config.file` (exporter-toolkit format), basic auth, and the request limits, the
+//! latter probed with raw TCP connections.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{write_file, Exporter, Metrics, EXPORTER};
+use kafka_harness::{CertKey, TestPki};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A cluster nobody listens on: collection fails, the endpoint serves all the same.
+const CONFIG: &str = "clusters:\n  - name: nowhere\n    bootstrap_servers: ['127.0.0.1:1']\n";
+
+fn pki(dir: &Path) -> TestPki {
+    TestPki::generate(&dir.join("pki"), "kse-web-test-ca").expect("generate certificates")
+}
+
+fn tls_agent(ca: Option<&Path>, client: Option<&CertKey>) -> ureq::Agent {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(ca) => {
+            for c in CertificateDer::pem_file_iter(ca).unwrap() {
+                roots.add(c.unwrap()).unwrap();
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        Some(ck) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&ck.cert)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            builder
+                .with_client_auth_cert(certs, PrivateKeyDer::from_pem_file(&ck.key).unwrap())
+                .unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    ureq::AgentBuilder::new()
+        .tls_config(Arc::new(config))
+        .timeout(Duration::from_secs(10))
+        .build()
+}
+
+/// GET over HTTPS: status and response, or the transport error's text.
+fn get(agent: &ureq::Agent, url: &str, auth: Option<(&str, &str)>) -> Result<(u16, ureq::Response), String> {
+    let mut req = agent.get(url);
+    if let Some((u, p)) = auth {
+        let v = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+        req = req.set("Authorization", &format!("Basic {v}"));
+    }
+    match req.call() {
+        Ok(r) => Ok((r.status(), r)),
+        Err(ureq::Error::Status(code, r)) => Ok((code, r)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Sends raw bytes and reads until the server closes or `wait` passes.
+fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn tls_with_basic_auth_and_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let hash = bcrypt::hash("s3cret-web-pw", 10).unwrap();
+    let web = write_file(
+        dir.path(),
+        "web.yml",
+        &format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\nbasic_auth_users:\n  alice: '{hash}'\n",
+            pki.server.cert.display(),
+            pki.server.key.display()
+        ),
+    );
+    let exporter = Exporter::start(CONFIG, &["--web.config.file", web.to_str().unwrap()]);
+    let url = format!("https://127.0.0.1:{}/metrics", exporter.addr.port());
+    let agent = tls_agent(Some(&pki.ca.cert), None);
+
+    let (status, r) = get(&agent, &url, None).unwrap();
+    assert_eq!(status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Basic"));
+    assert_eq!(
+        r.header("x-frame-options"),
+        Some("deny"),
+        "configured headers on every response"
+    );
+    let (status, _) = get(&agent, &url, Some(("alice", "wrong"))).unwrap();
+    assert_eq!(status, 401);
+    let (status, _) = get(&agent, &url, Some(("mallory", "s3cret-web-pw"))).unwrap();
+    assert_eq!(status, 401, "unknown user");
+
+    let t0 = Instant::now();
+    let (status, r) = get(&agent, &url, Some(("alice", "s3cret-web-pw"))).unwrap();
+    let first = t0.elapsed();
+    assert_eq!(status, 200);
+    assert!(r.into_string().unwrap().contains("kafka_slo_exporter_cluster_up"));
+    // Verified passwords are remembered: later requests skip bcrypt.
+    let t1 = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(get(&agent, &url, Some(("alice", "s3cret-web-pw"))).unwrap().0, 200);
+    }
+    let cached = t1.elapsed() / 5;
+    eprintln!("basic auth: first request {first:?}, cached {cached:?} per request");
+    // Basic auth covers every path, as in exporter-toolkit.
+    let healthy = format!("https://127.0.0.1:{}/-/healthy", exporter.addr.port());
+    assert_eq!(get(&agent, &healthy, None).unwrap().0, 401);
+
+    // A client that does not trust the CA gets no connection.
+    let untrusting = tls_agent(None, None);
+    let e = get(&untrusting, &url, Some(("alice", "s3cret-web-pw"))).unwrap_err();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+
+    // Plain HTTP on the TLS port is answered with a 400 and nothing else.
+    let answer = raw(
+        exporter.addr,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(answer.starts_with("HTTP/1.0 400 Bad Request"), "{answer}");
+    assert!(answer.contains("HTTPS server"), "{answer}");
+    assert!(!answer.contains("kafka_"), "{answer}");
+    let (_, r) = get(&agent, &url, Some(("alice", "s3cret-web-pw"))).unwrap();
+    let m = Metrics::parse(&r.into_string().unwrap());
+    let rejected = |reason: &str| m.value("kafka_slo_exporter_http_rejections_total", &[("reason", reason)]);
+    assert_eq!(rejected("unauthorized"), Some(4.0), "three bad requests and /-/healthy");
+    assert_eq!(rejected("plain_http"), Some(1.0));
+    assert_eq!(rejected("tls_handshake"), Some(1.0), "the untrusting client");
+    assert_eq!(rejected("body"), Some(0.0));
+    let logs = exporter.logs();
+    assert!(
+        !logs.contains("s3cret-web-pw") && !logs.contains(&hash),
+        "a secret reached the log"
+    );
+}
+
+#[test]
+fn client_certificates_are_required_and_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let other = TestPki::generate(&dir.path().join("other"), "kse-other-ca").unwrap();
+    let web = write_file(
+        dir.path(),
+        "web.yml",
+        &format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n  min_version: TLS13\n",
+            pki.server.cert.display(),
+            pki.server.key.display(),
+            pki.ca.cert.display()
+        ),
+    );
+    let exporter = Exporter::start(
+        CONFIG,
+        &[
+            "--web.config.file",
+            web.to_str().unwrap(),
+            "--web.read-header-timeout",
+            "1s",
+        ],
+    );
+    let url = format!("https://127.0.0.1:{}/-/healthy", exporter.addr.port());
+
+    // A client that never starts its handshake is cut off after the read-header timeout.
+    let mut idle = TcpStream::connect(exporter.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t0 = Instant::now();
+    assert_eq!(idle.read(&mut [0u8; 16]).unwrap(), 0);
+    let cut = t0.elapsed();
+    assert!(
+        cut >= Duration::from_millis(800) && cut < Duration::from_secs(4),
+        "{cut:?}"
+    );
+
+    let e = get(&tls_agent(Some(&pki.ca.cert), None), &url, None).unwrap_err();
+    assert!(!e.is_empty());
+    let e = get(&tls_agent(Some(&pki.ca.cert), Some(&other.client)), &url, None).unwrap_err();
+    assert!(!e.is_empty(), "a certificate from another CA is refused");
+    let (status, r) = get(&tls_agent(Some(&pki.ca.cert), Some(&pki.client)), &url, None).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(r.into_string().unwrap(), "Healthy\n");
+    let metrics = format!("https://127.0.0.1:{}/metrics", exporter.addr.port());
+    let (_, r) = get(&tls_agent(Some(&pki.ca.cert), Some(&pki.client)), &metrics, None).unwrap();
+    let m = Metrics::parse(&r.into_string().unwrap());
+    assert_eq!(
+        m.value(
+            "kafka_slo_exporter_http_rejections_total",
+            &[("reason", "tls_handshake")]
+        ),
+        Some(3.0),
+        "no handshake, no certificate and a foreign one"
+    );
+}
+
+#[test]
+fn invalid_web_configs_exit_2_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let config = write_file(dir.path(), "c.yml", CONFIG);
+    let cert = pki.server.cert.display().to_string();
+    let key = pki.server.key.display().to_string();
+    let ca_key = pki.ca.key.display().to_string();
+    let cases = [
+        (format!("tls_server_config: {{cert_file: {cert}}}"), "tls_server_config.key_file", "required"),
+        (
+            format!("tls_server_config: {{cert_file: {cert}, key_file: {ca_key}}}"),
+            "tls_server_config.key_file",
+            "does not match",
+        ),
+        (
+            format!("tls_server_config: {{cert_file: {cert}, key_file: {key}, client_auth_type: RequireAndVerifyClientCert}}"),
+            "tls_server_config.client_ca_file",
+            "needs client_ca_file",
+        ),
+        (
+            format!("tls_server_config: {{cert_file: {cert}, key_file: {key}, min_version: TLS10}}"),
+            "tls_server_config.min_version",
+            "not supported",
+        ),
+        (
+            format!("tls_server_config: {{cert_file: {cert}, key_file: {key}, cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]}}"),
+            "tls_server_config.cipher_suites[0]",
+            "unsupported cipher suite",
+        ),
+        ("basic_auth_users: {alice: hunter2}".to_string(), "basic_auth_users.alice", "not a bcrypt hash"),
+        ("tls_server_config: {cert_file: /nonexistent.pem, key_file: /nonexistent.key}".to_string(), "tls_server_config.cert_file", "/nonexistent.pem"),
+    ];
+    for (text, field, reason) in cases {
+        let web = write_file(dir.path(), "web.yml", &text);
+        for check in [true, false] {
+            let mut cmd = std::process::Command::new(EXPORTER);
+            cmd.arg("--config.file").arg(&config).arg("--web.config.file").arg(&web);
+            cmd.args(["--web.listen-address", "127.0.0.1:0"]);
+            if check {
+                cmd.arg("--config.check");
+            }
+            let out = cmd.output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
+            assert!(stderr.contains(&web.display().to_string()), "{text}: {stderr}");
+            assert!(stderr.contains(&format!("field `{field}`")), "{text}: {stderr}");
+            assert!(stderr.contains(reason), "{text}: {stderr}");
+            assert!(!stderr.contains("hunter2"), "{stderr}");
+        }
+    }
+}
+
+#[test]
+fn request_limits_hold_against_raw_clients() {
+    let exporter = Exporter::start(
+        CONFIG,
+        &["--web.max-connections", "2", "--web.read-header-timeout", "1s"],
+    );
+    let addr = exporter.addr;
+    let wait = Duration::from_secs(5);
+
+    let big = format!(
+        "GET /-/healthy HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    let answer = raw(addr, big.as_bytes(), wait);
+    assert!(answer.starts_with("HTTP/1.1 431"), "oversized head: {answer}");
+    let many: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let answer = raw(
+        addr,
+        format!("GET /-/healthy HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(),
+        wait,
+    );
+    assert!(answer.starts_with("HTTP/1.1 431"), "too many header fields: {answer}");
+    let answer = raw(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789",
+        wait,
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "body: {answer}");
+    let answer = raw(
+        addr,
+        b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab",
+        wait,
+    );
+    assert!(answer.starts_with("HTTP/1.1 405"), "POST: {answer}");
+
+    // Slowloris: a head that never ends is cut off after the header read timeout.
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let t0 = Instant::now();
+    let mut sink = Vec::new();
+    let _ = slow.read_to_end(&mut sink);
+    let cut = t0.elapsed();
+    eprintln!("slow head closed after {cut:?}");
+    assert!(
+        cut >= Duration::from_millis(800) && cut < Duration::from_secs(4),
+        "closed after {cut:?}"
+    );
+    assert!(!String::from_utf8_lossy(&sink).contains("200 OK"));
+
+    // Connection limit: two connections in progress hold both slots; a third waits until
+    // one of them is gone.
+    let mut a = TcpStream::connect(addr).unwrap();
+    let b = TcpStream::connect(addr).unwrap();
+    a.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 256];
+    a.set_read_timeout(Some(wait)).unwrap();
+    assert!(a.read(&mut buf).unwrap() > 0, "first connection served");
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+    let blocked = c.read(&mut buf);
+    assert!(
+        blocked.is_err(),
+        "third connection answered while two are open: {blocked:?}"
+    );
+    drop(a);
+    let t0 = Instant::now();
+    c.set_read_timeout(Some(wait)).unwrap();
+    let n = c.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    eprintln!("third connection served {:?} after a slot freed", t0.elapsed());
+    drop(b);
+
+    // Idle connections, before the first request and between requests, are closed after the
+    // same timeout, so they cannot hold the slots.
+    for request in [&b""[..], b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n"] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request).unwrap();
+        if !request.is_empty() {
+            assert!(s.read(&mut buf).unwrap() > 0);
+        }
+        let t0 = Instant::now();
+        assert_eq!(s.read(&mut buf).unwrap(), 0, "closed by the server");
+        let idle = t0.elapsed();
+        assert!(idle < Duration::from_secs(4), "idle connection closed after {idle:?}");
+        eprintln!(
+            "idle connection (request sent: {}) closed after {idle:?}",
+            !request.is_empty()
+        );
+    }
+    assert_eq!(exporter.get("/-/healthy", None).0, 200, "still serving");
+    let m = exporter.scrape();
+    let rejected = |reason: &str| m.value("kafka_slo_exporter_http_rejections_total", &[("reason", reason)]);
+    assert_eq!(rejected("header_too_large"), Some(2.0));
+    assert_eq!(rejected("body"), Some(1.0));
+    assert_eq!(rejected("method"), Some(1.0));
+    assert_eq!(rejected("unauthorized"), Some(0.0));
+}
+
+#[test]
+fn certificates_and_users_reload_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = pki(dir.path());
+    let second = TestPki::generate(&dir.path().join("second"), "kse-second-ca").unwrap();
+    let web_text = |p: &TestPki, hash: &str| {
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  alice: '{hash}'\n",
+            p.server.cert.display(),
+            p.server.key.display()
+        )
+    };
+    let web = write_file(
+        dir.path(),
+        "web.yml",
+        &web_text(&first, &bcrypt::hash("pw-one", 4).unwrap()),
+    );
+    let exporter = Exporter::start(CONFIG, &["--web.config.file", web.to_str().unwrap()]);
+    let url = format!("https://127.0.0.1:{}/-/healthy", exporter.addr.port());
+    let old_client = tls_agent(Some(&first.ca.cert), None);
+    let new_client = tls_agent(Some(&second.ca.cert), None);
+    assert_eq!(get(&old_client, &url, Some(("alice", "pw-one"))).unwrap().0, 200);
+
+    std::fs::write(&web, web_text(&second, &bcrypt::hash("pw-two", 4).unwrap())).unwrap();
+    let t0 = Instant::now();
+    while get(&new_client, &url, Some(("alice", "pw-two"))).map(|r| r.0) != Ok(200) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "new certificate and user not in force"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("web config change in force after {:?}", t0.elapsed());
+    // A fresh agent: the old one may still hold a connection made before the change.
+    let old_ca_only = tls_agent(Some(&first.ca.cert), None);
+    assert!(
+        get(&old_ca_only, &url, None).is_err(),
+        "old certificate no longer served"
+    );
+    assert_eq!(get(&new_client, &url, Some(("alice", "pw-one"))).unwrap().0, 401);
+
+    // A broken change is reported and ignored.
+    std::fs::write(&web, "basic_auth_users: {alice: not-a-hash}\n").unwrap();
+    let t0 = Instant::now();
+    while !exporter.logs().contains("web config changed but does not load") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "broken web config not reported");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&new_client, &url, Some(("alice", "pw-two"))).unwrap().0, 200);
+    assert!(exporter
+        .logs()
+        .lines()
+        .any(|l| l.contains("web config changed but does not load") && l.contains("basic_auth_users.alice")));
+}
+
+#[test]
+fn shipped_web_config_example_is_valid() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let web = format!("{root}/examples/web-config.yml");
+    let out = std::process::Command::new(EXPORTER)
+        .args(["--config.file", &format!("{root}/examples/kafka-slo-exporter.yml")])
+        .args(["--web.config.file", &web, "--config.check"])
+        .env("KAFKA_PROD_EU_PASSWORD", "example-password")
+        .env("KAFKA_PROD_EU_KEY_PASSWORD", "example-key-password")
+        .env("KAFKA_PROD_EU_REGISTRY_PASSWORD", "example-registry-password")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("TLS off, 1 basic auth user(s), 2 extra header(s)"),
+        "{stdout}"
+    );
+    // The comment's claim about the example hash holds.
+    let text = std::fs::read_to_string(&web).unwrap();
+    let hash = text.lines().find_map(|l| l.strip_prefix("  prometheus: ")).unwrap();
+    assert!(bcrypt::verify("example-password", hash).unwrap());
+}
