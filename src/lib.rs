@@ -27,6 +27,8 @@
 //!   as its own snapshot that a registry failure never mixes into the Kafka one.
 //! - [`http`] serves the telemetry path (OpenMetrics or Prometheus text), a landing page,
 //!   `/-/healthy` and `/-/ready`.
+//! - [`shard`] splits topics and groups between exporter processes by a stable hash of their
+//!   name; the poller asks Kafka only about its own share.
 //! - [`app`] wires it together and owns the shutdown order.
 #![deny(unsafe_code)]
 
@@ -42,5 +44,6 @@ pub mod poller;
 pub mod probe;
 pub mod registry;
 pub mod report;
+pub mod shard;
 pub mod snapshot;
 pub mod status;

@@ -56,6 +56,12 @@ struct Cli {
     /// Output format of log messages.
     #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// This process's shard (0-based) of every cluster's topics and consumer groups.
+    #[arg(long = "shard", value_name = "N", default_value_t = 0)]
+    shard: u32,
+    /// Number of exporter processes sharing the topics and consumer groups by a stable hash.
+    #[arg(long = "total-shards", value_name = "M", default_value_t = 1)]
+    total_shards: u32,
 }
 
 fn telemetry_path(s: &str) -> Result<String, String> {
@@ -89,6 +95,13 @@ fn init_logging(level: LogLevel, format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let shard = match kafka_slo_exporter::shard::Shard::new(cli.shard, cli.total_shards) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
 
     if cli.config_check {
         return match app::load(&cli.config_file, cli.policy_file.as_deref()) {
@@ -128,6 +141,7 @@ fn main() -> ExitCode {
             header_read_timeout: Duration::from_secs(10),
         },
         shutdown_timeout: cli.shutdown_timeout,
+        shard,
     };
     match runtime.block_on(app::run(opts)) {
         Ok(()) => {

@@ -8,10 +8,14 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 
 use super::{cluster_labels, counters, gauges, infos, unix_seconds, with, Area, Labels};
+use crate::shard::Shard;
 use crate::snapshot::{age, ClusterSnapshot};
 
 #[derive(Debug)]
-pub struct ExporterArea;
+pub struct ExporterArea {
+    /// This process's shard, exported as `kafka_slo_exporter_shard_info`.
+    pub shard: Shard,
+}
 
 impl Area for ExporterArea {
     /// Data ages grow with the scrape time.
@@ -41,6 +45,19 @@ impl Area for ExporterArea {
             "kafka_slo_exporter_build",
             "Build of the running exporter (value 1).",
             &build,
+        )?;
+        let shard: Vec<(Labels, Labels)> = vec![(
+            Vec::new(),
+            vec![
+                ("shard", Cow::Owned(self.shard.index().to_string())),
+                ("total_shards", Cow::Owned(self.shard.total().to_string())),
+            ],
+        )];
+        infos(
+            enc,
+            "kafka_slo_exporter_shard",
+            "This process's shard of the topics and consumer groups, and the number of shards (value 1).",
+            &shard,
         )?;
 
         let mut up = Vec::new();
