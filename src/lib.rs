@@ -36,6 +36,7 @@ pub mod app;
 pub mod collectors;
 pub mod config;
 pub mod error;
+pub mod healthcheck;
 pub mod http;
 pub mod kafka;
 pub mod lag;

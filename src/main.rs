@@ -62,6 +62,10 @@ struct Cli {
     /// Number of exporter processes sharing the topics and consumer groups by a stable hash.
     #[arg(long = "total-shards", value_name = "M", default_value_t = 1)]
     total_shards: u32,
+    /// Ask the exporter listening on --web.listen-address for /-/healthy and exit (0 = healthy,
+    /// 1 = not); for container health checks.
+    #[arg(long = "healthcheck")]
+    healthcheck: bool,
 }
 
 fn telemetry_path(s: &str) -> Result<String, String> {
@@ -95,6 +99,21 @@ fn init_logging(level: LogLevel, format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.healthcheck {
+        let checked = app::parse_listen_address(&cli.listen_address).and_then(|addr| {
+            kafka_slo_exporter::healthcheck::check(
+                kafka_slo_exporter::healthcheck::target(addr),
+                Duration::from_secs(3),
+            )
+        });
+        return match checked {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("unhealthy: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let shard = match kafka_slo_exporter::shard::Shard::new(cli.shard, cli.total_shards) {
         Ok(s) => s,
         Err(e) => {
