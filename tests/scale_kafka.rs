@@ -6,7 +6,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{bootstrap_yaml, Exporter, Metrics};
+use common::{bootstrap_yaml, Exporter, Metrics, EXPORTER};
 use kafka_harness::{ClusterOptions, ConsumerOptions, KafkaCluster, Record};
 use kafka_slo_exporter::shard::owner;
 
@@ -30,6 +30,38 @@ fn topics_age(m: &Metrics, cluster: &str) -> Option<f64> {
         cluster,
         &[("stage", "topics")],
     )
+}
+
+#[test]
+fn shard_flags_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_file(
+        dir.path(),
+        "c.yml",
+        "clusters:\n  - {name: a, bootstrap_servers: ['k:1']}\n",
+    );
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(EXPORTER)
+            .args(args)
+            .arg("--config.file")
+            .arg(&config)
+            .arg("--config.check")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert_eq!(run(&["--shard", "1", "--total-shards", "2"]).0, Some(0));
+    let (code, err) = run(&["--shard", "2", "--total-shards", "2"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        err.trim(),
+        "error: --shard 2 is out of range: shards are numbered 0 to 1 for --total-shards 2"
+    );
+    let (code, err) = run(&["--total-shards", "0"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--total-shards must be at least 1"), "{err}");
+    let (code, err) = run(&["--shard", "-1"]);
+    assert_eq!(code, Some(2), "{err}");
 }
 
 #[test]
