@@ -327,13 +327,14 @@ fn load_state(cfg: &ClusterConfig, memory: &mut Memory) {
     }
 }
 
-/// Writes the state atomically (temporary file + rename) so a crash never leaves half a file.
+/// Writes the state atomically (temporary file + rename) so a crash never leaves half a file;
+/// the temporary file is the process's own, as shards may share a state directory.
 fn save_state(cfg: &ClusterConfig, memory: &mut Memory) {
     let Some(path) = state_path(cfg) else {
         memory.partition_counts_dirty = false;
         return;
     };
-    let tmp = path.with_extension("json.tmp");
+    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
     let result = serde_json::to_vec(&memory.partition_counts)
         .map_err(std::io::Error::other)
         .and_then(|bytes| std::fs::write(&tmp, bytes))
