@@ -46,6 +46,7 @@ python3 -c "import prometheus_client.openmetrics.parser" 2>/dev/null ||
 
 # Helm and kustomize render the deployment manifests in tests/deploy.rs; pinned, built from the
 # Go module proxy into GOBIN (default /usr/local/bin as root, ~/go/bin otherwise).
+[ -x /usr/local/go/bin/go ] && PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null 2>&1 || { echo "setup: Go is needed to install helm and kustomize" >&2; exit 1; }
 if [ "$(id -u)" -eq 0 ]; then GO_TOOLS_BIN="${GOBIN:-/usr/local/bin}"; else GO_TOOLS_BIN="${GOBIN:-$HOME/go/bin}"; fi
 for tool in helm:helm.sh/helm/v3/cmd/helm@v3.22.0 kustomize:sigs.k8s.io/kustomize/kustomize/v5@v5.7.1; do
