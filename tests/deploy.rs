@@ -841,6 +841,10 @@ fn docker_build_context_resolves_the_locked_workspace() {
 fn healthcheck_flag_reports_a_running_exporter() {
     let exporter = Exporter::start("clusters:\n  - {name: a, bootstrap_servers: ['127.0.0.1:1']}\n", &[]);
     let port = exporter.addr.port();
+    // The paths the probes and the health check use are routes of the exporter.
+    assert_eq!(exporter.get("/-/healthy", None).0, 200);
+    assert_eq!(exporter.get("/-/ready", None).0, 503, "not ready without Kafka");
+    assert_eq!(exporter.get("/-/nonexistent", None).0, 404);
     let check = |address: &str| {
         Command::new(EXPORTER)
             .args(["--healthcheck", "--web.listen-address", address])
