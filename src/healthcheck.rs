@@ -24,7 +24,10 @@ pub fn check(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
         .set_read_timeout(Some(timeout))
         .and_then(|_| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| format!("cannot set timeouts: {e}"))?;
-    write!(stream, "GET /-/healthy HTTP/1.0\r\nHost: {addr}\r\n\r\n")
+    // One write: a request in pieces is needlessly many segments.
+    let request = format!("GET /-/healthy HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
         .map_err(|e| format!("cannot send to {addr}: {e}"))?;
     let mut head = Vec::new();
     stream
@@ -62,9 +65,19 @@ mod tests {
         let addr = l.local_addr().unwrap();
         std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
+            // The whole request, so that closing the socket after the answer resets nothing.
+            let mut request = Vec::new();
             let mut buf = [0u8; 256];
-            let n = s.read(&mut buf).unwrap();
-            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("GET /-/healthy HTTP/1.0\r\n"));
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "request ended early");
+                request.extend_from_slice(&buf[..n]);
+            }
+            let answer = if request.starts_with(b"GET /-/healthy HTTP/1.0\r\n") {
+                answer
+            } else {
+                "HTTP/1.1 400 Bad Request\r\n\r\n"
+            };
             s.write_all(answer.as_bytes()).unwrap();
         });
         addr
