@@ -212,8 +212,9 @@ class Exporter:
 class Ours(Exporter):
     name = "kafka-slo-exporter"
 
-    def __init__(self, *a, extra_properties=None, log_level="info", **kw):
+    def __init__(self, *a, extra_properties=None, log_level="info", extra_args=(), **kw):
         super().__init__(*a, **kw)
+        self.extra_args = list(extra_args)
         self.version = subprocess.run([str(TARGET / "release" / "kafka-slo-exporter"), "--version"],
                                       capture_output=True, text=True).stdout.strip().split()[-1]
         self.extra_properties = extra_properties or {}
@@ -234,7 +235,7 @@ class Ours(Exporter):
             + (f"    client_properties:{props}\n" if props else ""))
         return [str(TARGET / "release" / "kafka-slo-exporter"), "--config.file", str(cfg),
                 "--web.listen-address", f"127.0.0.1:{self.port}", "--log.level", self.log_level,
-                "--log.format", "json"]
+                "--log.format", "json"] + self.extra_args
 
     def complete(self, samples):
         return bool(metric(samples, "kafka_slo_exporter_cluster_up")) and \
@@ -470,12 +471,12 @@ def run_exporter(exp, cfg, load=True):
 # Kafka requests per cycle of our exporter (librdkafka statistics)
 # ------------------------------------------------------------------------------------------
 
-def request_counts(workdir, bootstrap, interval, cycles=3):
+def request_counts(workdir, bootstrap, interval, cycles=3, extra_args=()):
     """Runs our exporter with librdkafka statistics every second and returns the requests per
     steady-state cycle by type, from the difference of the cumulative counters between the idle
     gaps after cycle 2 and after the last cycle."""
     exp = Ours(workdir, bootstrap, interval, extra_properties={"statistics.interval.ms": 1000},
-               log_level="debug")
+               log_level="debug", extra_args=extra_args)
     exp.name = "kafka-slo-exporter-requests"
     exp.log_path = Path(workdir) / "kse-requests.log"
     exp.start()

@@ -10,3 +10,5 @@ cd "$(dirname "$0")/.."
 UPDATE_ALERTS=1 cargo test --quiet --test alerts generated_files_are_current
 cargo test --quiet --test alerts
 echo "gen-alerts: alerts/*.rules.yml and deploy/kubernetes/prometheusrule.yaml are up to date"
+# The Helm chart ships its own copy of the PrometheusRule.
+./scripts/sync-deploy.sh

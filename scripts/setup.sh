@@ -10,6 +10,7 @@ APT_PACKAGES=(
   prometheus prometheus-alertmanager                             # promtool, real Prometheus/Alertmanager
   chromium                                                       # headless browser test of the compliance page
   curl ca-certificates procps iproute2
+  binutils                                                       # readelf: the container test checks linked libraries
   openssl                                                        # test certificate authorities (harness TestPki)
 )
 
@@ -44,6 +45,20 @@ fi
 python3 -c "import prometheus_client.openmetrics.parser" 2>/dev/null ||
   python3 -m pip install -q --disable-pip-version-check "prometheus-client==0.26.0" ||
   python3 -m pip install -q --disable-pip-version-check --break-system-packages "prometheus-client==0.26.0"
+
+# Helm and kustomize render the deployment manifests in tests/deploy.rs; pinned, built from the
+# Go module proxy into GOBIN (default /usr/local/bin as root, ~/go/bin otherwise).
+[ -x /usr/local/go/bin/go ] && PATH="$PATH:/usr/local/go/bin"
+command -v go >/dev/null 2>&1 || { echo "setup: Go is needed to install helm and kustomize" >&2; exit 1; }
+if [ "$(id -u)" -eq 0 ]; then GO_TOOLS_BIN="${GOBIN:-/usr/local/bin}"; else GO_TOOLS_BIN="${GOBIN:-$HOME/go/bin}"; fi
+for tool in helm:helm.sh/helm/v3/cmd/helm@v3.22.0 kustomize:sigs.k8s.io/kustomize/kustomize/v5@v5.7.1; do
+  name="${tool%%:*}" pkg="${tool#*:}"
+  module_version="${pkg##*@}"
+  if ! go version -m "$GO_TOOLS_BIN/$name" 2>/dev/null | grep -q "mod.*[[:space:]]$module_version[[:space:]]"; then
+    echo "setup: installing $name $module_version (go install)"
+    GOBIN="$GO_TOOLS_BIN" go install "$pkg"
+  fi
+done
 
 ./scripts/fetch-kafka.sh "${KAFKA_VERSION:-4.1.1}"
 ./scripts/fetch-registry.sh "${APICURIO_VERSION:-3.3.3}"

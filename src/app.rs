@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub listen_address: String,
     pub http: HttpOptions,
     pub shutdown_timeout: Duration,
+    /// This process's share of every cluster's topics and groups.
+    pub shard: crate::shard::Shard,
 }
 
 /// Everything loaded from files before the exporter starts.
@@ -88,10 +90,13 @@ pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
 /// Runs the exporter until SIGINT or SIGTERM.
 pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     let Loaded {
-        config,
+        mut config,
         policy,
         sources,
     } = load(&opts.config_file, opts.policy_file.as_deref())?;
+    for c in &mut config.clusters {
+        c.shard = opts.shard;
+    }
     let policy = Arc::new(policy);
     let web = match &opts.http.web_config_file {
         Some(f) => Some(Arc::new(crate::http::web_config::WebSecurity::load(f)?)),
@@ -112,8 +117,10 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     let mut pollers = Vec::with_capacity(config.clusters.len());
     let probe_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut probes: Vec<(String, crate::probe::ProbeSlot)> = Vec::new();
+    // The probe and the Schema Registry watch are cluster-wide: shard 0 runs them.
+    let cluster_wide = opts.shard.owns_cluster_wide();
     for (cfg, source) in config.clusters.iter().zip(sources) {
-        if let Some(probe) = &cfg.probe {
+        if let Some(probe) = cfg.probe.as_ref().filter(|_| cluster_wide) {
             let slot: crate::probe::ProbeSlot = Arc::new(ArcSwap::from_pointee(crate::probe::ProbeSnapshot::default()));
             // The probe thread is detached: it checks `probe_stop` every 100 ms and holds
             // nothing that needs an orderly close beyond its Kafka clients.
@@ -133,19 +140,22 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
         )));
         slots.push(Arc::clone(&slot));
         // The Schema Registry task (if configured) only reads this cluster's snapshots.
-        pollers.extend(crate::registry::spawn(cfg, Arc::clone(&slot), shutdown_rx.clone()));
+        if cluster_wide {
+            pollers.extend(crate::registry::spawn(cfg, Arc::clone(&slot), shutdown_rx.clone()));
+        }
         let poller = Poller::new(cfg.clone(), Arc::clone(&policy), source, slot);
         pollers.push(tokio::spawn(poller.run(shutdown_rx.clone())));
         tracing::info!(
             cluster = cfg.name.as_str(),
             bootstrap_servers = cfg.bootstrap_servers.join(",").as_str(),
             interval = %humantime::format_duration(cfg.interval),
+            shard = %opts.shard,
             "watching cluster"
         );
     }
 
     let state = Arc::new(HttpState {
-        registry: crate::collectors::registry(slots.clone(), probes),
+        registry: crate::collectors::registry(slots.clone(), probes, opts.shard),
         slots,
         policy_source: policy.source.clone(),
         options: opts.http.clone(),

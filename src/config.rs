@@ -290,6 +290,8 @@ pub struct ClusterConfig {
     pub probe: Option<ProbeConfig>,
     /// The cluster's Schema Registry; `None` when not watched.
     pub schema_registry: Option<crate::registry::config::RegistryConfig>,
+    /// This process's share of the topics and groups (from the command line, not the file).
+    pub shard: crate::shard::Shard,
 }
 
 impl ClusterConfig {
@@ -302,11 +304,12 @@ impl ClusterConfig {
         }
     }
 
-    /// Whether the group's series are exported (the probe's group like its topic).
+    /// Whether the group's series are exported (the probe's group like its topic), by this
+    /// shard.
     pub fn selects_group(&self, group: &str) -> bool {
         match &self.probe {
             Some(p) if p.group == group && !p.include_in_totals => false,
-            _ => self.groups.matches(group),
+            _ => self.groups.matches(group) && self.shard.owns(group),
         }
     }
 }
@@ -648,6 +651,7 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             compliance: compliance.clone(),
             probe,
             schema_registry,
+            shard: crate::shard::Shard::default(),
         });
     }
 

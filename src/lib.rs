@@ -29,6 +29,8 @@
 //! - [`http`] serves the telemetry path (OpenMetrics or Prometheus text), a landing page,
 //!   `/-/healthy` and `/-/ready`, with bounded connections and requests; its `web_config`
 //!   adds TLS, client certificates and basic auth from an exporter-toolkit web config file.
+//! - [`shard`] splits topics and groups between exporter processes by a stable hash of their
+//!   name; the poller asks Kafka only about its own share.
 //! - [`app`] wires it together and owns the shutdown order.
 #![deny(unsafe_code)]
 
@@ -36,6 +38,7 @@ pub mod app;
 pub mod collectors;
 pub mod config;
 pub mod error;
+pub mod healthcheck;
 pub mod http;
 pub mod kafka;
 pub mod lag;
@@ -44,5 +47,6 @@ pub mod poller;
 pub mod probe;
 pub mod registry;
 pub mod report;
+pub mod shard;
 pub mod snapshot;
 pub mod status;

@@ -62,6 +62,16 @@ struct Cli {
     /// Output format of log messages.
     #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// This process's shard (0-based) of every cluster's topics and consumer groups.
+    #[arg(long = "shard", value_name = "N", default_value_t = 0)]
+    shard: u32,
+    /// Number of exporter processes sharing the topics and consumer groups by a stable hash.
+    #[arg(long = "total-shards", value_name = "M", default_value_t = 1)]
+    total_shards: u32,
+    /// Ask the exporter listening on --web.listen-address for /-/healthy and exit (0 = healthy,
+    /// 1 = not); for container health checks.
+    #[arg(long = "healthcheck")]
+    healthcheck: bool,
 }
 
 fn telemetry_path(s: &str) -> Result<String, String> {
@@ -103,6 +113,28 @@ fn init_logging(level: LogLevel, format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.healthcheck {
+        let checked = app::parse_listen_address(&cli.listen_address).and_then(|addr| {
+            kafka_slo_exporter::healthcheck::check(
+                kafka_slo_exporter::healthcheck::target(addr),
+                Duration::from_secs(3),
+            )
+        });
+        return match checked {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("unhealthy: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let shard = match kafka_slo_exporter::shard::Shard::new(cli.shard, cli.total_shards) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
 
     if cli.config_check {
         return match app::load(&cli.config_file, cli.policy_file.as_deref()) {
@@ -152,6 +184,7 @@ fn main() -> ExitCode {
             web_config_file: cli.web_config_file,
         },
         shutdown_timeout: cli.shutdown_timeout,
+        shard,
     };
     match runtime.block_on(app::run(opts)) {
         Ok(()) => {

@@ -1,7 +1,7 @@
 //! One task per cluster: every interval it runs a collection cycle on a blocking thread, folds
 //! the result into a new snapshot and publishes it with an atomic pointer swap.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -12,7 +12,8 @@ use tokio::time::MissedTickBehavior;
 
 use crate::config::ClusterConfig;
 use crate::kafka::{
-    GroupDescription, GroupListing, GroupOffsets, KafkaSource, OffsetSpec, SourceError, TopicMetadata, TopicPartition,
+    GroupDescription, GroupListing, GroupOffsets, KafkaSource, OffsetSpec, SourceError, TopicConfig, TopicMetadata,
+    TopicPartition,
 };
 use crate::policy::Policy;
 use crate::snapshot::{ClusterSnapshot, IoOutcome, Memory, OffsetsRaw, PartitionCount, Stage, StageOutcome};
@@ -36,8 +37,13 @@ fn timed<T>(f: impl FnOnce() -> Result<T, SourceError>) -> StageOutcome<T> {
 /// DescribeCluster; Metadata → (DescribeConfigs ‖ ListOffsets); ListConsumerGroups +
 /// DescribeConsumerGroups → ListConsumerGroupOffsets. A stage whose input is missing (no topic
 /// or group data at all) is skipped.
+///
+/// A shard asks for the configs and offsets of its own topics and of the topics its groups
+/// consume (known from the last cycle); a group that starts consuming another shard's topic
+/// adds one more DescribeConfigs ‖ ListOffsets round after the groups branch.
 pub fn collect_io(source: &dyn KafkaSource, cfg: &ClusterConfig, memory: &Memory) -> IoOutcome {
     let timeout = cfg.timeout;
+    let shard = cfg.shard;
     std::thread::scope(|scope| {
         let cluster = scope.spawn(|| timed(|| source.describe_cluster(timeout)));
         let groups_branch = scope.spawn(|| groups_branch(source, cfg, memory));
@@ -48,32 +54,41 @@ pub fn collect_io(source: &dyn KafkaSource, cfg: &ClusterConfig, memory: &Memory
             Ok(t) => Some(select_topics(t.iter().filter(|t| cfg.selects_topic(&t.name)))),
             Err(_) => memory.metadata.as_ref().map(|m| select_topics(m.value.iter())),
         };
-        let (configs, offsets) = match &selected {
-            Some(sel) => {
-                let names: Vec<String> = sel.iter().map(|(n, _)| n.clone()).collect();
-                // A partition without a leader can hold a whole ListOffsets call until its
-                // timeout; its offsets stay unknown instead.
-                let tps: Vec<TopicPartition> = sel
+        let consumed_before = if shard.is_sharded() {
+            consumed_topics(memory)
+        } else {
+            HashSet::new()
+        };
+        let first = selected.as_ref().map(|sel| {
+            let wanted: Vec<&SelectedTopic> = sel
+                .iter()
+                .filter(|(n, _)| shard.owns(n) || consumed_before.contains(n.as_str()))
+                .collect();
+            topic_requests(source, &wanted, timeout)
+        });
+        let (groups, group_offsets) = join(groups_branch);
+
+        let (configs, offsets) = match (first, &selected) {
+            (Some((configs, offsets)), Some(sel)) if shard.is_sharded() && offsets.result.is_ok() => {
+                let consumed_now = consumed_in_cycle(&groups, group_offsets.as_ref());
+                let missing: Vec<&SelectedTopic> = sel
                     .iter()
-                    .flat_map(|(n, ps)| {
-                        ps.iter()
-                            .filter(|(_, led)| *led)
-                            .map(move |(p, _)| TopicPartition::new(n.clone(), *p))
+                    .filter(|(n, _)| {
+                        !shard.owns(n) && !consumed_before.contains(n.as_str()) && consumed_now.contains(n.as_str())
                     })
                     .collect();
-                let configs = scope.spawn(move || timed(|| source.topic_configs(&names, timeout)));
-                let offsets = timed(|| {
-                    Ok(OffsetsRaw {
-                        earliest: source.list_offsets(&tps, OffsetSpec::Earliest, timeout)?,
-                        latest: source.list_offsets(&tps, OffsetSpec::Latest, timeout)?,
-                        last_stable: source.list_offsets(&tps, OffsetSpec::LatestCommitted, timeout)?,
-                    })
-                });
-                (Some(join(configs)), Some(offsets))
+                if missing.is_empty() {
+                    (Some(configs), Some(offsets))
+                } else {
+                    let (more_configs, more_offsets) = topic_requests(source, &missing, timeout);
+                    (
+                        Some(merge(configs, more_configs, |a, b| a.extend(b))),
+                        Some(merge(offsets, more_offsets, OffsetsRaw::extend)),
+                    )
+                }
             }
-            None => (None, None),
+            (first, _) => first.unzip(),
         };
-        let (groups, group_offsets) = join(groups_branch);
         IoOutcome {
             at: SystemTime::now(),
             cluster: join(cluster),
@@ -84,6 +99,92 @@ pub fn collect_io(source: &dyn KafkaSource, cfg: &ClusterConfig, memory: &Memory
             group_offsets,
         }
     })
+}
+
+/// DescribeConfigs ‖ ListOffsets (earliest, latest, last stable) for the given topics.
+fn topic_requests(
+    source: &dyn KafkaSource,
+    topics: &[&SelectedTopic],
+    timeout: Duration,
+) -> (StageOutcome<Vec<TopicConfig>>, StageOutcome<OffsetsRaw>) {
+    let names: Vec<String> = topics.iter().map(|(n, _)| n.clone()).collect();
+    // A partition without a leader can hold a whole ListOffsets call until its timeout; its
+    // offsets stay unknown instead.
+    let tps: Vec<TopicPartition> = topics
+        .iter()
+        .flat_map(|(n, ps)| {
+            ps.iter()
+                .filter(|(_, led)| *led)
+                .map(move |(p, _)| TopicPartition::new(n.clone(), *p))
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        let configs = scope.spawn(move || timed(|| source.topic_configs(&names, timeout)));
+        let offsets = timed(|| {
+            Ok(OffsetsRaw {
+                earliest: source.list_offsets(&tps, OffsetSpec::Earliest, timeout)?,
+                latest: source.list_offsets(&tps, OffsetSpec::Latest, timeout)?,
+                last_stable: source.list_offsets(&tps, OffsetSpec::LatestCommitted, timeout)?,
+            })
+        });
+        (join(configs), offsets)
+    })
+}
+
+/// Two rounds of one stage as one: both durations, both results, or the first error.
+fn merge<T>(a: StageOutcome<T>, b: StageOutcome<T>, extend: impl FnOnce(&mut T, T)) -> StageOutcome<T> {
+    StageOutcome {
+        duration: a.duration + b.duration,
+        result: match (a.result, b.result) {
+            (Ok(mut x), Ok(y)) => {
+                extend(&mut x, y);
+                Ok(x)
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        },
+    }
+}
+
+/// Topics the remembered groups have committed offsets on or are assigned.
+fn consumed_topics(memory: &Memory) -> HashSet<&str> {
+    let mut out = HashSet::new();
+    if let Some(groups) = &memory.groups {
+        for m in groups
+            .value
+            .iter()
+            .filter_map(|g| g.description.as_ref())
+            .flat_map(|d| &d.members)
+        {
+            out.extend(m.assignment.iter().map(|tp| tp.topic.as_str()));
+        }
+    }
+    if let Some(committed) = &memory.group_offsets {
+        for list in committed.value.values().filter_map(|r| r.as_ref().ok()) {
+            out.extend(list.iter().map(|(tp, _)| tp.topic.as_str()));
+        }
+    }
+    out
+}
+
+/// Topics this cycle's groups have committed offsets on or are assigned.
+fn consumed_in_cycle<'a>(
+    groups: &'a StageOutcome<(Vec<GroupListing>, Vec<GroupDescription>)>,
+    committed: Option<&'a StageOutcome<Vec<GroupOffsets>>>,
+) -> HashSet<&'a str> {
+    let mut out = HashSet::new();
+    if let Ok((_, descriptions)) = &groups.result {
+        for m in descriptions.iter().flat_map(|d| &d.members) {
+            out.extend(m.assignment.iter().map(|tp| tp.topic.as_str()));
+        }
+    }
+    if let Some(Ok(list)) = committed.map(|c| &c.result) {
+        for g in list {
+            if let Ok(offsets) = &g.offsets {
+                out.extend(offsets.iter().map(|(tp, _)| tp.topic.as_str()));
+            }
+        }
+    }
+    out
 }
 
 type GroupsBranch = (
@@ -165,7 +266,8 @@ pub fn run_cycle(
     ok &= memory.fold_records(read_records(source, &wanted, cfg), asked, at);
 
     let replay_limit = cfg.lag.max_record_reads.saturating_sub(asked);
-    if let Some(wanted) = memory.replay_reads_needed(at, cfg.compliance.replay_window_refresh, replay_limit) {
+    if let Some(wanted) = memory.replay_reads_needed(at, cfg.compliance.replay_window_refresh, replay_limit, cfg.shard)
+    {
         ok &= memory.fold_replay_reads(read_records(source, &wanted, cfg), wanted.len(), at);
     }
 
@@ -225,13 +327,14 @@ fn load_state(cfg: &ClusterConfig, memory: &mut Memory) {
     }
 }
 
-/// Writes the state atomically (temporary file + rename) so a crash never leaves half a file.
+/// Writes the state atomically (temporary file + rename) so a crash never leaves half a file;
+/// the temporary file is the process's own, as shards may share a state directory.
 fn save_state(cfg: &ClusterConfig, memory: &mut Memory) {
     let Some(path) = state_path(cfg) else {
         memory.partition_counts_dirty = false;
         return;
     };
-    let tmp = path.with_extension("json.tmp");
+    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
     let result = serde_json::to_vec(&memory.partition_counts)
         .map_err(std::io::Error::other)
         .and_then(|bytes| std::fs::write(&tmp, bytes))
@@ -532,5 +635,218 @@ mod tests {
             "last data served within max_staleness"
         );
         assert_eq!(s.cycles_total, 2);
+    }
+
+    /// An estate of one-partition topics and groups each consuming one topic, recording which
+    /// names every request asked about.
+    struct Estate {
+        topics: Vec<&'static str>,
+        /// (group, topic it consumes)
+        groups: Vec<(&'static str, &'static str)>,
+        configs_asked: std::sync::Mutex<Vec<Vec<String>>>,
+        offsets_asked: std::sync::Mutex<Vec<String>>,
+        groups_described: std::sync::Mutex<Vec<String>>,
+        groups_fetched: std::sync::Mutex<Vec<String>>,
+        reads: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Estate {
+        fn new(topics: Vec<&'static str>, groups: Vec<(&'static str, &'static str)>) -> Self {
+            Self {
+                topics,
+                groups,
+                configs_asked: Default::default(),
+                offsets_asked: Default::default(),
+                groups_described: Default::default(),
+                groups_fetched: Default::default(),
+                reads: Default::default(),
+            }
+        }
+        fn consumed_by(&self, group: &str) -> &'static str {
+            self.groups.iter().find(|(g, _)| *g == group).unwrap().1
+        }
+    }
+
+    impl KafkaSource for Estate {
+        fn describe_cluster(&self, _: Duration) -> Result<ClusterDescription, SourceError> {
+            Ok(ClusterDescription {
+                cluster_id: Some("x".into()),
+                controller_id: Some(1),
+                brokers: vec![],
+            })
+        }
+        fn topic_metadata(&self, _: Duration) -> Result<Vec<TopicMetadata>, SourceError> {
+            Ok(self
+                .topics
+                .iter()
+                .map(|t| TopicMetadata {
+                    name: t.to_string(),
+                    partitions: vec![PartitionMetadata {
+                        id: 0,
+                        leader: Some(1),
+                        replicas: vec![1],
+                        isr: vec![1],
+                    }],
+                })
+                .collect())
+        }
+        fn topic_configs(&self, topics: &[String], _: Duration) -> Result<Vec<TopicConfig>, SourceError> {
+            self.configs_asked.lock().unwrap().push(topics.to_vec());
+            let retention = BTreeMap::from([("retention.ms".to_string(), "60000".to_string())]);
+            Ok(topics.iter().map(|t| (t.clone(), retention.clone())).collect())
+        }
+        fn list_offsets(
+            &self,
+            partitions: &[TopicPartition],
+            spec: OffsetSpec,
+            _: Duration,
+        ) -> Result<Vec<PartitionOffset>, SourceError> {
+            if spec == OffsetSpec::Latest {
+                self.offsets_asked
+                    .lock()
+                    .unwrap()
+                    .extend(partitions.iter().map(|tp| tp.topic.clone()));
+            }
+            let o = if spec == OffsetSpec::Earliest { 0 } else { 10 };
+            Ok(partitions
+                .iter()
+                .map(|tp| PartitionOffset {
+                    tp: tp.clone(),
+                    offset: Ok(o),
+                })
+                .collect())
+        }
+        fn list_groups(&self, _: Duration) -> Result<Vec<GroupListing>, SourceError> {
+            Ok(self
+                .groups
+                .iter()
+                .map(|(g, _)| GroupListing {
+                    group: g.to_string(),
+                    state: GroupState::Empty,
+                    group_type: GroupType::Consumer,
+                    is_simple: false,
+                })
+                .collect())
+        }
+        fn describe_groups(&self, groups: &[String], _: Duration) -> Result<Vec<GroupDescription>, SourceError> {
+            self.groups_described.lock().unwrap().extend(groups.iter().cloned());
+            Ok(groups
+                .iter()
+                .map(|g| GroupDescription {
+                    group: g.clone(),
+                    state: GroupState::Empty,
+                    group_type: GroupType::Consumer,
+                    assignor: String::new(),
+                    coordinator: Some(1),
+                    members: vec![],
+                    error: None,
+                })
+                .collect())
+        }
+        fn group_offsets(&self, groups: &[String], _: usize, _: Duration) -> Result<Vec<GroupOffsets>, SourceError> {
+            self.groups_fetched.lock().unwrap().extend(groups.iter().cloned());
+            Ok(groups
+                .iter()
+                .map(|g| GroupOffsets {
+                    group: g.clone(),
+                    offsets: Ok(vec![(TopicPartition::new(self.consumed_by(g), 0), 4)]),
+                })
+                .collect())
+        }
+        fn records_at(&self, requests: &[(TopicPartition, i64)], _: Duration) -> Result<Vec<RecordAt>, SourceError> {
+            self.reads
+                .lock()
+                .unwrap()
+                .extend(requests.iter().map(|(tp, o)| format!("{}@{o}", tp.topic)));
+            Ok(requests
+                .iter()
+                .map(|(tp, o)| RecordAt {
+                    tp: tp.clone(),
+                    requested: *o,
+                    offset: *o,
+                    timestamp_ms: 1_000,
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_shard_asks_only_about_its_groups_and_the_topics_they_need() {
+        use crate::shard::{owner, Shard};
+        // kse-t3 and kse-g2 belong to shard 0 of 2, kse-t0 and kse-g0 to shard 1; each group
+        // consumes the other shard's topic.
+        assert_eq!(
+            [
+                owner("kse-t3", 2),
+                owner("kse-g2", 2),
+                owner("kse-t0", 2),
+                owner("kse-g0", 2)
+            ],
+            [0, 0, 1, 1]
+        );
+        let estate = Estate::new(
+            vec!["kse-t0", "kse-t3"],
+            vec![("kse-g0", "kse-t3"), ("kse-g2", "kse-t0")],
+        );
+        let mut cfg = cfg();
+        cfg.shard = Shard::new(0, 2).unwrap();
+        let mut memory = Memory::default();
+        let s = run_cycle(&estate, &cfg, &Policy::builtin(), &mut memory);
+        assert!(s.up, "{:?}", s.stages);
+
+        assert_eq!(*estate.groups_described.lock().unwrap(), vec!["kse-g2"]);
+        assert_eq!(*estate.groups_fetched.lock().unwrap(), vec!["kse-g2"]);
+        // The first cycle learns what kse-g2 consumes only from its offsets: a second round
+        // asks for the other shard's topic.
+        assert_eq!(
+            *estate.configs_asked.lock().unwrap(),
+            vec![vec!["kse-t3".to_string()], vec!["kse-t0".to_string()]]
+        );
+        let topics: Vec<&str> = s.topics.as_ref().unwrap().iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(topics, vec!["kse-t3"]);
+        assert_eq!(s.compliance.as_ref().unwrap().len(), 1);
+        let totals = s.totals.unwrap();
+        assert_eq!((totals.topics, totals.partitions, totals.under_min_isr), (2, 2, None));
+        let groups = s.groups.as_ref().unwrap();
+        assert_eq!(groups.len(), 1);
+        let g = &groups[0];
+        assert_eq!((g.name.as_str(), g.topics[0].topic.as_str()), ("kse-g2", "kse-t0"));
+        assert_eq!(g.topics[0].partitions[0].lag.unwrap().lag, 6);
+        assert_eq!(
+            g.topics[0].retention_ms,
+            Some(60_000),
+            "retention of the consumed topic is known"
+        );
+        // Time lag reads the consumed topic; the replay window only this shard's topic.
+        assert_eq!(*estate.reads.lock().unwrap(), vec!["kse-t0@4", "kse-t3@0"]);
+
+        // From the second cycle on, one round covers both.
+        estate.configs_asked.lock().unwrap().clear();
+        estate.offsets_asked.lock().unwrap().clear();
+        run_cycle(&estate, &cfg, &Policy::builtin(), &mut memory);
+        let asked = estate.configs_asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), 1);
+        let mut one: Vec<String> = asked[0].clone();
+        one.sort();
+        assert_eq!(one, vec!["kse-t0", "kse-t3"]);
+        let mut offsets = estate.offsets_asked.lock().unwrap().clone();
+        offsets.sort();
+        assert_eq!(offsets, vec!["kse-t0", "kse-t3"]);
+    }
+
+    #[test]
+    fn the_unsharded_cycle_asks_once_for_everything() {
+        let estate = Estate::new(
+            vec!["kse-t0", "kse-t3"],
+            vec![("kse-g0", "kse-t3"), ("kse-g2", "kse-t0")],
+        );
+        let mut memory = Memory::default();
+        let s = run_cycle(&estate, &cfg(), &Policy::builtin(), &mut memory);
+        assert_eq!(estate.configs_asked.lock().unwrap().len(), 1);
+        let mut described = estate.groups_described.lock().unwrap().clone();
+        described.sort();
+        assert_eq!(described, vec!["kse-g0", "kse-g2"]);
+        assert_eq!(s.topics.as_ref().unwrap().len(), 2);
+        assert_eq!(s.totals.unwrap().under_min_isr, Some(0));
     }
 }

@@ -17,6 +17,7 @@ use crate::kafka::{
 };
 use crate::lag::{self, HwHistory, HwSample, OffsetLag, PartitionOffsets, TimeLagMethod};
 use crate::policy::{Policy, TopicCompliance, TopicFacts};
+use crate::shard::Shard;
 use crate::status::{self, PartitionHistory, Status, StatusRules};
 
 /// The collection stages of a cycle, in execution order. Every stage has its own duration,
@@ -288,6 +289,39 @@ pub struct ClusterSnapshot {
     pub compliance: Option<Arc<Vec<TopicCompliance>>>,
     /// When the cycle that built this snapshot ended.
     pub built_at: Option<SystemTime>,
+    /// The share of topics and groups this snapshot covers: `topics`, `compliance` and
+    /// `groups` hold only this shard's.
+    pub shard: Shard,
+    /// Counts over every selected topic of the cluster, whichever shard owns it.
+    pub totals: Option<ClusterTotals>,
+}
+
+/// Partition counts over every selected topic of a cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterTotals {
+    pub topics: usize,
+    pub partitions: usize,
+    pub under_replicated: usize,
+    pub offline: usize,
+    pub non_preferred_leader: usize,
+    /// Unknown configs count as not under. `None` when sharded: it would need every topic's
+    /// configuration in one process.
+    pub under_min_isr: Option<usize>,
+}
+
+impl ClusterTotals {
+    fn of(topics: &[TopicView], shard: Shard) -> Self {
+        let partitions = || topics.iter().flat_map(|t| t.partitions.iter());
+        let count = |f: &dyn Fn(&PartitionView) -> bool| partitions().filter(|p| f(p)).count();
+        Self {
+            topics: topics.len(),
+            partitions: partitions().count(),
+            under_replicated: count(&|p| p.under_replicated()),
+            offline: count(&|p| p.offline()),
+            non_preferred_leader: count(&|p| !p.offline() && !p.leader_is_preferred()),
+            under_min_isr: (!shard.is_sharded()).then(|| count(&|p| p.under_min_isr() == Some(true))),
+        }
+    }
 }
 
 impl ClusterSnapshot {
@@ -311,6 +345,8 @@ impl ClusterSnapshot {
             groups: None,
             compliance: None,
             built_at: None,
+            shard: Shard::default(),
+            totals: None,
         }
     }
 
@@ -337,6 +373,15 @@ pub struct OffsetsRaw {
     pub earliest: Vec<PartitionOffset>,
     pub latest: Vec<PartitionOffset>,
     pub last_stable: Vec<PartitionOffset>,
+}
+
+impl OffsetsRaw {
+    /// Adds the offsets of another request round.
+    pub fn extend(&mut self, other: OffsetsRaw) {
+        self.earliest.extend(other.earliest);
+        self.latest.extend(other.latest);
+        self.last_stable.extend(other.last_stable);
+    }
 }
 
 /// Raw results of the request stages of one cycle. `None` means the stage was skipped because
@@ -604,13 +649,15 @@ impl Memory {
         self.partition_counts_dirty |= self.partition_counts.len() != before;
     }
 
-    /// Log start offsets whose record has not been read yet, at most `limit`, if the refresh
-    /// interval has passed. Empty partitions (log start = high watermark) have nothing to read.
+    /// Log start offsets of the shard's topics whose record has not been read yet, at most
+    /// `limit`, if the refresh interval has passed. Empty partitions (log start = high
+    /// watermark) have nothing to read.
     pub fn replay_reads_needed(
         &self,
         now: SystemTime,
         refresh: Duration,
         limit: usize,
+        shard: Shard,
     ) -> Option<Vec<(TopicPartition, i64)>> {
         if self.replay_last_run.is_some_and(|t| age(now, t) < refresh) {
             return None;
@@ -619,6 +666,7 @@ impl Memory {
         let mut v: Vec<(TopicPartition, i64)> = offsets
             .value
             .iter()
+            .filter(|(tp, _)| shard.owns(&tp.topic))
             .filter_map(|(tp, o)| match (o.log_start, o.high_watermark) {
                 (Some(s), Some(hw)) if s < hw && self.log_start_ts.get(tp).map(|x| x.0) != Some(s) => {
                     Some((tp.clone(), s))
@@ -722,10 +770,12 @@ impl Memory {
         if all_ok {
             self.last_success = Some(at);
         }
-        let topics = self
-            .metadata
-            .as_ref()
-            .map(|md| Arc::new(self.topic_views(&md.value, at)));
+        let all_topics = self.metadata.as_ref().map(|md| self.topic_views(&md.value, at));
+        let totals = all_topics.as_deref().map(|t| ClusterTotals::of(t, cfg.shard));
+        let topics = all_topics.map(|mut t| {
+            t.retain(|t| cfg.shard.owns(&t.name));
+            Arc::new(t)
+        });
         let compliance = topics.as_ref().map(|topics| {
             Arc::new(
                 topics
@@ -797,6 +847,8 @@ impl Memory {
             groups,
             compliance,
             built_at: Some(at),
+            shard: cfg.shard,
+            totals,
         }
     }
 

@@ -1,4 +1,5 @@
-//! Kafka cluster state: cluster id, controller, brokers, topics and partition counts.
+//! Kafka cluster state: cluster id, controller, brokers, topics and partition counts. The
+//! cluster-wide series come from shard 0 only; per-topic ones from the topic's shard.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -30,7 +31,8 @@ impl Area for ClusterArea {
 
         for c in clusters {
             let base = cluster_labels(c);
-            if let Some(d) = &c.cluster {
+            let cluster_wide = c.shard.owns_cluster_wide();
+            if let Some(d) = c.cluster.as_ref().filter(|_| cluster_wide) {
                 cluster_info.push((
                     base.clone(),
                     vec![("cluster_id", Cow::Borrowed(d.cluster_id.as_deref().unwrap_or("")))],
@@ -53,9 +55,11 @@ impl Area for ClusterArea {
                     is_controller.push((with(&base, [("broker_id", id)]), if ctl { 1.0 } else { 0.0 }));
                 }
             }
+            if let Some(totals) = c.totals.filter(|_| cluster_wide) {
+                topic_count.push((base.clone(), totals.topics as f64));
+                partition_count.push((base.clone(), totals.partitions as f64));
+            }
             if let Some(topics) = &c.topics {
-                topic_count.push((base.clone(), topics.len() as f64));
-                partition_count.push((base.clone(), topics.iter().map(|t| t.partitions.len() as f64).sum()));
                 for t in topics.iter() {
                     topic_partitions.push((
                         with(&base, [("topic", Cow::Borrowed(t.name.as_str()))]),

@@ -8,10 +8,14 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 
 use super::{cluster_labels, counters, gauges, infos, unix_seconds, with, Area, Labels};
+use crate::shard::Shard;
 use crate::snapshot::{age, ClusterSnapshot};
 
 #[derive(Debug)]
-pub struct ExporterArea;
+pub struct ExporterArea {
+    /// This process's shard, exported as `kafka_slo_exporter_shard_info`.
+    pub shard: Shard,
+}
 
 impl Area for ExporterArea {
     /// Data ages grow with the scrape time.
@@ -52,6 +56,19 @@ impl Area for ExporterArea {
             "Requests and connections the HTTP endpoint refused, by reason: unauthorized, tls_handshake, plain_http, header_too_large, body, method.",
             None,
             &rejected,
+        )?;
+        let shard: Vec<(Labels, Labels)> = vec![(
+            Vec::new(),
+            vec![
+                ("shard", Cow::Owned(self.shard.index().to_string())),
+                ("total_shards", Cow::Owned(self.shard.total().to_string())),
+            ],
+        )];
+        infos(
+            enc,
+            "kafka_slo_exporter_shard",
+            "This process's shard of the topics and consumer groups, and the number of shards (value 1).",
+            &shard,
         )?;
 
         let mut up = Vec::new();

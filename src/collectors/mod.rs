@@ -55,10 +55,10 @@ pub trait Area: Send + Sync + std::fmt::Debug {
 }
 
 /// The registration list: every area, in output order. `probes` are the delivery probes by
-/// cluster name.
-pub fn all(probes: Vec<(String, crate::probe::ProbeSlot)>) -> Vec<Box<dyn Area>> {
+/// cluster name; `shard` is this process's shard.
+pub fn all(probes: Vec<(String, crate::probe::ProbeSlot)>, shard: crate::shard::Shard) -> Vec<Box<dyn Area>> {
     vec![
-        Box::new(exporter::ExporterArea),
+        Box::new(exporter::ExporterArea { shard }),
         Box::new(cluster::ClusterArea),
         Box::new(partitions::PartitionsArea),
         Box::new(groups::GroupsArea),
@@ -69,8 +69,12 @@ pub fn all(probes: Vec<(String, crate::probe::ProbeSlot)>) -> Vec<Box<dyn Area>>
 }
 
 /// Builds the exposition served on the telemetry path.
-pub fn registry(slots: Vec<SnapshotSlot>, probes: Vec<(String, crate::probe::ProbeSlot)>) -> Exposition {
-    Exposition::new(slots, all(probes))
+pub fn registry(
+    slots: Vec<SnapshotSlot>,
+    probes: Vec<(String, crate::probe::ProbeSlot)>,
+    shard: crate::shard::Shard,
+) -> Exposition {
+    Exposition::new(slots, all(probes, shard))
 }
 
 /// Labels every series of a cluster carries: `cluster` plus the configured constant labels.

@@ -8,7 +8,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 
 use super::{base_labels, gauge_family, Area, Base};
 use crate::config::Granularity;
-use crate::snapshot::{ClusterSnapshot, PartitionView, TopicView};
+use crate::snapshot::{ClusterSnapshot, ClusterTotals, PartitionView, TopicView};
 
 #[derive(Debug)]
 pub struct PartitionsArea;
@@ -109,27 +109,29 @@ const TOPIC_GAUGES: &[(&str, &str, TopicFn)] = &[
     ),
 ];
 
-/// Per-cluster totals over all exported partitions.
-const CLUSTER_GAUGES: &[(&str, &str, PartitionFn)] = &[
+type TotalsFn = fn(&ClusterTotals) -> Option<usize>;
+
+/// Per-cluster totals over all exported partitions (from shard 0 when sharded).
+const CLUSTER_GAUGES: &[(&str, &str, TotalsFn)] = &[
     (
         "kafka_cluster_under_replicated_partitions",
         "Partitions with fewer in-sync than assigned replicas.",
-        |p| flag(p.under_replicated()),
+        |t| Some(t.under_replicated),
     ),
     (
         "kafka_cluster_under_min_isr_partitions",
         "Partitions with fewer in-sync replicas than min.insync.replicas (unknown configs count as not under).",
-        |p| flag(p.under_min_isr() == Some(true)),
+        |t| t.under_min_isr,
     ),
     (
         "kafka_cluster_offline_partitions",
         "Partitions without a leader.",
-        |p| flag(p.offline()),
+        |t| Some(t.offline),
     ),
     (
         "kafka_cluster_non_preferred_leader_partitions",
         "Partitions led by a replica other than the preferred one.",
-        |p| flag(!p.offline() && !p.leader_is_preferred()),
+        |t| Some(t.non_preferred_leader),
     ),
 ];
 
@@ -146,9 +148,9 @@ impl Area for PartitionsArea {
             .collect();
 
         for (name, help, f) in CLUSTER_GAUGES {
-            let samples = snapshots.iter().map(|(base, _, topics)| {
-                let v: f64 = topics.iter().flat_map(|t| t.partitions.iter()).filter_map(f).sum();
-                (base.as_slice(), v)
+            let samples = snapshots.iter().filter_map(|(base, c, _)| {
+                let totals = c.totals.filter(|_| c.shard.owns_cluster_wide())?;
+                f(&totals).map(|v| (base.as_slice(), v as f64))
             });
             gauge_family(enc, name, help, None, samples)?;
         }
