@@ -800,8 +800,16 @@ fn runtime_stage_installs_every_shared_library_the_binary_links() {
     let ldd = Command::new("ldd").arg(EXPORTER).output().expect("ldd");
     assert!(ldd.status.success(), "ldd: {}", String::from_utf8_lossy(&ldd.stderr));
     // Only the libraries the binary names itself (DT_NEEDED); apt brings their dependencies.
-    let dynamic = Command::new("readelf").arg("-d").arg(EXPORTER).output().expect("readelf");
-    assert!(dynamic.status.success(), "readelf: {}", String::from_utf8_lossy(&dynamic.stderr));
+    let dynamic = Command::new("readelf")
+        .arg("-d")
+        .arg(EXPORTER)
+        .output()
+        .expect("readelf");
+    assert!(
+        dynamic.status.success(),
+        "readelf: {}",
+        String::from_utf8_lossy(&dynamic.stderr)
+    );
     let needed: Vec<String> = String::from_utf8_lossy(&dynamic.stdout)
         .lines()
         .filter(|l| l.contains("(NEEDED)"))
@@ -818,8 +826,15 @@ fn runtime_stage_installs_every_shared_library_the_binary_links() {
         .filter(|p| p.starts_with('/'))
         .map(str::to_string)
         .collect();
-    assert_eq!(libs.len(), needed.len(), "every needed library resolves: {needed:?} {libs:?}");
-    assert!(libs.iter().any(|l| l.contains("libssl")), "ldd output unexpected: {libs:?}");
+    assert_eq!(
+        libs.len(),
+        needed.len(),
+        "every needed library resolves: {needed:?} {libs:?}"
+    );
+    assert!(
+        libs.iter().any(|l| l.contains("libssl")),
+        "ldd output unexpected: {libs:?}"
+    );
     let stages = dockerfile_stages();
     let runtime = stages.last().unwrap();
     let installed = instruction(runtime, "RUN").join(" ");
@@ -832,7 +847,10 @@ fn runtime_stage_installs_every_shared_library_the_binary_links() {
         let owner = if out.status.success() {
             owner.to_string()
         } else {
-            let alt = lib.strip_prefix("/usr").map(str::to_string).unwrap_or(format!("/usr{lib}"));
+            let alt = lib
+                .strip_prefix("/usr")
+                .map(str::to_string)
+                .unwrap_or(format!("/usr{lib}"));
             let out = Command::new("dpkg").arg("-S").arg(&alt).output().expect("dpkg -S");
             assert!(out.status.success(), "no package owns {lib}");
             String::from_utf8_lossy(&out.stdout).to_string()
