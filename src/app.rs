@@ -141,7 +141,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     }
 
     let state = Arc::new(HttpState {
-        registry: crate::collectors::registry(slots.clone(), probes),
+        registry: crate::collectors::registry(slots.clone(), probes, config.max_series),
         slots,
         policy_source: policy.source.clone(),
         options: opts.http.clone(),

@@ -15,6 +15,7 @@ mod compliance;
 mod exporter;
 mod exposition;
 mod groups;
+mod guard;
 mod partitions;
 mod probe;
 mod registry;
@@ -68,9 +69,22 @@ pub fn all(probes: Vec<(String, crate::probe::ProbeSlot)>) -> Vec<Box<dyn Area>>
     ]
 }
 
-/// Builds the exposition served on the telemetry path.
-pub fn registry(slots: Vec<SnapshotSlot>, probes: Vec<(String, crate::probe::ProbeSlot)>) -> Exposition {
-    Exposition::new(slots, all(probes))
+/// Builds the exposition served on the telemetry path, with the series limit
+/// (`global.max_series`) when one is set.
+pub fn registry(
+    slots: Vec<SnapshotSlot>,
+    probes: Vec<(String, crate::probe::ProbeSlot)>,
+    max_series: Option<usize>,
+) -> Exposition {
+    let mut areas = all(probes);
+    match max_series {
+        None => Exposition::new(slots, areas),
+        Some(limit) => {
+            let guard = Arc::new(guard::SeriesGuard::new(limit));
+            areas.push(Box::new(guard::GuardArea(Arc::clone(&guard))));
+            Exposition::new(slots, areas).with_guard(guard)
+        }
+    }
 }
 
 /// Labels every series of a cluster carries: `cluster` plus the configured constant labels.

@@ -178,7 +178,11 @@ fn start_churn(kafka: &KafkaCluster, n: u64) -> Result<Churn, String> {
     kafka.create_topic(&topic, 4, 1, &[]).map_err(|e| e.to_string())?;
     let producer = kafka.producing_loop(&topic, 20).map_err(|e| e.to_string())?;
     let group = kafka
-        .consuming_group(&format!("soak-churn-{n}"), &[topic.as_str()], ConsumerOptions::default())
+        .consuming_group(
+            &format!("soak-churn-{n}"),
+            &[topic.as_str()],
+            ConsumerOptions::default(),
+        )
         .map_err(|e| e.to_string())?;
     Ok(Churn { topic, producer, group })
 }
@@ -246,7 +250,12 @@ fn run(a: Args) -> Result<String, String> {
     let mut child: Child = Command::new(&a.exporter)
         .arg("--config.file")
         .arg(&config_path)
-        .args(["--web.listen-address", &format!("127.0.0.1:{port}"), "--log.level", "info"])
+        .args([
+            "--web.listen-address",
+            &format!("127.0.0.1:{port}"),
+            "--log.level",
+            "info",
+        ])
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()
