@@ -40,6 +40,27 @@ def ascii_plot(xs, ys, width=72, height=16):
     return "\n".join(lines)
 
 
+def check(post, warmup, tolerance):
+    """(verdict, detail, baseline) for the samples after warm-up."""
+    if not post:
+        return "NOT EVALUATED", "the run ended before the warm-up did", None
+    first_min = [y for x, y in post if x < warmup + 60] or [post[0][1]]
+    base = statistics.median(first_min)
+    lo, hi = min(y for _, y in post), max(y for _, y in post)
+    dev = max(abs(hi - base), abs(base - lo)) / base
+    verdict = "PASS" if dev <= tolerance else "FAIL"
+    detail = (f"baseline {base / 1024:.1f} MiB (median of the minute after warm-up); "
+              f"after warm-up min {lo / 1024:.1f} MiB, max {hi / 1024:.1f} MiB, "
+              f"largest deviation {dev * 100:.1f} % (limit {tolerance * 100:.0f} %)")
+    if len(post) >= 2:
+        mx = statistics.mean(x for x, _ in post)
+        my = statistics.mean(y for _, y in post)
+        sxx = sum((x - mx) ** 2 for x, _ in post)
+        slope = sum((x - mx) * (y - my) for x, y in post) / sxx if sxx else 0.0
+        detail += f"; linear trend after warm-up {slope * 3600 / 1024:+.2f} MiB/h"
+    return verdict, detail, base
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("csv")
@@ -60,25 +81,13 @@ def main():
     post = [(x, y) for x, y in zip(xs, rss) if x >= a.warmup]
     summary = json.loads(a.summary) if a.summary else {}
 
-    verdict, detail = "NOT EVALUATED", "the run ended before the warm-up did"
-    base = None
-    if post:
-        first_min = [y for x, y in post if x < a.warmup + 60] or [post[0][1]]
-        base = statistics.median(first_min)
-        lo, hi = min(y for _, y in post), max(y for _, y in post)
-        dev = max(abs(hi - base), abs(base - lo)) / base
-        ok = dev <= a.tolerance
-        verdict = "PASS" if ok else "FAIL"
-        detail = (f"baseline {base / 1024:.1f} MiB (median of the minute after warm-up); "
-                  f"after warm-up min {lo / 1024:.1f} MiB, max {hi / 1024:.1f} MiB, "
-                  f"largest deviation {dev * 100:.1f} % (limit {a.tolerance * 100:.0f} %)")
-        n = len(post)
-        if n >= 2:
-            mx = statistics.mean(x for x, _ in post)
-            my = statistics.mean(y for _, y in post)
-            sxx = sum((x - mx) ** 2 for x, _ in post)
-            slope = sum((x - mx) * (y - my) for x, y in post) / sxx if sxx else 0.0
-            detail += f"; linear trend after warm-up {slope * 3600 / 1024:+.2f} MiB/h"
+    verdict, detail, base = check(post, a.warmup, a.tolerance)
+    anon = [r["rss_anon_kb"] for r in rows] if "rss_anon_kb" in rows[0] else None
+    filed = [r["rss_file_kb"] for r in rows] if "rss_file_kb" in rows[0] else None
+    anon_line = None
+    if anon:
+        v, d, _ = check([(x, y) for x, y in zip(xs, anon) if x >= a.warmup], a.warmup, a.tolerance)
+        anon_line = f"Anonymous part (RssAnon: heap, stacks, librdkafka buffers): {v} — {d}."
 
     out = Path(a.out)
     png = None
@@ -88,6 +97,10 @@ def main():
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(9, 4))
         ax.plot([x / 60 for x in xs], [y / 1024 for y in rss], label="exporter VmRSS")
+        if anon:
+            ax.plot([x / 60 for x in xs], [y / 1024 for y in anon], label="RssAnon")
+        if filed:
+            ax.plot([x / 60 for x in xs], [y / 1024 for y in filed], label="RssFile")
         ax.axvline(a.warmup / 60, color="grey", linestyle="--", label="end of warm-up")
         if base:
             ax.axhspan(base * (1 - a.tolerance) / 1024, base * (1 + a.tolerance) / 1024,
@@ -95,7 +108,7 @@ def main():
         ax.set_xlabel("minutes")
         ax.set_ylabel("MiB")
         ax.set_title(a.title)
-        ax.legend(loc="lower right")
+        ax.legend(loc="center right")
         ax.grid(alpha=0.3)
         fig.tight_layout()
         png = out.with_suffix(".png")
@@ -110,6 +123,10 @@ def main():
     lines += [
         f"**RSS check: {verdict}** — {detail}.",
         "",
+    ]
+    if anon_line:
+        lines += [anon_line, ""]
+    lines += [
         "| | |",
         "|---|---|",
         f"| duration | {xs[-1]:.0f} s ({len(rows)} samples) |",

@@ -246,6 +246,8 @@ fn healthy(m: &Metrics) -> bool {
         && m.value("kafka_cluster_under_replicated_partitions", &[]) == Some(0.0)
         && m.value("kafka_slo_exporter_cluster_up", &[]) == Some(1.0)
         && m.find("kafka_partition_leader", &[("topic", TOPIC)]).len() == PARTITIONS
+        && m.find("kafka_partition_high_watermark", &[("topic", TOPIC)]).len() == PARTITIONS
+        && m.value("kafka_slo_exporter_partition_offset_errors", &[]) == Some(0.0)
 }
 
 /// After a repair: waits for Kafka's own recovery, then asserts the exporter shows every
@@ -385,6 +387,10 @@ fn run_phases(kafka: &KafkaCluster, registry: &SchemaRegistry, e: &Exporter, sta
         assert!(
             m.value("kafka_topic_high_watermarks", &t).is_none(),
             "the topic's sum of high watermarks is withdrawn with a partition's"
+        );
+        assert!(
+            m.value("kafka_slo_exporter_partition_offset_errors", &[]).unwrap() >= 1.0,
+            "the failed partitions are counted"
         );
         eprintln!("[fault-matrix] hung broker: offsets of its partitions withdrawn");
     } else {

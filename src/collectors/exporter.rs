@@ -53,6 +53,7 @@ impl Area for ExporterArea {
         let mut data_age = Vec::new();
         let mut reads = Vec::new();
         let mut cache = Vec::new();
+        let mut offset_errors = Vec::new();
 
         for c in clusters {
             let base = cluster_labels(c);
@@ -73,6 +74,7 @@ impl Area for ExporterArea {
                 c.replay_reads_total,
             ));
             cache.push((base.clone(), c.record_cache_entries as f64));
+            offset_errors.push((base.clone(), c.partition_offset_errors as f64));
             for (stage, st) in &c.stages {
                 let l = with(&base, [("stage", Cow::Borrowed(stage.as_str()))]);
                 stage_errors.push((l.clone(), st.errors_total));
@@ -157,6 +159,13 @@ impl Area for ExporterArea {
             "Cached timestamps of records at committed offsets.",
             None,
             &cache,
+        )?;
+        gauges(
+            enc,
+            "kafka_slo_exporter_partition_offset_errors",
+            "Partitions whose ListOffsets failed in the most recent cycle; their offset series are withdrawn.",
+            None,
+            &offset_errors,
         )
     }
 }

@@ -10,7 +10,8 @@
 //! - scrapes `/metrics` back to back with a pause of `--scrape-every`, counting failures and
 //!   latency;
 //! - every `--sample-every` writes one CSV row with the exporter's resident set size
-//!   (`VmRSS` of `/proc/<pid>/status`) and the run's counters.
+//!   (`VmRSS` of `/proc/<pid>/status`, and its anonymous and file-backed parts) and the run's
+//!   counters.
 //!
 //! The CSV goes to `--csv`; a one-line JSON summary is printed on stdout at the end.
 
@@ -108,11 +109,13 @@ fn log(msg: &str) {
     eprintln!("[kse-soak] {msg}");
 }
 
-fn rss_kb(pid: u32) -> Option<u64> {
+/// A `kB` field of `/proc/<pid>/status`: `VmRSS` (resident set), `RssAnon` (heap and stacks)
+/// or `RssFile` (mapped files, mostly the binary's own pages).
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }
@@ -282,7 +285,7 @@ fn run(a: Args) -> Result<String, String> {
     let mut csv = BufWriter::new(File::create(&a.csv).map_err(|e| format!("{}: {e}", a.csv.display()))?);
     writeln!(
         csv,
-        "elapsed_s,rss_kb,scrapes_ok,scrapes_failed,scrape_p50_ms,scrape_p99_ms,series,live_topics,topics_created,topics_deleted,churn_errors"
+        "elapsed_s,rss_kb,rss_anon_kb,rss_file_kb,scrapes_ok,scrapes_failed,scrape_p50_ms,scrape_p99_ms,series,live_topics,topics_created,topics_deleted,churn_errors"
     )
     .map_err(|e| e.to_string())?;
 
@@ -321,10 +324,12 @@ fn run(a: Args) -> Result<String, String> {
             next_sample += a.sample_every;
             let mut window = std::mem::take(&mut *stats.window.lock().unwrap());
             window.sort_unstable();
-            let rss = rss_kb(pid).unwrap_or(0);
+            let rss = status_kb(pid, "VmRSS").unwrap_or(0);
+            let anon = status_kb(pid, "RssAnon").unwrap_or(0);
+            let file = status_kb(pid, "RssFile").unwrap_or(0);
             writeln!(
                 csv,
-                "{:.1},{rss},{},{},{:.2},{:.2},{},{},{created},{deleted},{churn_errors}",
+                "{:.1},{rss},{anon},{file},{},{},{:.2},{:.2},{},{},{created},{deleted},{churn_errors}",
                 start.elapsed().as_secs_f64(),
                 stats.ok.load(Ordering::Relaxed),
                 stats.failed.load(Ordering::Relaxed),
