@@ -88,6 +88,7 @@ fn init_logging(level: LogLevel, format: LogFormat) {
 }
 
 fn main() -> ExitCode {
+    kafka_slo_exporter::kafka::limit_malloc_arenas();
     let cli = Cli::parse();
 
     if cli.config_check {

@@ -359,9 +359,9 @@ fn run_phases(kafka: &KafkaCluster, registry: &SchemaRegistry, e: &Exporter, sta
         Ok(throttle) => {
             let before = e.scrape();
             let m = e.wait_for(Duration::from_secs(60), "the throttled broker shows", |m| {
-                total_errors(m) > total_errors(&before) || m.value("kafka_slo_exporter_cluster_up", &[]) == Some(0.0)
+                fault_visible(&before, m, "2")
             });
-            assert_degraded_explicitly(&before, &m, "throttled broker");
+            assert_fault_explicit(&before, &m, "2", "throttled broker");
             thread::sleep(Duration::from_secs(5));
             drop(throttle);
             assert_recovers("throttled broker", kafka, e, Duration::from_secs(90));
@@ -375,27 +375,10 @@ fn run_phases(kafka: &KafkaCluster, registry: &SchemaRegistry, e: &Exporter, sta
     let before = e.scrape();
     assert_leads(&before, "3");
     assert!(kafka.pause_broker(3), "broker 3 paused");
-    // Until Kafka fences it, requests to it time out: the stage fails (cluster_up 0), or for
-    // ListOffsets, whose partitions fail one by one, the offsets of the partitions it leads
-    // are withdrawn instead of served from an older cycle.
     let m = e.wait_for(Duration::from_secs(60), "the hung broker shows", |m| {
-        total_errors(m) > total_errors(&before)
-            || m.value("kafka_slo_exporter_cluster_up", &[]) == Some(0.0)
-            || offsets_withdrawn(m, "3")
+        fault_visible(&before, m, "3")
     });
-    if offsets_withdrawn(&m, "3") {
-        assert!(
-            m.value("kafka_topic_high_watermarks", &t).is_none(),
-            "the topic's sum of high watermarks is withdrawn with a partition's"
-        );
-        assert!(
-            m.value("kafka_slo_exporter_partition_offset_errors", &[]).unwrap() >= 1.0,
-            "the failed partitions are counted"
-        );
-        eprintln!("[fault-matrix] hung broker: offsets of its partitions withdrawn");
-    } else {
-        assert_degraded_explicitly(&before, &m, "hung broker");
-    }
+    assert_fault_explicit(&before, &m, "3", "hung broker");
     // Once Kafka fences it, the exporter reports the cluster as Kafka sees it again.
     e.wait_for(Duration::from_secs(60), "the hung broker fenced", |m| {
         m.value("kafka_brokers", &[]) == Some(2.0)
@@ -561,6 +544,31 @@ fn run_phases(kafka: &KafkaCluster, registry: &SchemaRegistry, e: &Exporter, sta
         started.elapsed().as_secs_f64(),
         p99.as_secs_f64() * 1e3
     );
+}
+
+/// Requests to a broker that does not answer time out: a stage fails (its error count grows,
+/// cluster_up 0), or, for ListOffsets, whose partitions fail one by one, the offsets of the
+/// partitions it leads are withdrawn and counted instead of served from an older cycle.
+fn fault_visible(before: &Metrics, m: &Metrics, broker: &str) -> bool {
+    total_errors(m) > total_errors(before)
+        || m.value("kafka_slo_exporter_cluster_up", &[]) == Some(0.0)
+        || offsets_withdrawn(m, broker)
+}
+
+fn assert_fault_explicit(before: &Metrics, m: &Metrics, broker: &str, phase: &str) {
+    if offsets_withdrawn(m, broker) {
+        assert!(
+            m.value("kafka_topic_high_watermarks", &[("topic", TOPIC)]).is_none(),
+            "{phase}: the topic's sum of high watermarks is withdrawn with a partition's"
+        );
+        assert!(
+            m.value("kafka_slo_exporter_partition_offset_errors", &[]).unwrap() >= 1.0,
+            "{phase}: the failed partitions are counted"
+        );
+        eprintln!("[fault-matrix] {phase}: offsets of the partitions it leads withdrawn and counted");
+    } else {
+        assert_degraded_explicitly(before, m, phase);
+    }
 }
 
 /// Whether the partitions `broker` leads have no high watermark served.
