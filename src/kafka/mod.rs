@@ -259,8 +259,8 @@ pub trait KafkaSource: Send + Sync + 'static {
 /// each record read creates a librdkafka client with threads of its own; with glibc's default
 /// (8 per core) each new thread can land on another arena, and memory freed in one arena is
 /// not reused by the others, so the resident set creeps up for hours under topic and group
-/// churn. Two arenas keep it flat (`bench/soak.sh`); allocation is not the exporter's
-/// bottleneck.
+/// churn. Two arenas cut that creep to a sixth (`bench/soak.sh`); allocation is not the
+/// exporter's bottleneck.
 pub const MALLOC_ARENAS: i32 = 2;
 
 /// Applies [`MALLOC_ARENAS`] unless the operator set `MALLOC_ARENA_MAX` (which glibc reads
