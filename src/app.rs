@@ -155,7 +155,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     }
 
     let state = Arc::new(HttpState {
-        registry: crate::collectors::registry(slots.clone(), probes, opts.shard),
+        registry: crate::collectors::registry(slots.clone(), probes, opts.shard, config.max_series),
         slots,
         policy_source: policy.source.clone(),
         options: opts.http.clone(),

@@ -80,6 +80,8 @@ struct RawGlobal {
     lag: RawLag,
     #[serde(default)]
     compliance: RawCompliance,
+    #[serde(default)]
+    max_series: Option<usize>,
 }
 
 /// ADR compliance settings (global).
@@ -265,6 +267,8 @@ struct RawSecret {
 pub struct Config {
     pub file: PathBuf,
     pub clusters: Vec<ClusterConfig>,
+    /// Ceiling on the Kafka state series in `/metrics`; `None` for no limit.
+    pub max_series: Option<usize>,
 }
 
 /// One Kafka cluster to watch.
@@ -655,9 +659,16 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         });
     }
 
+    if raw.global.max_series == Some(0) {
+        return Err(err(
+            "global.max_series".into(),
+            "must be greater than 0; leave it out for no limit".into(),
+        ));
+    }
     Ok(Config {
         file: path.to_path_buf(),
         clusters,
+        max_series: raw.global.max_series,
     })
 }
 

@@ -151,8 +151,10 @@ impl HwHistory {
         for s in self.samples.iter().skip(1) {
             if s.high_watermark > offset {
                 // The record `offset` was appended between prev.at and s.at; place it linearly.
-                let span_offsets = (s.high_watermark - prev.high_watermark) as f64;
-                let frac = ((offset - prev.high_watermark) as f64 + 1.0) / span_offsets;
+                // In f64: offsets far apart (or a sentinel such as -1 in the history) must not
+                // overflow i64 subtraction.
+                let span_offsets = s.high_watermark as f64 - prev.high_watermark as f64;
+                let frac = (offset as f64 - prev.high_watermark as f64 + 1.0) / span_offsets;
                 let span = s.at.duration_since(prev.at).unwrap_or_default();
                 let t = prev.at + span.mul_f64(frac.clamp(0.0, 1.0));
                 return Some((t, TimeLagMethod::Interpolated));
@@ -211,6 +213,21 @@ pub fn retention_usage(time_lag_seconds: f64, retention_ms: Option<i64>) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interpolation_of_extreme_offsets_does_not_overflow() {
+        let mut h = HwHistory::default();
+        let s = |secs: u64, hw: i64| HwSample {
+            at: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            high_watermark: hw,
+        };
+        h.push(s(100, i64::MIN), 10);
+        h.push(s(200, i64::MAX), 10);
+        let (t, method) = h.time_of_offset(i64::MAX - 1).unwrap();
+        assert_eq!(method, TimeLagMethod::Interpolated);
+        assert!(t >= SystemTime::UNIX_EPOCH + Duration::from_secs(100));
+        assert!(t <= SystemTime::UNIX_EPOCH + Duration::from_secs(200));
+    }
 
     fn t(s: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s)

@@ -112,6 +112,7 @@ fn init_logging(level: LogLevel, format: LogFormat) {
 }
 
 fn main() -> ExitCode {
+    kafka_slo_exporter::kafka::limit_malloc_arenas();
     let cli = Cli::parse();
     if cli.healthcheck {
         let checked = app::parse_listen_address(&cli.listen_address).and_then(|addr| {

@@ -282,6 +282,9 @@ pub struct ClusterSnapshot {
     pub record_reads_total: u64,
     pub replay_reads_total: u64,
     pub record_cache_entries: usize,
+    /// Partitions whose ListOffsets failed in the most recent cycle that ran the stage (their
+    /// offsets are unknown, not carried over).
+    pub partition_offset_errors: usize,
     pub cluster: Option<Arc<ClusterDescription>>,
     pub topics: Option<Arc<Vec<TopicView>>>,
     pub groups: Option<Arc<Vec<GroupView>>>,
@@ -340,6 +343,7 @@ impl ClusterSnapshot {
             record_reads_total: 0,
             replay_reads_total: 0,
             record_cache_entries: 0,
+            partition_offset_errors: 0,
             cluster: None,
             topics: None,
             groups: None,
@@ -464,6 +468,8 @@ pub struct Memory {
     pub stages: BTreeMap<Stage, StageStats>,
     pub cycles_total: u64,
     pub last_success: Option<SystemTime>,
+    /// See [`ClusterSnapshot::partition_offset_errors`].
+    pub partition_offset_errors: usize,
 }
 
 fn stage_done<T>(
@@ -557,6 +563,9 @@ impl Memory {
         let offsets = match io.offsets {
             Some(o) => {
                 stage_done(&mut self.stages, Stage::Offsets, &o, at, &mut ok);
+                if let Ok(raw) = &o.result {
+                    self.partition_offset_errors = partitions_with_errors(raw);
+                }
                 o.result.ok().map(merge_offsets)
             }
             None => {
@@ -842,6 +851,7 @@ impl Memory {
             record_reads_total: self.record_reads_total,
             replay_reads_total: self.replay_reads_total,
             record_cache_entries: self.record_ts.len(),
+            partition_offset_errors: self.partition_offset_errors,
             cluster: self.cluster.as_ref().map(|d| Arc::clone(&d.value)),
             topics,
             groups,
@@ -1040,6 +1050,18 @@ fn normalise_description(mut d: ClusterDescription) -> ClusterDescription {
 
 /// Joins the three ListOffsets results per partition; partition-level errors leave that
 /// offset unknown.
+/// Partitions with a partition-level error in any of the three ListOffsets calls.
+fn partitions_with_errors(raw: &OffsetsRaw) -> usize {
+    raw.earliest
+        .iter()
+        .chain(&raw.latest)
+        .chain(&raw.last_stable)
+        .filter(|p| p.offset.is_err())
+        .map(|p| &p.tp)
+        .collect::<HashSet<_>>()
+        .len()
+}
+
 fn merge_offsets(raw: OffsetsRaw) -> HashMap<TopicPartition, Offsets> {
     let mut map: HashMap<TopicPartition, Offsets> = HashMap::new();
     for p in raw.earliest {

@@ -122,6 +122,11 @@ fn reports_brokers_cluster_topics_and_partitions() {
     let conditional = [
         // compliance_kafka::partition_count_increase_is_reported_and_survives_restart_with_state_dir
         "kafka_topic_partition_count_last_change_timestamp_seconds",
+        // series_limit_kafka::series_over_the_limit_are_dropped_by_whole_families
+        "kafka_slo_exporter_series_limit",
+        "kafka_slo_exporter_series",
+        "kafka_slo_exporter_dropped_series",
+        "kafka_slo_exporter_series_dropped_total",
     ];
     // Families of features this test does not enable; their own tests check completeness
     // (probe_kafka::probe_measures_delivery_through_failures).

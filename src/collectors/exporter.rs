@@ -82,6 +82,7 @@ impl Area for ExporterArea {
         let mut reads = Vec::new();
         let mut cache = Vec::new();
         let mut client_errors = Vec::new();
+        let mut offset_errors = Vec::new();
 
         for c in clusters {
             let base = cluster_labels(c);
@@ -105,6 +106,7 @@ impl Area for ExporterArea {
             for (kind, n) in crate::kafka::client_errors(&c.name) {
                 client_errors.push((with(&base, [("kind", Cow::Borrowed(kind.as_str()))]), n));
             }
+            offset_errors.push((base.clone(), c.partition_offset_errors as f64));
             for (stage, st) in &c.stages {
                 let l = with(&base, [("stage", Cow::Borrowed(stage.as_str()))]);
                 stage_errors.push((l.clone(), st.errors_total));
@@ -196,6 +198,13 @@ impl Area for ExporterArea {
             "Cached timestamps of records at committed offsets.",
             None,
             &cache,
+        )?;
+        gauges(
+            enc,
+            "kafka_slo_exporter_partition_offset_errors",
+            "Partitions whose ListOffsets failed in the most recent cycle; their offset series are withdrawn.",
+            None,
+            &offset_errors,
         )
     }
 }

@@ -30,6 +30,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{prometheus_text, text, DescriptorEncoder};
 use prometheus_client::registry::Registry;
 
+use super::guard::{FamilyFilter, Plan, SeriesGuard, Sink};
 use super::Area;
 use crate::poller::SnapshotSlot;
 use crate::snapshot::ClusterSnapshot;
@@ -55,6 +56,8 @@ pub struct Exposition {
     /// Runs of consecutive areas, in output order, with whether they are encoded per scrape.
     runs: Vec<(Range<usize>, bool)>,
     cache: Mutex<Cache>,
+    /// The series limit, when one is configured.
+    guard: Option<Arc<SeriesGuard>>,
 }
 
 #[derive(Debug, Default)]
@@ -128,7 +131,37 @@ impl Exposition {
             areas: areas.into(),
             runs,
             cache: Mutex::new(Cache::default()),
+            guard: None,
         }
+    }
+
+    /// Applies `guard`'s series limit to the areas that are cached per set of snapshots.
+    pub fn with_guard(mut self, guard: Arc<SeriesGuard>) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// The guard's plan for `clusters` (`None` without a limit or when nothing is dropped).
+    fn plan(&self, clusters: &Arc<[Arc<ClusterSnapshot>]>) -> Result<Option<Arc<Plan>>, String> {
+        let Some(guard) = &self.guard else {
+            return Ok(None);
+        };
+        let plan = guard.plan(clusters, || {
+            let now = SystemTime::now();
+            let mut counter = FamilyFilter::new(Sink, None);
+            for (range, live) in &self.runs {
+                if !*live {
+                    let registry = self.registry(clusters, range.clone(), now);
+                    encode_registry(&mut counter, &registry, Format::Prometheus)
+                        .map_err(|e| format!("counting series: {e}"))?;
+                }
+            }
+            counter
+                .finish()
+                .map(|(counts, _)| counts)
+                .map_err(|e| format!("counting series: {e}"))
+        })?;
+        Ok(Some(plan).filter(|p| !p.dropped.is_empty()))
     }
 
     /// The gzip response body when the current snapshots are already compressed in `format`
@@ -193,10 +226,20 @@ impl Exposition {
 
     /// Every area encoded from `clusters` into one uncompressed body.
     fn plain(&self, clusters: Arc<[Arc<ClusterSnapshot>]>, format: Format) -> Result<Vec<u8>, String> {
+        let plan = self.plan(&clusters)?;
         let registry = self.registry(&clusters, 0..self.areas.len(), SystemTime::now());
         let mut out = String::with_capacity(64 * 1024);
         let fail = |e: std::fmt::Error| format!("encoding metrics: {e}");
-        encode_registry(&mut out, &registry, format).map_err(fail)?;
+        match plan.as_deref() {
+            None => encode_registry(&mut out, &registry, format).map_err(fail)?,
+            Some(plan) => {
+                // Only families of the cached areas are in the plan, so filtering the whole
+                // body drops nothing else.
+                let mut filter = FamilyFilter::new(&mut out, Some(plan));
+                encode_registry(&mut filter, &registry, format).map_err(fail)?;
+                filter.finish().map_err(fail)?;
+            }
+        }
         if format == Format::OpenMetrics {
             text::encode_eof(&mut out).map_err(fail)?;
         }
@@ -206,29 +249,41 @@ impl Exposition {
     fn encode_parts(&self, clusters: &Arc<[Arc<ClusterSnapshot>]>, format: Format) -> Result<Vec<Part>, String> {
         // The scrape time only matters to live areas, which are not cached.
         let now = SystemTime::now();
+        let plan = self.plan(clusters)?;
         self.runs
             .iter()
             .map(|(range, live)| {
                 if *live {
                     Ok(Part::Live(range.clone()))
                 } else {
-                    self.compress(clusters, range.clone(), now, format).map(Part::Cached)
+                    self.compress(clusters, range.clone(), now, format, plan.as_deref())
+                        .map(Part::Cached)
                 }
             })
             .collect()
     }
 
-    /// Encodes `range` of the areas and compresses the text as it is written.
+    /// Encodes `range` of the areas and compresses the text as it is written, leaving out the
+    /// families `plan` drops.
     fn compress(
         &self,
         clusters: &Arc<[Arc<ClusterSnapshot>]>,
         range: Range<usize>,
         now: SystemTime,
         format: Format,
+        plan: Option<&Plan>,
     ) -> Result<Chunk, String> {
         let registry = self.registry(clusters, range, now);
+        let fail = |e: std::fmt::Error| format!("encoding metrics: {e}");
         let mut w = DeflateWriter::new();
-        encode_registry(&mut w, &registry, format).map_err(|e| format!("encoding metrics: {e}"))?;
+        match plan {
+            None => encode_registry(&mut w, &registry, format).map_err(fail)?,
+            Some(plan) => {
+                let mut filter = FamilyFilter::new(&mut w, Some(plan));
+                encode_registry(&mut filter, &registry, format).map_err(fail)?;
+                filter.finish().map_err(fail)?;
+            }
+        }
         Ok(w.finish())
     }
 
@@ -257,7 +312,7 @@ impl Exposition {
         let mut live: Vec<Chunk> = Vec::new();
         for p in parts {
             if let Part::Live(range) = p {
-                live.push(self.compress(&rendering.clusters, range.clone(), now, format)?);
+                live.push(self.compress(&rendering.clusters, range.clone(), now, format, None)?);
             }
         }
         let mut eof = String::new();

@@ -15,6 +15,7 @@ mod compliance;
 mod exporter;
 mod exposition;
 mod groups;
+mod guard;
 mod partitions;
 mod probe;
 mod registry;
@@ -68,13 +69,23 @@ pub fn all(probes: Vec<(String, crate::probe::ProbeSlot)>, shard: crate::shard::
     ]
 }
 
-/// Builds the exposition served on the telemetry path.
+/// Builds the exposition served on the telemetry path, with the series limit
+/// (`global.max_series`) when one is set.
 pub fn registry(
     slots: Vec<SnapshotSlot>,
     probes: Vec<(String, crate::probe::ProbeSlot)>,
     shard: crate::shard::Shard,
+    max_series: Option<usize>,
 ) -> Exposition {
-    Exposition::new(slots, all(probes, shard))
+    let mut areas = all(probes, shard);
+    match max_series {
+        None => Exposition::new(slots, areas),
+        Some(limit) => {
+            let guard = Arc::new(guard::SeriesGuard::new(limit));
+            areas.push(Box::new(guard::GuardArea(Arc::clone(&guard))));
+            Exposition::new(slots, areas).with_guard(guard)
+        }
+    }
 }
 
 /// Labels every series of a cluster carries: `cluster` plus the configured constant labels.

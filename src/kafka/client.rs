@@ -1,7 +1,7 @@
 //! [`KafkaSource`] over an rdkafka admin client.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::AdminClient;
@@ -114,8 +114,8 @@ pub(super) fn base_config(cfg: &ClusterConfig) -> ClientConfig {
 pub struct RdKafkaSource {
     admin: AdminClient<ExporterContext>,
     /// See [`HELPER_CLIENTS`]; empty if they could not be created (the main client
-    /// fetches committed offsets then).
-    helpers: OnceLock<Vec<AdminClient<ExporterContext>>>,
+    /// fetches committed offsets then). `None` until first use and after [`Self::retire_helpers`].
+    helpers: Mutex<Option<Arc<Vec<AdminClient<ExporterContext>>>>>,
     cluster: String,
     /// The admin client's properties, the base of the reader's. Holds secrets: never log it.
     config: ClientConfig,
@@ -135,7 +135,7 @@ impl RdKafkaSource {
         let admin = cc.create_with_context(context).map_err(creation_error)?;
         Ok(Self {
             admin,
-            helpers: OnceLock::new(),
+            helpers: Mutex::new(None),
             cluster: cfg.name.clone(),
             config: cc,
             reading: Mutex::new(()),
@@ -154,7 +154,8 @@ impl RdKafkaSource {
     /// grow for as long as the process runs (e.g. one error per reconnect attempt while a broker
     /// is down). Every call serves it, so logs lag by up to one collection interval.
     fn serve_main_queue(&self) {
-        let extra = self.helpers.get().map(Vec::as_slice).unwrap_or_default();
+        let extra = self.helpers.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let extra = extra.as_deref().map(Vec::as_slice).unwrap_or_default();
         for client in std::iter::once(&self.admin).chain(extra) {
             if let Some(events) = ffi::EventQueue::main(client.inner().native_ptr()) {
                 self.drain(&events, client.inner().context());
@@ -163,8 +164,9 @@ impl RdKafkaSource {
     }
 
     /// The helper admin clients ([`HELPER_CLIENTS`]), created on first use.
-    fn helpers(&self) -> &[AdminClient<ExporterContext>] {
-        self.helpers.get_or_init(|| {
+    fn helpers(&self) -> Arc<Vec<AdminClient<ExporterContext>>> {
+        let mut slot = self.helpers.lock().unwrap_or_else(PoisonError::into_inner);
+        let clients = slot.get_or_insert_with(|| {
             let mut clients = Vec::with_capacity(HELPER_CLIENTS);
             for _ in 0..HELPER_CLIENTS {
                 let context = ExporterContext {
@@ -182,8 +184,27 @@ impl RdKafkaSource {
                     }
                 }
             }
-            clients
-        })
+            Arc::new(clients)
+        });
+        Arc::clone(clients)
+    }
+
+    /// Replaces the helper clients (they are destroyed once their last call returns, and new
+    /// ones are made on next use) after a coordinator request through them timed out.
+    ///
+    /// librdkafka keeps a timed-out DescribeConsumerGroups or ListConsumerGroupOffsets
+    /// request waiting for its group coordinator; when that coordinator comes up later (a
+    /// restarted broker, a coordinator failover), librdkafka releases the request's
+    /// bookkeeping twice and aborts the process on an assertion. Destroying the client fails
+    /// such waiting requests cleanly, so the clients that made them are not kept.
+    fn retire_helpers(&self) {
+        let retired = self.helpers.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if retired.is_some_and(|c| !c.is_empty()) {
+            tracing::debug!(
+                cluster = self.cluster.as_str(),
+                "replacing the helper admin clients after a timed-out coordinator request"
+            );
+        }
     }
 
     /// Routes the events waiting on a client queue to `tracing`. Bounded so a flood cannot
@@ -321,6 +342,65 @@ impl RdKafkaSource {
 }
 
 /// A syslog level as `rdkafka` maps it.
+impl RdKafkaSource {
+    /// ListConsumerGroupOffsets spread over `helpers` (or the main client without them).
+    fn group_offsets_on(
+        &self,
+        helpers: &[AdminClient<ExporterContext>],
+        groups: &[String],
+        concurrency: usize,
+        timeout: Duration,
+    ) -> Result<Vec<GroupOffsets>, SourceError> {
+        let clients: Vec<&AdminClient<ExporterContext>> = match helpers {
+            [] => vec![&self.admin],
+            extra => extra.iter().collect(),
+        };
+        let k = clients.len().min(groups.len()).max(1);
+        if k == 1 {
+            return ffi::group_offsets(clients[0].inner().native_ptr(), groups, concurrency, timeout);
+        }
+        // Group i goes to client i mod k; `concurrency` is shared out between the clients.
+        let shares: Vec<Vec<String>> = (0..k)
+            .map(|j| groups.iter().skip(j).step_by(k).cloned().collect())
+            .collect();
+        let per_client = concurrency.div_ceil(k).max(1);
+        let results: Vec<Result<Vec<GroupOffsets>, SourceError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = clients
+                .iter()
+                .zip(&shares)
+                .map(|(client, share)| {
+                    scope.spawn(move || ffi::group_offsets(client.inner().native_ptr(), share, per_client, timeout))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(SourceError::new("ListConsumerGroupOffsets", "worker panicked")))
+                })
+                .collect()
+        });
+        let mut per_share = Vec::with_capacity(k);
+        for r in results {
+            per_share.push(r?.into_iter());
+        }
+        // Back into input order: entry i is the (i / k)-th of share i mod k.
+        let mut out = Vec::with_capacity(groups.len());
+        for i in 0..groups.len() {
+            if let Some(g) = per_share[i % k].next() {
+                out.push(g);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Whether a request error is a timeout (librdkafka's "Local: Timed out", or no answer at all).
+fn is_timeout(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("timed out") || m.contains("no response within")
+}
+
 fn log_level(level: i32) -> RDKafkaLogLevel {
     match level {
         0 => RDKafkaLogLevel::Emerg,
@@ -488,8 +568,9 @@ impl KafkaSource for RdKafkaSource {
         timeout: Duration,
     ) -> Result<Vec<PartitionOffset>, SourceError> {
         self.serve_main_queue();
+        let helpers = self.helpers();
         let clients: Vec<*mut rdkafka::bindings::rd_kafka_t> = std::iter::once(&self.admin)
-            .chain(self.helpers())
+            .chain(helpers.iter())
             .map(|c| c.inner().native_ptr())
             .collect();
         ffi::list_offsets(&clients, partitions, spec, timeout)
@@ -540,7 +621,19 @@ impl KafkaSource for RdKafkaSource {
             .collect();
         if !rest.is_empty() {
             let left = timeout.saturating_sub(started.elapsed()).max(timeout / 2);
-            out.extend(ffi::describe_groups(self.native(), &rest, left)?);
+            // On a helper client: see `retire_helpers`.
+            self.serve_main_queue();
+            let helpers = self.helpers();
+            let client = helpers.first().unwrap_or(&self.admin).inner().native_ptr();
+            let described = ffi::describe_groups(client, &rest, left);
+            let timed_out = match &described {
+                Err(e) => is_timeout(&e.message),
+                Ok(d) => d.iter().any(|d| d.error.as_deref().is_some_and(is_timeout)),
+            };
+            if timed_out {
+                self.retire_helpers();
+            }
+            out.extend(described?);
         }
         out.sort_by(|a, b| a.group.cmp(&b.group));
         Ok(out)
@@ -553,47 +646,16 @@ impl KafkaSource for RdKafkaSource {
         timeout: Duration,
     ) -> Result<Vec<GroupOffsets>, SourceError> {
         self.serve_main_queue();
-        let clients: Vec<&AdminClient<ExporterContext>> = match self.helpers() {
-            [] => vec![&self.admin],
-            extra => extra.iter().collect(),
+        let helpers = self.helpers();
+        let result = self.group_offsets_on(&helpers, groups, concurrency, timeout);
+        let timed_out = match &result {
+            Err(e) => is_timeout(&e.message),
+            Ok(g) => g.iter().any(|g| g.offsets.as_ref().is_err_and(|e| is_timeout(e))),
         };
-        let k = clients.len().min(groups.len()).max(1);
-        if k == 1 {
-            return ffi::group_offsets(clients[0].inner().native_ptr(), groups, concurrency, timeout);
+        if timed_out {
+            self.retire_helpers();
         }
-        // Group i goes to client i mod k; `concurrency` is shared out between the clients.
-        let shares: Vec<Vec<String>> = (0..k)
-            .map(|j| groups.iter().skip(j).step_by(k).cloned().collect())
-            .collect();
-        let per_client = concurrency.div_ceil(k).max(1);
-        let results: Vec<Result<Vec<GroupOffsets>, SourceError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = clients
-                .iter()
-                .zip(&shares)
-                .map(|(client, share)| {
-                    scope.spawn(move || ffi::group_offsets(client.inner().native_ptr(), share, per_client, timeout))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(SourceError::new("ListConsumerGroupOffsets", "worker panicked")))
-                })
-                .collect()
-        });
-        let mut per_share = Vec::with_capacity(k);
-        for r in results {
-            per_share.push(r?.into_iter());
-        }
-        // Back into input order: entry i is the (i / k)-th of share i mod k.
-        let mut out = Vec::with_capacity(groups.len());
-        for i in 0..groups.len() {
-            if let Some(g) = per_share[i % k].next() {
-                out.push(g);
-            }
-        }
-        Ok(out)
+        result
     }
 
     fn records_at(&self, requests: &[(TopicPartition, i64)], timeout: Duration) -> Result<Vec<RecordAt>, SourceError> {
@@ -627,6 +689,17 @@ mod tests {
 
     fn tp(topic: &str, partition: i32) -> TopicPartition {
         TopicPartition::new(topic, partition)
+    }
+
+    #[test]
+    fn timeouts_are_told_apart_from_other_request_errors() {
+        assert!(is_timeout(
+            "Failed while waiting for response from broker: Local: Timed out"
+        ));
+        assert!(is_timeout("Local: Timed out"));
+        assert!(is_timeout("no response within 2s"));
+        assert!(!is_timeout("Broker: Coordinator not available"));
+        assert!(!is_timeout("Broker: Group authorization failed"));
     }
 
     #[test]

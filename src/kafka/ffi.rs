@@ -1,6 +1,7 @@
 //! Every `unsafe` call of the exporter lives here: librdkafka admin operations that the
-//! `rdkafka` crate does not wrap. Each native handle is owned by an RAII guard so it is released
-//! on every path, including early returns and panics.
+//! `rdkafka` crate does not wrap, and one allocator setting ([`limit_malloc_arenas`]). Each
+//! native handle is owned by an RAII guard so it is released on every path, including early
+//! returns and panics.
 #![allow(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +17,21 @@ use super::{
 };
 
 use rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR as NO_ERROR;
+
+/// Caps glibc's malloc arenas at `n` (`M_ARENA_MAX`). Returns false where that is not possible
+/// (another libc, or glibc refused).
+pub(super) fn limit_malloc_arenas(n: i32) -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets an allocator parameter; called before other threads start.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, n) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = n;
+        false
+    }
+}
 
 /// A private result queue for one admin request, destroyed on drop.
 struct Queue(NonNull<rd::rd_kafka_queue_t>);

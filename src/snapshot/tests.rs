@@ -360,3 +360,27 @@ fn group_offsets_error_for_one_group_leaves_its_status_unknown() {
     // Assigned partitions are still measured from the log start.
     assert_eq!(g.topics[0].uncommitted(), 3);
 }
+
+#[test]
+fn partition_level_offset_errors_are_counted_and_their_offsets_withdrawn() {
+    let cfg = cfg(FILTERS);
+    let mut m = Memory::default();
+    let s = run(&mut m, &cfg, io(t(0), [100, 200, 300], &[(0, 40)]));
+    assert_eq!(s.partition_offset_errors, 0);
+    let mut next = io(t(10), [110, 210, 310], &[(0, 40)]);
+    // The leader of partition 1 does not answer: its three requests fail, the others succeed.
+    if let Some(o) = next.offsets.as_mut() {
+        let raw = o.result.as_mut().unwrap();
+        for list in [&mut raw.earliest, &mut raw.latest, &mut raw.last_stable] {
+            list[1].offset = Err("Local: Timed out".into());
+        }
+    }
+    let s = run(&mut m, &cfg, next);
+    assert_eq!(s.partition_offset_errors, 1);
+    let p = &s.topics.as_ref().unwrap()[0].partitions;
+    assert_eq!(p[0].high_watermark, Some(110));
+    assert_eq!(p[1].high_watermark, None, "not the value of the previous cycle");
+    let s = run(&mut m, &cfg, io(t(20), [120, 220, 320], &[(0, 40)]));
+    assert_eq!(s.partition_offset_errors, 0);
+    assert_eq!(s.topics.as_ref().unwrap()[0].partitions[1].high_watermark, Some(220));
+}

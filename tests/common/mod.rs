@@ -278,6 +278,18 @@ pub fn documented_metrics() -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// Documented metrics that describe the process rather than a cluster: their catalogue row
+/// says "No `cluster` label".
+pub fn process_metrics() -> std::collections::BTreeSet<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md");
+    let text = std::fs::read_to_string(&path).expect("docs/metrics.md");
+    text.lines()
+        .filter(|l| l.contains("No `cluster` label"))
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once('`').map(|(name, _)| name.to_string()))
+        .collect()
+}
+
 /// Drives a future (an rdkafka admin call) to completion on this non-async test thread; the
 /// admin client's own thread does the work and wakes us.
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {

@@ -961,6 +961,32 @@ impl KafkaCluster {
     }
 }
 
+/// Faults short of a crash, for fault-injection tests.
+impl KafkaCluster {
+    /// Freezes a node's JVM with SIGSTOP, as a hung broker (a long GC pause, a stuck disk):
+    /// its sockets stay open but nothing answers. Returns false if it is not running.
+    pub fn pause_broker(&self, id: i32) -> bool {
+        self.signal_broker(id, libc::SIGSTOP)
+    }
+
+    /// Lets a node paused by [`Self::pause_broker`] run again.
+    pub fn resume_broker(&self, id: i32) -> bool {
+        self.signal_broker(id, libc::SIGCONT)
+    }
+
+    fn signal_broker(&self, id: i32, signal: libc::c_int) -> bool {
+        let slot = self.node(id).process();
+        match slot.as_ref().filter(|p| p.is_running()) {
+            Some(p) => {
+                // SAFETY: plain syscall; `is_running` just confirmed the pid is the supervisor's
+                // live child, so the signal cannot reach a reused pid.
+                unsafe { libc::kill(p.pid(), signal) == 0 }
+            }
+            None => false,
+        }
+    }
+}
+
 impl Drop for KafkaCluster {
     fn drop(&mut self) {
         // Clients first, so they do not spend their shutdown retrying dead

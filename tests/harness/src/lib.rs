@@ -36,6 +36,7 @@ mod cluster;
 pub mod demo;
 mod dist;
 mod error;
+mod netfault;
 mod ports;
 mod process;
 mod registry;
@@ -45,6 +46,7 @@ pub use client::{ConsumerHandle, ConsumerOptions, GroupProtocol, ProducerHandle,
 pub use cluster::{ClusterOptions, KafkaCluster, SecureListeners, DEFAULT_JVM_ARGS, KEEP_ENV, TMP_ENV, VERSION_ENV};
 pub use dist::{cache_dir, KafkaDist, CACHE_ENV, DEFAULT_KAFKA_VERSION, MVN_ENV};
 pub use error::HarnessError;
+pub use netfault::PortThrottle;
 pub use registry::{
     find_java, ApicurioDist, RegistryOptions, SchemaRegistry, APICURIO_VERSION_ENV, CCOMPAT_PATH,
     DEFAULT_APICURIO_VERSION, JAVA_ENV, MIN_JAVA,

@@ -1,0 +1,614 @@
+//! Fault matrix on a real 3-broker KRaft cluster with a real Schema Registry, while a
+//! background scraper hits `/metrics` every 50 ms for the whole run.
+//!
+//! Faults, one after the other on the same cluster (each phase starts from a healthy cluster
+//! and checks its own assertions): one broker's port throttled to a trickle on `lo` (`tc`;
+//! skipped with the reason where the kernel lacks it); one broker frozen with SIGSTOP; one
+//! broker killed and restarted; two of three down; the whole cluster down for several cycles
+//! and back; the registry down.
+//!
+//! Throughout: no scrape fails, the exporter never exits, `/metrics` p99 < 100 ms, and on every
+//! scrape stale data is never presented as fresh (checked by [`check_scrape`]). After each
+//! repair, every checked series is correct within one exporter cycle of Kafka itself reporting
+//! healthy (measured with a separate client).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Exporter, Metrics};
+use kafka_harness::{ClusterOptions, ConsumerOptions, KafkaCluster, PortThrottle, SchemaRegistry};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+const TOPIC: &str = "f.orders";
+const PARTITIONS: usize = 6;
+/// Exporter collection interval and request timeout (s).
+const INTERVAL: f64 = 1.0;
+const TIMEOUT: f64 = 2.0;
+/// Default max_staleness: 5 × interval.
+const MAX_STALENESS: f64 = 5.0 * INTERVAL;
+/// One exporter cycle after Kafka is healthy: the next cycle starts within one interval and
+/// ends within the request timeout (plus scheduling slack on a busy 2-core host).
+const ONE_CYCLE: Duration = Duration::from_millis(((INTERVAL + TIMEOUT) * 1000.0) as u64 + 1000);
+/// Stages whose data every cycle refreshes (time lag and replay window have their own cadence).
+const CORE_STAGES: [&str; 6] = [
+    "cluster",
+    "topics",
+    "topic_configs",
+    "offsets",
+    "groups",
+    "group_offsets",
+];
+
+/// One scrape of the background scraper.
+struct Scrape {
+    at: Instant,
+    latency: Duration,
+    error: Option<String>,
+}
+
+/// The background scraper: GETs `/metrics` every 50 ms, times it and checks the invariants.
+struct Scraper {
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<Vec<Scrape>>>,
+    violations: Arc<Mutex<Vec<String>>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Scraper {
+    fn start(url: String) -> Scraper {
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let violations = Arc::new(Mutex::new(Vec::new()));
+        let (s, l, v) = (Arc::clone(&stop), Arc::clone(&log), Arc::clone(&violations));
+        let thread = thread::spawn(move || {
+            let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+            while !s.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let res = agent.get(&url).call();
+                let latency = t.elapsed();
+                let error = match res {
+                    Ok(r) if r.status() == 200 => match r.into_string() {
+                        Ok(body) => {
+                            let m = Metrics::parse(&body);
+                            if let Err(e) = check_scrape(&m, unix_now()) {
+                                v.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+                            }
+                            None
+                        }
+                        Err(e) => Some(format!("reading body: {e}")),
+                    },
+                    Ok(r) => Some(format!("HTTP {}", r.status())),
+                    Err(e) => Some(e.to_string()),
+                };
+                l.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Scrape { at: t, latency, error });
+                thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Scraper {
+            stop,
+            log,
+            violations,
+            thread: Some(thread),
+        }
+    }
+
+    /// Asserts the scrapes since `since`: none failed, p99 < 100 ms (over at least 100 scrapes),
+    /// no invariant broken.
+    /// Returns (scrapes, p99) for the report.
+    fn assert_clean(&self, phase: &str, since: Instant) -> (usize, Duration) {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let window: Vec<&Scrape> = log.iter().filter(|s| s.at >= since).collect();
+        assert!(window.len() >= 10, "{phase}: only {} scrapes", window.len());
+        let failed: Vec<&String> = window.iter().filter_map(|s| s.error.as_ref()).collect();
+        assert!(
+            failed.is_empty(),
+            "{phase}: {} scrapes failed: {failed:?}",
+            failed.len()
+        );
+        let mut lat: Vec<Duration> = window.iter().map(|s| s.latency).collect();
+        lat.sort();
+        let p99 = lat[(lat.len() * 99).div_ceil(100) - 1];
+        // A p99 of fewer than 100 scrapes would be the maximum of a handful.
+        assert!(
+            lat.len() < 100 || p99 < Duration::from_millis(100),
+            "{phase}: /metrics p99 {p99:?} over {} scrapes",
+            lat.len()
+        );
+        let v = self.violations.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(
+            v.is_empty(),
+            "{phase}: stale data presented as fresh:\n{}",
+            v.join("\n")
+        );
+        eprintln!(
+            "[fault-matrix] {phase}: {} scrapes, 0 failed, p99 {:.1} ms, max {:.1} ms",
+            lat.len(),
+            p99.as_secs_f64() * 1e3,
+            lat.last().unwrap().as_secs_f64() * 1e3
+        );
+        (lat.len(), p99)
+    }
+}
+
+impl Drop for Scraper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Longest a cycle can take: the slowest branch is Metadata then three ListOffsets calls, each
+/// bounded by the request timeout; the record reads for time lag follow.
+const MAX_CYCLE: f64 = 5.0 * TIMEOUT;
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Invariants every single scrape must satisfy, whatever the fault (`now`: when it was read):
+/// - the age served for a stage's data is the true age: the time since that stage's last
+///   success (the data is never refreshed by anything else);
+/// - `cluster_up` 1 means every core stage's data is at most one interval plus one cycle old;
+/// - no stage's data older than `max_staleness` plus one cycle is served;
+/// - Kafka series are only served together with the age of the data they come from.
+fn check_scrape(m: &Metrics, now: f64) -> Result<(), String> {
+    let age = |stage: &str| m.value("kafka_slo_exporter_data_age_seconds", &[("stage", stage)]);
+    let up = m.value("kafka_slo_exporter_cluster_up", &[]);
+    for stage in CORE_STAGES {
+        let a = age(stage);
+        let ok_at = m.value(
+            "kafka_slo_exporter_stage_last_success_timestamp_seconds",
+            &[("stage", stage)],
+        );
+        if let (Some(a), Some(ok_at)) = (a, ok_at) {
+            if (now - ok_at - a).abs() > 1.5 {
+                return Err(format!(
+                    "{stage} data age {a:.2}s but its last success was {:.2}s ago",
+                    now - ok_at
+                ));
+            }
+        }
+        if up == Some(1.0) && a.is_none_or(|a| a > INTERVAL + MAX_CYCLE + 1.0) {
+            return Err(format!("cluster_up 1 with {stage} data age {a:?}"));
+        }
+        if let Some(a) = a {
+            if a > MAX_STALENESS + MAX_CYCLE + 1.0 {
+                return Err(format!("{stage} data {a:.1}s old is still served"));
+            }
+        }
+    }
+    if m.value("kafka_brokers", &[]).is_some() && age("cluster").is_none() {
+        return Err("kafka_brokers served without a cluster data age".into());
+    }
+    if m.value("kafka_topic_under_replicated_partitions", &[("topic", TOPIC)])
+        .is_some()
+        && age("topics").is_none()
+    {
+        return Err("topic series served without a topics data age".into());
+    }
+    Ok(())
+}
+
+/// Kafka's own view, from a client independent of the exporter: (brokers, partitions of TOPIC
+/// with a full ISR of 3).
+fn kafka_view(kafka: &KafkaCluster) -> Option<(usize, usize)> {
+    let consumer: BaseConsumer = kafka.client_config().create().ok()?;
+    let md = consumer.fetch_metadata(Some(TOPIC), Duration::from_secs(2)).ok()?;
+    let full = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == TOPIC)
+        .map(|t| {
+            t.partitions()
+                .iter()
+                .filter(|p| p.leader() >= 0 && p.isr().len() == 3)
+                .count()
+        })
+        .unwrap_or(0);
+    Some((md.brokers().len(), full))
+}
+
+/// Waits (up to `timeout`) until Kafka itself reports 3 brokers and every partition fully in
+/// sync; returns when that was first seen.
+fn wait_kafka_healthy(kafka: &KafkaCluster, timeout: Duration) -> Instant {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if kafka_view(kafka) == Some((3, PARTITIONS)) {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Kafka did not recover within {timeout:?}: {:?}",
+            kafka_view(kafka)
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn healthy(m: &Metrics) -> bool {
+    let t = [("topic", TOPIC)];
+    m.value("kafka_brokers", &[]) == Some(3.0)
+        && m.find("kafka_broker_info", &[]).len() == 3
+        && m.value("kafka_topic_under_replicated_partitions", &t) == Some(0.0)
+        && m.value("kafka_topic_under_min_isr_partitions", &t) == Some(0.0)
+        && m.value("kafka_topic_offline_partitions", &t) == Some(0.0)
+        && m.value("kafka_cluster_under_replicated_partitions", &[]) == Some(0.0)
+        && m.value("kafka_slo_exporter_cluster_up", &[]) == Some(1.0)
+        && m.find("kafka_partition_leader", &[("topic", TOPIC)]).len() == PARTITIONS
+        && m.find("kafka_partition_high_watermark", &[("topic", TOPIC)]).len() == PARTITIONS
+        && m.value("kafka_slo_exporter_partition_offset_errors", &[]) == Some(0.0)
+}
+
+/// After a repair: waits for Kafka's own recovery, then asserts the exporter shows every
+/// checked series correct within one cycle of it.
+fn assert_recovers(phase: &str, kafka: &KafkaCluster, e: &Exporter, kafka_timeout: Duration) {
+    let kafka_ok = wait_kafka_healthy(kafka, kafka_timeout);
+    let deadline = kafka_ok + ONE_CYCLE;
+    loop {
+        let m = e.scrape();
+        if healthy(&m) {
+            eprintln!(
+                "[fault-matrix] {phase}: exporter correct {:.2} s after Kafka reported healthy",
+                kafka_ok.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{phase}: the exporter was not correct within one cycle ({ONE_CYCLE:?}) of Kafka healthy; last scrape:\n{}",
+            m.text
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.starts_with("kafka_probe") && !l.contains("_bucket"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn errors(m: &Metrics, stage: &str) -> f64 {
+    m.value("kafka_slo_exporter_errors_total", &[("stage", stage)])
+        .unwrap_or(0.0)
+}
+
+fn total_errors(m: &Metrics) -> f64 {
+    CORE_STAGES.iter().map(|s| errors(m, s)).sum()
+}
+
+fn assert_alive(e: &Exporter, phase: &str) {
+    let pid = e.pid();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next());
+    assert!(
+        matches!(state, Some(s) if s != 'Z' && s != 'X'),
+        "{phase}: the exporter exited; logs:\n{}",
+        e.logs()
+    );
+    assert_eq!(e.get("/-/healthy", None).0, 200, "{phase}: /-/healthy");
+}
+
+#[test]
+fn fault_matrix() {
+    let started = Instant::now();
+    let registry = thread::spawn(|| SchemaRegistry::start(Duration::from_secs(180)).expect("registry"));
+    // Node 1 is the only KRaft voter, so brokers 2 and 3 can die without losing the quorum.
+    let kafka = KafkaCluster::start_new(ClusterOptions::with_nodes(3).controllers(1)).expect("3-node cluster");
+    let registry = registry.join().unwrap();
+    kafka
+        .create_topic(TOPIC, PARTITIONS as i32, 3, &[("min.insync.replicas", "2")])
+        .unwrap();
+    registry
+        .register(&format!("{TOPIC}-value"), r#"{"type":"string"}"#, None)
+        .unwrap();
+    let _producer = kafka.producing_loop(TOPIC, 20).unwrap();
+    let _group = kafka
+        .consuming_group("f-billing", &[TOPIC], ConsumerOptions::default())
+        .unwrap();
+
+    let cfg = format!(
+        "global:\n  interval: {INTERVAL}s\n  timeout: {TIMEOUT}s\n  topics: {{allow: ['f\\..*']}}\n  groups: {{allow: ['f-.*']}}\nclusters:\n  - name: local\n    bootstrap_servers: {}\n    probe:\n      interval: 500ms\n      timeout: 4s\n    schema_registry:\n      urls: [\"{}\"]\n      interval: 1s\n      timeout: 1s\n      max_staleness: 4s\n",
+        common::bootstrap_yaml(&kafka),
+        registry.url()
+    );
+    let e = Exporter::start(&cfg, &[]);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_phases(&kafka, &registry, &e, started)
+    }));
+    if let Err(panic) = outcome {
+        let logs = e.logs();
+        let tail: Vec<&str> = logs.lines().filter(|l| !l.contains("ureq")).rev().take(150).collect();
+        eprintln!(
+            "exporter log tail:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn run_phases(kafka: &KafkaCluster, registry: &SchemaRegistry, e: &Exporter, started: Instant) {
+    let scraper = Scraper::start(e.url("/metrics"));
+    let t = [("topic", TOPIC)];
+
+    // Baseline.
+    let phase = Instant::now();
+    let m = e.wait_for(Duration::from_secs(60), "healthy baseline", |m| {
+        healthy(m)
+            && m.value("kafka_probe_up", &[("topic", "kafka-slo-exporter.probe")]) == Some(1.0)
+            && m.value("kafka_schema_registry_up", &[]) == Some(1.0)
+    });
+    common::promtool_check_metrics(&m.text);
+    scraper.assert_clean("baseline", phase);
+
+    // A broker's port throttled to a trickle (a real network fault on `lo`). First, while
+    // leadership is still spread over the brokers, so that the exporter needs broker 2.
+    let phase = Instant::now();
+    assert_leads(&e.scrape(), "2");
+    match PortThrottle::start(kafka.broker_port(2), 8) {
+        Err(reason) => eprintln!("[fault-matrix] SKIPPED throttled broker: {reason}"),
+        Ok(throttle) => {
+            let before = e.scrape();
+            let m = e.wait_for(Duration::from_secs(60), "the throttled broker shows", |m| {
+                fault_visible(&before, m, "2")
+            });
+            assert_fault_explicit(&before, &m, "2", "throttled broker");
+            thread::sleep(Duration::from_secs(5));
+            drop(throttle);
+            assert_recovers("throttled broker", kafka, e, Duration::from_secs(90));
+        }
+    }
+    assert_alive(e, "throttled broker");
+    scraper.assert_clean("throttled broker", phase);
+
+    // A hung broker (SIGSTOP): sockets open, nothing answers. Broker 3 still leads partitions.
+    let phase = Instant::now();
+    let before = e.scrape();
+    assert_leads(&before, "3");
+    assert!(kafka.pause_broker(3), "broker 3 paused");
+    let m = e.wait_for(Duration::from_secs(60), "the hung broker shows", |m| {
+        fault_visible(&before, m, "3")
+    });
+    assert_fault_explicit(&before, &m, "3", "hung broker");
+    // Once Kafka fences it, the exporter reports the cluster as Kafka sees it again.
+    e.wait_for(Duration::from_secs(60), "the hung broker fenced", |m| {
+        m.value("kafka_brokers", &[]) == Some(2.0)
+            && m.value("kafka_topic_under_replicated_partitions", &t) == Some(PARTITIONS as f64)
+            && m.value("kafka_slo_exporter_cluster_up", &[]) == Some(1.0)
+    });
+    assert!(kafka.resume_broker(3), "broker 3 resumed");
+    assert_recovers("hung broker", kafka, e, Duration::from_secs(90));
+    assert_alive(e, "hung broker");
+    scraper.assert_clean("hung broker", phase);
+
+    // One broker killed and restarted. Brokers 2 and 3 are not voters.
+    let phase = Instant::now();
+    kafka.kill_broker(3);
+    let m = e.wait_for(
+        Duration::from_secs(60),
+        "broker 3 gone and its replicas out of sync",
+        |m| {
+            m.value("kafka_brokers", &[]) == Some(2.0)
+                && m.value("kafka_topic_under_replicated_partitions", &t) == Some(PARTITIONS as f64)
+        },
+    );
+    // What is served is Kafka's current state, not a stale view: the data is one cycle old.
+    assert!(
+        m.value("kafka_slo_exporter_data_age_seconds", &[("stage", "topics")])
+            .unwrap()
+            <= INTERVAL + MAX_CYCLE + 1.0
+    );
+    assert_eq!(m.value("kafka_topic_under_min_isr_partitions", &t), Some(0.0));
+    assert!(m.find("kafka_broker_info", &[("broker_id", "3")]).is_empty());
+    kafka.restart_broker(3).unwrap();
+    assert_recovers("one broker killed", kafka, e, Duration::from_secs(90));
+    assert_alive(e, "one broker killed");
+    scraper.assert_clean("one broker killed", phase);
+
+    // Two of three down: every partition under min ISR, the exporter still collects.
+    let phase = Instant::now();
+    kafka.kill_broker(2);
+    kafka.kill_broker(3);
+    let m = e.wait_for(Duration::from_secs(60), "two brokers gone", |m| {
+        m.value("kafka_brokers", &[]) == Some(1.0)
+            && m.value("kafka_topic_under_min_isr_partitions", &t) == Some(PARTITIONS as f64)
+    });
+    assert_eq!(
+        m.value("kafka_cluster_under_min_isr_partitions", &[]),
+        Some(PARTITIONS as f64)
+    );
+    assert_eq!(
+        m.value("kafka_topic_offline_partitions", &t),
+        Some(0.0),
+        "broker 1 leads all"
+    );
+    assert!(
+        m.value("kafka_slo_exporter_data_age_seconds", &[("stage", "topics")])
+            .unwrap()
+            <= INTERVAL + MAX_CYCLE + 1.0
+    );
+    kafka.restart_broker(2).unwrap();
+    kafka.restart_broker(3).unwrap();
+    assert_recovers("two of three down", kafka, e, Duration::from_secs(120));
+    assert_alive(e, "two of three down");
+    scraper.assert_clean("two of three down", phase);
+
+    // The whole cluster down for several cycles.
+    let phase = Instant::now();
+    let before = e.scrape();
+    let last_success = before
+        .value("kafka_slo_exporter_last_success_timestamp_seconds", &[])
+        .unwrap();
+    kafka.stop_all();
+    let down = e.wait_for(Duration::from_secs(30), "cluster reported down", |m| {
+        m.value("kafka_slo_exporter_cluster_up", &[]) == Some(0.0)
+            && errors(m, "cluster") >= errors(&before, "cluster") + 2.0
+    });
+    let age1 = down
+        .value("kafka_slo_exporter_data_age_seconds", &[("stage", "cluster")])
+        .unwrap_or(f64::INFINITY);
+    assert!(age1 > INTERVAL, "cluster data age {age1} must show the data is old");
+    // Failing cycles end at the request timeout: at least one more runs meanwhile.
+    thread::sleep(Duration::from_secs_f64(INTERVAL + TIMEOUT + 0.5));
+    let later = e.scrape();
+    if let Some(age2) = later.value("kafka_slo_exporter_data_age_seconds", &[("stage", "cluster")]) {
+        assert!(
+            age2 >= age1 + 1.0,
+            "data age grows while Kafka is down: {age1} then {age2}"
+        );
+    }
+    assert!(
+        later
+            .value("kafka_slo_exporter_last_success_timestamp_seconds", &[])
+            .unwrap()
+            <= last_success + INTERVAL + TIMEOUT,
+        "no successful cycle is reported while the cluster is down"
+    );
+    // Past max_staleness the old values are withdrawn, never served as current.
+    let gone = e.wait_for(
+        Duration::from_secs_f64(MAX_STALENESS + 3.0 * (INTERVAL + TIMEOUT)),
+        "stale Kafka series withdrawn",
+        |m| m.value("kafka_brokers", &[]).is_none() && m.find("kafka_partition_leader", &t).is_empty(),
+    );
+    assert_eq!(gone.value("kafka_slo_exporter_cluster_up", &[]), Some(0.0));
+    assert_eq!(
+        gone.value("kafka_probe_up", &[("topic", "kafka-slo-exporter.probe")]),
+        Some(0.0)
+    );
+    let cycles = |m: &Metrics| m.value("kafka_slo_exporter_cycles_total", &[]).unwrap();
+    assert!(cycles(&later) > cycles(&down), "cycles go on while Kafka is down");
+    assert_eq!(
+        errors(&later, "cluster") - errors(&down, "cluster"),
+        cycles(&later) - cycles(&down),
+        "every failed cycle is counted"
+    );
+    assert_eq!(
+        gone.value("kafka_schema_registry_up", &[]),
+        Some(1.0),
+        "the registry is unaffected"
+    );
+    assert_eq!(
+        e.get("/-/ready", None).0,
+        200,
+        "{}",
+        "the endpoint stays ready and serves the staleness"
+    );
+    common::promtool_check_metrics(&gone.text);
+    thread::sleep(Duration::from_secs(2));
+    for id in kafka.broker_ids() {
+        kafka.restart_broker(id).unwrap();
+    }
+    assert_recovers("whole cluster down", kafka, e, Duration::from_secs(120));
+    assert_alive(e, "whole cluster down");
+    scraper.assert_clean("whole cluster down", phase);
+
+    // The registry down: its own up/staleness say so, Kafka collection is untouched.
+    let phase = Instant::now();
+    let before = e.scrape();
+    registry.stop();
+    let m = e.wait_for(Duration::from_secs(20), "registry down", |m| {
+        m.value("kafka_schema_registry_up", &[]) == Some(0.0)
+    });
+    assert!(m
+        .find("kafka_schema_registry_errors_total", &[])
+        .iter()
+        .any(|s| matches!(s.value, prometheus_parse::Value::Counter(v) if v > 0.0)));
+    let m = e.wait_for(
+        Duration::from_secs(20),
+        "registry data withdrawn after its max_staleness",
+        |m| {
+            m.value("kafka_schema_registry_subjects", &[("state", "live")])
+                .is_none()
+        },
+    );
+    assert!(
+        healthy(&m),
+        "Kafka series stay fresh and complete while the registry is down"
+    );
+    assert_eq!(total_errors(&m), total_errors(&before), "no Kafka stage failed");
+    assert_alive(e, "registry down");
+    scraper.assert_clean("registry down", phase);
+
+    let (n, p99) = scraper.assert_clean("whole run", started);
+    eprintln!(
+        "[fault-matrix] total {:.0} s, {n} scrapes, p99 {:.1} ms",
+        started.elapsed().as_secs_f64(),
+        p99.as_secs_f64() * 1e3
+    );
+}
+
+/// Requests to a broker that does not answer time out: a stage fails (its error count grows,
+/// cluster_up 0), or, for ListOffsets, whose partitions fail one by one, the offsets of the
+/// partitions it leads are withdrawn and counted instead of served from an older cycle.
+fn fault_visible(before: &Metrics, m: &Metrics, broker: &str) -> bool {
+    total_errors(m) > total_errors(before)
+        || m.value("kafka_slo_exporter_cluster_up", &[]) == Some(0.0)
+        || offsets_withdrawn(m, broker)
+}
+
+fn assert_fault_explicit(before: &Metrics, m: &Metrics, broker: &str, phase: &str) {
+    if offsets_withdrawn(m, broker) {
+        assert!(
+            m.value("kafka_topic_high_watermarks", &[("topic", TOPIC)]).is_none(),
+            "{phase}: the topic's sum of high watermarks is withdrawn with a partition's"
+        );
+        assert!(
+            m.value("kafka_slo_exporter_partition_offset_errors", &[]).unwrap() >= 1.0,
+            "{phase}: the failed partitions are counted"
+        );
+        eprintln!("[fault-matrix] {phase}: offsets of the partitions it leads withdrawn and counted");
+    } else {
+        assert_degraded_explicitly(before, m, phase);
+    }
+}
+
+/// Whether the partitions `broker` leads have no high watermark served.
+fn offsets_withdrawn(m: &Metrics, broker: &str) -> bool {
+    let led: Vec<String> = m
+        .find("kafka_partition_leader", &[("topic", TOPIC)])
+        .iter()
+        .filter(|s| matches!(s.value, prometheus_parse::Value::Gauge(v) if v.to_string() == broker))
+        .map(|s| s.labels.get("partition").unwrap().to_string())
+        .collect();
+    !led.is_empty()
+        && led.iter().all(|p| {
+            m.value("kafka_partition_high_watermark", &[("topic", TOPIC), ("partition", p)])
+                .is_none()
+        })
+}
+
+/// The fault must hit a broker the exporter needs: one leading partitions of the topic.
+fn assert_leads(m: &Metrics, broker: &str) {
+    let led = m
+        .find("kafka_partition_leader", &[("topic", TOPIC)])
+        .iter()
+        .filter(|s| matches!(s.value, prometheus_parse::Value::Gauge(v) if v.to_string() == broker))
+        .count();
+    assert!(led > 0, "broker {broker} leads no partition of {TOPIC}");
+}
+
+/// A degraded cycle must say so: `cluster_up` is 0, the failing stages' error counts grew, and
+/// their data is shown older than one cycle.
+fn assert_degraded_explicitly(before: &Metrics, m: &Metrics, phase: &str) {
+    assert_eq!(
+        m.value("kafka_slo_exporter_cluster_up", &[]),
+        Some(0.0),
+        "{phase}: a failed stage makes cluster_up 0"
+    );
+    let failing: Vec<&str> = CORE_STAGES
+        .iter()
+        .copied()
+        .filter(|s| errors(m, s) > errors(before, s))
+        .collect();
+    assert!(!failing.is_empty(), "{phase}: the failing stage has an error count");
+    eprintln!("[fault-matrix] {phase}: stages with errors: {failing:?}");
+}
