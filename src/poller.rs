@@ -386,6 +386,7 @@ impl Poller {
             let policy = Arc::clone(&self.policy);
             let job = tokio::task::spawn_blocking(move || {
                 let snap = run_cycle(source.as_ref(), &cfg, &policy, &mut mem);
+                crate::kafka::release_free_heap();
                 (snap, mem)
             });
             let (snapshot, mem) = tokio::select! {

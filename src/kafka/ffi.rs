@@ -1,5 +1,5 @@
 //! Every `unsafe` call of the exporter lives here: librdkafka admin operations that the
-//! `rdkafka` crate does not wrap, and one allocator setting ([`limit_malloc_arenas`]). Each
+//! `rdkafka` crate does not wrap, and two allocator calls ([`limit_malloc_arenas`], [`release_free_heap`]). Each
 //! native handle is owned by an RAII guard so it is released on every path, including early
 //! returns and panics.
 #![allow(unsafe_code)]
@@ -29,6 +29,21 @@ pub(super) fn limit_malloc_arenas(n: i32) -> bool {
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
         let _ = n;
+        false
+    }
+}
+
+/// Hands free heap pages back to the kernel (`malloc_trim(0)`). Returns whether any memory was
+/// released; false where that is not possible (another libc).
+pub(super) fn release_free_heap() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only walks glibc's own arenas under their locks; it is safe to
+        // call from any thread at any time.
+        unsafe { libc::malloc_trim(0) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
         false
     }
 }

@@ -256,7 +256,6 @@ pub trait KafkaSource: Send + Sync + 'static {
     fn records_at(&self, requests: &[(TopicPartition, i64)], timeout: Duration) -> Result<Vec<RecordAt>, SourceError>;
 }
 
-/// Version string of the linked librdkafka.
 /// Arenas glibc's malloc may use. Every collection cycle runs its stages on fresh threads and
 /// each record read creates a librdkafka client with threads of its own; with glibc's default
 /// (8 per core) each new thread can land on another arena, and memory freed in one arena is
@@ -271,6 +270,15 @@ pub fn limit_malloc_arenas() -> bool {
     std::env::var_os("MALLOC_ARENA_MAX").is_none() && ffi::limit_malloc_arenas(MALLOC_ARENAS)
 }
 
+/// Returns heap pages that are free but still resident to the kernel. glibc gives back only
+/// the free top of an arena; pages freed in its middle (a record reader's buffers and threads,
+/// the previous cycle's metadata) stay resident and the RSS steps up after each large cycle
+/// (`bench/soak.sh`). Called at the end of every collection cycle, on its blocking thread.
+pub fn release_free_heap() -> bool {
+    ffi::release_free_heap()
+}
+
+/// Version string of the linked librdkafka.
 pub fn librdkafka_version() -> String {
     rdkafka::util::get_rdkafka_version().1
 }
