@@ -341,7 +341,6 @@ impl RdKafkaSource {
     }
 }
 
-/// A syslog level as `rdkafka` maps it.
 impl RdKafkaSource {
     /// ListConsumerGroupOffsets spread over `helpers` (or the main client without them).
     fn group_offsets_on(
@@ -401,6 +400,7 @@ fn is_timeout(message: &str) -> bool {
     m.contains("timed out") || m.contains("no response within")
 }
 
+/// A syslog level as `rdkafka` maps it.
 fn log_level(level: i32) -> RDKafkaLogLevel {
     match level {
         0 => RDKafkaLogLevel::Emerg,
