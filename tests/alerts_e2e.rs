@@ -8,13 +8,13 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alerts_support::{generate, root};
-use common::Exporter;
+use common::{Exporter, Proc};
 use kafka_harness::{ClusterOptions, ConsumerOptions, KafkaCluster};
 use serde_json::Value as Json;
 use serde_yaml::Value;
@@ -163,38 +163,6 @@ fn serve(stream: TcpStream, sink: &Mutex<Vec<Request>>) {
         if out.write_all(resp.as_bytes()).is_err() {
             return;
         }
-    }
-}
-
-/// A child process killed on drop; its output goes to `log`.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command, log: PathBuf) -> Proc {
-        let f = std::fs::File::create(&log).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{cmd:?}: {e} (install with scripts/setup.sh)"));
-        Proc { child, log }
-    }
-
-    fn tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

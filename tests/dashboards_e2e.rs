@@ -11,10 +11,10 @@ mod dashboards_support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{block_on, bootstrap_yaml, Exporter};
+use common::{block_on, bootstrap_yaml, Exporter, Proc};
 use dashboards_support::{committed, label_values, queries, root, substitute, Query};
 use kafka_harness::demo::{Workload, HEALTHY_GROUP, LAGGING_GROUP};
 use kafka_harness::{ClusterOptions, KafkaCluster, SchemaRegistry};
@@ -44,27 +44,6 @@ const ORDER_SCHEMA: &str =
 const CUSTOMER_SCHEMA: &str =
     r#"{"type":"record","name":"Customer","namespace":"demo","fields":[{"name":"id","type":"string"}]}"#;
 
-/// A child process killed on drop, its output in a log file.
-struct Proc {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Proc {
-    fn tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts Prometheus scraping `exporter` every second and evaluating the committed rule pack
 /// every second.
 fn start_prometheus(dir: &Path, exporter: &str) -> (Proc, u16) {
@@ -77,18 +56,13 @@ fn start_prometheus(dir: &Path, exporter: &str) -> (Proc, u16) {
     let cfg_path = dir.join("prometheus.yml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let log = dir.join("prometheus.log");
-    let f = std::fs::File::create(&log).unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg_path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().unwrap())
-        .stderr(f)
-        .spawn()
-        .expect("prometheus (Debian package prometheus, installed by scripts/setup.sh)");
-    let p = Proc { child, log };
+    let p = Proc::spawn(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg_path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}")),
+        dir.join("prometheus.log"),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let ready = format!("http://127.0.0.1:{port}/-/ready");
     while ureq::get(&ready).timeout(Duration::from_secs(2)).call().is_err() {

@@ -278,6 +278,40 @@ pub fn documented_metrics() -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// A child process (Prometheus, Alertmanager, ...) killed on drop; its output goes to `log`.
+pub struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdout and stderr in `log`.
+    pub fn spawn(cmd: &mut Command, log: PathBuf) -> Proc {
+        let f = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e} (install with scripts/setup.sh)"));
+        Proc { child, log }
+    }
+
+    /// The last 30 lines of the log, for failure messages.
+    pub fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Documented metrics that describe the process rather than a cluster: their catalogue row
 /// says "No `cluster` label".
 pub fn process_metrics() -> std::collections::BTreeSet<String> {
