@@ -100,12 +100,23 @@ pub(super) fn base_config(cfg: &ClusterConfig) -> ClientConfig {
         cc.set(*k, *v);
     }
     cc.set("bootstrap.servers", cfg.bootstrap_servers.join(","));
-    cc.set("socket.timeout.ms", cfg.timeout.as_millis().max(10).to_string());
+    cc.set("socket.timeout.ms", socket_timeout(cfg.timeout).as_millis().to_string());
     for (k, v) in &cfg.client_properties {
         cc.set(k, v);
     }
     cc.set_log_level(RDKafkaLogLevel::Info);
     cc
+}
+
+/// librdkafka's per-request (socket) timeout for a stage `timeout`: two fifths of it.
+///
+/// Admin requests carry their own deadline, at least half the stage timeout for group
+/// coordinator requests (see `ffi::may_start`). When a request is in flight to a hung broker
+/// and the admin deadline expires first, librdkafka releases the request's completion handle
+/// twice and aborts the process; with the socket timeout strictly shorter, the request always
+/// fails through its normal response path first.
+pub(super) fn socket_timeout(timeout: Duration) -> Duration {
+    (timeout * 2 / 5).max(Duration::from_millis(10))
 }
 
 /// The production [`KafkaSource`]: one long-lived admin client per cluster, helper admin clients
@@ -189,8 +200,11 @@ impl RdKafkaSource {
         Arc::clone(clients)
     }
 
-    /// Replaces the helper clients (they are destroyed once their last call returns, and new
-    /// ones are made on next use) after a coordinator request through them timed out.
+    /// Replaces the helper clients (the old ones are destroyed once their last call returns)
+    /// after a coordinator request through them timed out. The new ones are made at once, so
+    /// they connect during the wait for the next cycle: made on first use instead, a loaded or
+    /// slow cluster can time out their first requests again, and every cycle would then retire
+    /// clients that never got to finish bootstrapping.
     ///
     /// librdkafka keeps a timed-out DescribeConsumerGroups or ListConsumerGroupOffsets
     /// request waiting for its group coordinator; when that coordinator comes up later (a
@@ -204,6 +218,7 @@ impl RdKafkaSource {
                 cluster = self.cluster.as_str(),
                 "replacing the helper admin clients after a timed-out coordinator request"
             );
+            self.helpers();
         }
     }
 
@@ -356,7 +371,13 @@ impl RdKafkaSource {
         };
         let k = clients.len().min(groups.len()).max(1);
         if k == 1 {
-            return ffi::group_offsets(clients[0].inner().native_ptr(), groups, concurrency, timeout);
+            return ffi::group_offsets(
+                clients[0].inner().native_ptr(),
+                groups,
+                concurrency,
+                timeout,
+                timeout / 2,
+            );
         }
         // Group i goes to client i mod k; `concurrency` is shared out between the clients.
         let shares: Vec<Vec<String>> = (0..k)
@@ -368,7 +389,9 @@ impl RdKafkaSource {
                 .iter()
                 .zip(&shares)
                 .map(|(client, share)| {
-                    scope.spawn(move || ffi::group_offsets(client.inner().native_ptr(), share, per_client, timeout))
+                    scope.spawn(move || {
+                        ffi::group_offsets(client.inner().native_ptr(), share, per_client, timeout, timeout / 2)
+                    })
                 })
                 .collect();
             handles
@@ -625,7 +648,7 @@ impl KafkaSource for RdKafkaSource {
             self.serve_main_queue();
             let helpers = self.helpers();
             let client = helpers.first().unwrap_or(&self.admin).inner().native_ptr();
-            let described = ffi::describe_groups(client, &rest, left);
+            let described = ffi::describe_groups(client, &rest, left, timeout / 2);
             let timed_out = match &described {
                 Err(e) => is_timeout(&e.message),
                 Ok(d) => d.iter().any(|d| d.error.as_deref().is_some_and(is_timeout)),
@@ -689,6 +712,17 @@ mod tests {
 
     fn tp(topic: &str, partition: i32) -> TopicPartition {
         TopicPartition::new(topic, partition)
+    }
+
+    #[test]
+    fn socket_timeout_expires_before_any_coordinator_request_deadline() {
+        assert_eq!(socket_timeout(Duration::from_secs(10)), Duration::from_secs(4));
+        assert_eq!(socket_timeout(Duration::from_millis(5)), Duration::from_millis(10));
+        // Coordinator requests start only with half the stage timeout left.
+        for ms in [30u64, 100, 1000, 2000, 30_000] {
+            let t = Duration::from_millis(ms);
+            assert!(socket_timeout(t) < t / 2, "{t:?}");
+        }
     }
 
     #[test]

@@ -737,6 +737,7 @@ pub(super) fn describe_groups(
     rk: *mut rd::rd_kafka_t,
     groups: &[String],
     timeout: Duration,
+    min_request: Duration,
 ) -> Result<Vec<GroupDescription>, SourceError> {
     const OP: &str = "DescribeConsumerGroups";
     let unique: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
@@ -752,7 +753,7 @@ pub(super) fn describe_groups(
     let mut out = Vec::with_capacity(names.len());
     for chunk in names.chunks(DESCRIBE_GROUPS_CHUNK) {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if !may_start(left, min_request) {
             // Like librdkafka's own per-group timeouts: an error entry per group left.
             out.extend(chunk.iter().map(|name| GroupDescription {
                 group: name.to_string_lossy().into_owned(),
@@ -997,16 +998,31 @@ fn consumer_assignment(b: &[u8]) -> Option<Vec<TopicPartition>> {
 /// The committed offsets of one group, or why they could not be read.
 type CommittedOffsets = Result<Vec<(TopicPartition, i64)>, String>;
 
+/// Whether a group-coordinator request (DescribeConsumerGroups, ListConsumerGroupOffsets) may
+/// start with `left` until the caller's deadline, which becomes the request's admin deadline.
+///
+/// When a request is in flight to a hung group coordinator and librdkafka's admin deadline
+/// expires before the connection's socket timeout, librdkafka releases the request's completion
+/// handle twice and aborts the process (`rd_kafka_enq_once_del_source_return: Assertion
+/// 'eonce->refcnt > 0'`). Callers pass a `min_request` longer than the socket timeout
+/// (`client::socket_timeout`), so the socket timeout always fires first and the request fails
+/// through its normal response path.
+fn may_start(left: Duration, min_request: Duration) -> bool {
+    !left.is_zero() && left >= min_request
+}
+
 /// ListConsumerGroupOffsets for many groups. librdkafka takes one group per call, so up to
 /// `concurrency` calls are kept in flight on one private queue, each tagged with its index, and
 /// refilled as results arrive. `timeout` bounds the whole call: every request gets the time that
-/// is left, and groups not requested in time get an `Err`. The result has one entry per input
+/// is left, none is started with less than `min_request` left (see
+/// [`may_start`]), and groups not answered in time get an `Err`. The result has one entry per input
 /// group, in input order.
 pub(super) fn group_offsets(
     rk: *mut rd::rd_kafka_t,
     groups: &[String],
     concurrency: usize,
     timeout: Duration,
+    min_request: Duration,
 ) -> Result<Vec<GroupOffsets>, SourceError> {
     const OP: &str = "ListConsumerGroupOffsets";
     if groups.is_empty() {
@@ -1021,7 +1037,7 @@ pub(super) fn group_offsets(
     loop {
         while in_flight < window && next < groups.len() {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if !may_start(left, min_request) {
                 break;
             }
             match submit_group_offsets(rk, &queue, &groups[next], next, left) {

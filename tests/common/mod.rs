@@ -158,8 +158,27 @@ impl Exporter {
 impl Drop for Exporter {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let exited = c.try_wait().ok().flatten();
             let _ = c.kill();
             let _ = c.wait();
+            // A failing test shows how the exporter ended and its last log lines above debug
+            // (and anything not in the JSON log format, such as a native library's abort).
+            if std::thread::panicking() {
+                let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+                let tail: Vec<&String> = logs
+                    .iter()
+                    .filter(|l| !l.contains("\"level\":\"DEBUG\"") && !l.contains("\"level\":\"TRACE\""))
+                    .collect();
+                eprintln!(
+                    "exporter {} (exit status before the kill: {exited:?}); last log lines:\n{}",
+                    self.addr,
+                    tail[tail.len().saturating_sub(40)..]
+                        .iter()
+                        .map(|l| l.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
         }
     }
 }
