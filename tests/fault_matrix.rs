@@ -5,7 +5,7 @@
 //! and checks its own assertions): one broker's port throttled to a trickle on `lo` (`tc`;
 //! skipped with the reason where the kernel lacks it); one broker frozen with SIGSTOP; one
 //! broker killed and restarted; two of three down; the whole cluster down for several cycles
-//! and back; the registry down.
+//! and back; the registry down and restarted.
 //!
 //! Throughout: no scrape fails, the exporter never exits, `/metrics` p99 < 100 ms, and on every
 //! scrape stale data is never presented as fresh (checked by [`check_scrape`]). After each
@@ -14,6 +14,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -33,6 +34,17 @@ const MAX_STALENESS: f64 = 5.0 * INTERVAL;
 /// One exporter cycle after Kafka is healthy: the next cycle starts within one interval and
 /// ends within the request timeout (plus scheduling slack on a busy 2-core host).
 const ONE_CYCLE: Duration = Duration::from_millis(((INTERVAL + TIMEOUT) * 1000.0) as u64 + 1000);
+/// The registry's poll interval, request timeout and max_staleness in the exporter (s).
+const REGISTRY_INTERVAL: f64 = 1.0;
+const REGISTRY_TIMEOUT: f64 = 1.0;
+const REGISTRY_MAX_STALENESS: f64 = 4.0;
+/// One registry poll after the registry holds its data again: the next poll starts within one
+/// interval and its requests to a healthy registry end within the request timeout (plus
+/// scheduling slack, and a freshly started JVM's slower first answers).
+const REGISTRY_ONE_CYCLE: Duration =
+    Duration::from_millis(((REGISTRY_INTERVAL + REGISTRY_TIMEOUT) * 1000.0) as u64 + 1000);
+/// Schema of the value subject the test registers.
+const SUBJECT_SCHEMA: &str = r#"{"type":"string"}"#;
 /// Stages whose data every cycle refreshes (time lag and replay window have their own cadence).
 const CORE_STAGES: [&str; 6] = [
     "cluster",
@@ -161,7 +173,8 @@ fn unix_now() -> f64 {
 ///   success (the data is never refreshed by anything else);
 /// - `cluster_up` 1 means every core stage's data is at most one interval plus one cycle old;
 /// - no stage's data older than `max_staleness` plus one cycle is served;
-/// - Kafka series are only served together with the age of the data they come from.
+/// - Kafka series are only served together with the age of the data they come from;
+/// - registry data is withdrawn once older than the registry's `max_staleness` (plus one poll).
 fn check_scrape(m: &Metrics, now: f64) -> Result<(), String> {
     let age = |stage: &str| m.value("kafka_slo_exporter_data_age_seconds", &[("stage", stage)]);
     let up = m.value("kafka_slo_exporter_cluster_up", &[]);
@@ -197,7 +210,53 @@ fn check_scrape(m: &Metrics, now: f64) -> Result<(), String> {
     {
         return Err("topic series served without a topics data age".into());
     }
+    if m.value("kafka_schema_registry_subjects", &[("state", "live")])
+        .is_some()
+    {
+        let Some(ok_at) = m.value("kafka_schema_registry_last_success_timestamp_seconds", &[]) else {
+            return Err("registry series served without a last success".into());
+        };
+        if now - ok_at > REGISTRY_MAX_STALENESS + REGISTRY_INTERVAL + 2.0 * REGISTRY_TIMEOUT + 1.5 {
+            return Err(format!("registry data {:.1}s old is still served", now - ok_at));
+        }
+    }
     Ok(())
+}
+
+/// Registers the test's subjects (again, after a registry restart lost them).
+fn seed_registry(registry: &SchemaRegistry) {
+    registry
+        .register(&format!("{TOPIC}-value"), SUBJECT_SCHEMA, None)
+        .unwrap();
+}
+
+/// The values of every registry-derived series that describes the registry's content (not
+/// request counters, durations or timestamps), keyed by name and sorted labels.
+fn registry_series(m: &Metrics) -> BTreeMap<String, f64> {
+    const VOLATILE: [&str; 5] = [
+        "kafka_schema_registry_up",
+        "kafka_schema_registry_last_success_timestamp_seconds",
+        "kafka_schema_registry_request_duration_seconds",
+        "kafka_schema_registry_requests_total",
+        "kafka_schema_registry_errors_total",
+    ];
+    m.samples
+        .iter()
+        .filter(|s| {
+            (s.metric.starts_with("kafka_schema_registry_") || s.metric.starts_with("kafka_topic_schema_"))
+                && !VOLATILE.contains(&s.metric.as_str())
+        })
+        .filter_map(|s| {
+            let v = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => return None,
+            };
+            let labels: BTreeMap<&String, &String> = s.labels.iter().collect();
+            Some((format!("{}{labels:?}", s.metric), v))
+        })
+        .collect()
 }
 
 /// Kafka's own view, from a client independent of the exporter: (brokers, partitions of TOPIC
@@ -308,16 +367,14 @@ fn fault_matrix() {
     kafka
         .create_topic(TOPIC, PARTITIONS as i32, 3, &[("min.insync.replicas", "2")])
         .unwrap();
-    registry
-        .register(&format!("{TOPIC}-value"), r#"{"type":"string"}"#, None)
-        .unwrap();
+    seed_registry(&registry);
     let _producer = kafka.producing_loop(TOPIC, 20).unwrap();
     let _group = kafka
         .consuming_group("f-billing", &[TOPIC], ConsumerOptions::default())
         .unwrap();
 
     let cfg = format!(
-        "global:\n  interval: {INTERVAL}s\n  timeout: {TIMEOUT}s\n  topics: {{allow: ['f\\..*']}}\n  groups: {{allow: ['f-.*']}}\nclusters:\n  - name: local\n    bootstrap_servers: {}\n    probe:\n      interval: 500ms\n      timeout: 4s\n    schema_registry:\n      urls: [\"{}\"]\n      interval: 1s\n      timeout: 1s\n      max_staleness: 4s\n",
+        "global:\n  interval: {INTERVAL}s\n  timeout: {TIMEOUT}s\n  topics: {{allow: ['f\\..*']}}\n  groups: {{allow: ['f-.*']}}\nclusters:\n  - name: local\n    bootstrap_servers: {}\n    probe:\n      interval: 500ms\n      timeout: 4s\n    schema_registry:\n      urls: [\"{}\"]\n      interval: {REGISTRY_INTERVAL}s\n      timeout: {REGISTRY_TIMEOUT}s\n      max_staleness: {REGISTRY_MAX_STALENESS}s\n",
         common::bootstrap_yaml(&kafka),
         registry.url()
     );
@@ -514,6 +571,17 @@ fn run_phases(kafka: &KafkaCluster, registry: &SchemaRegistry, e: &Exporter, sta
     // The registry down: its own up/staleness say so, Kafka collection is untouched.
     let phase = Instant::now();
     let before = e.scrape();
+    let expected = registry_series(&before);
+    assert_eq!(before.value("kafka_schema_registry_up", &[]), Some(1.0));
+    assert_eq!(
+        before.value("kafka_schema_registry_subjects", &[("state", "live")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        before.value("kafka_schema_registry_unresolved_subjects", &[]),
+        Some(0.0),
+        "every subject resolved before the fault"
+    );
     registry.stop();
     let m = e.wait_for(Duration::from_secs(20), "registry down", |m| {
         m.value("kafka_schema_registry_up", &[]) == Some(0.0)
@@ -537,6 +605,40 @@ fn run_phases(kafka: &KafkaCluster, registry: &SchemaRegistry, e: &Exporter, sta
     assert_eq!(total_errors(&m), total_errors(&before), "no Kafka stage failed");
     assert_alive(e, "registry down");
     scraper.assert_clean("registry down", phase);
+
+    // Repair: the same registry back on its URL. Its storage is in memory, so the subjects are
+    // registered again; then every registry series is what it was before the fault.
+    let phase = Instant::now();
+    registry.restart(Duration::from_secs(180)).expect("registry restarted");
+    let ready = Instant::now();
+    seed_registry(registry);
+    let seeded = Instant::now();
+    let deadline = seeded + REGISTRY_ONE_CYCLE;
+    let m = loop {
+        let m = e.scrape();
+        if m.value("kafka_schema_registry_up", &[]) == Some(1.0) && registry_series(&m) == expected {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "registry restarted: the exporter was not correct within one poll ({REGISTRY_ONE_CYCLE:?}) of the subjects being registered again; up {:?}\nexpected {expected:#?}\nserved {:#?}",
+            m.value("kafka_schema_registry_up", &[]),
+            registry_series(&m)
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!(
+        "[fault-matrix] registry restarted: ready {:.2} s after the restart began, subjects registered again in {:.0} ms, exporter correct {:.2} s after that ({:.2} s after ready); {} registry series equal",
+        (ready - phase).as_secs_f64(),
+        (seeded - ready).as_secs_f64() * 1e3,
+        seeded.elapsed().as_secs_f64(),
+        ready.elapsed().as_secs_f64(),
+        expected.len()
+    );
+    assert!(healthy(&m), "Kafka series stay fresh and complete");
+    assert_eq!(total_errors(&m), total_errors(&before), "no Kafka stage failed");
+    assert_alive(e, "registry restarted");
+    scraper.assert_clean("registry restarted", phase);
 
     let (n, p99) = scraper.assert_clean("whole run", started);
     eprintln!(

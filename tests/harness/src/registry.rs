@@ -404,6 +404,20 @@ impl SchemaRegistry {
         }
     }
 
+    /// Starts a fresh registry process with the same options, ports and directory (killing
+    /// the running one first, if any) and waits until it answers (up to `timeout`), so that
+    /// clients configured with [`Self::url`] see the same registry come back after [`Self::stop`].
+    ///
+    /// Storage is in memory: the new process starts empty, and the caller registers again
+    /// whatever it needs. The ports stay reserved for this registry within the test process,
+    /// but another process could bind one while the registry is down; the start-up then
+    /// fails with the registry's log tail.
+    pub fn restart(&self, timeout: Duration) -> Result<()> {
+        self.stop();
+        self.spawn()?;
+        self.wait_ready(timeout)
+    }
+
     fn send(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value> {
         let url = format!("{}{path}", self.url());
         let req = self.authorize(

@@ -1,5 +1,5 @@
 //! The Apicurio Schema Registry of the harness: it answers the Confluent-compatible API, stops
-//! on request, and never outlives a test process that aborts.
+//! on request, restarts on the same port, and never outlives a test process that aborts.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -25,6 +25,38 @@ fn registry_answers_and_stops() {
     registry.stop();
     assert!(!registry.is_running());
     assert!(ureq::get(&format!("{}/subjects", registry.url())).call().is_err());
+}
+
+#[test]
+fn registry_restarts_on_its_port() {
+    let registry = SchemaRegistry::start(STARTUP).expect("start the registry");
+    let url = registry.url();
+    let first_pid = registry.pid().unwrap();
+    registry.register("before-value", r#"{"type":"string"}"#, None).unwrap();
+    registry.stop();
+    assert!(ureq::get(&format!("{url}/subjects")).call().is_err());
+
+    registry.restart(STARTUP).expect("restart the registry");
+    assert_eq!(registry.url(), url, "same port");
+    assert!(registry.is_running());
+    assert_ne!(registry.pid(), Some(first_pid), "a new process");
+    let subjects = |registry: &SchemaRegistry| {
+        ureq::get(&format!("{}/subjects", registry.url()))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
+    };
+    assert_eq!(subjects(&registry), "[]", "in-memory storage starts empty");
+    registry.register("after-value", r#"{"type":"string"}"#, None).unwrap();
+    assert_eq!(subjects(&registry), r#"["after-value"]"#);
+
+    // Restarting a running registry replaces its process too.
+    let second_pid = registry.pid().unwrap();
+    registry.restart(STARTUP).expect("restart a running registry");
+    assert_eq!(registry.url(), url);
+    assert_ne!(registry.pid(), Some(second_pid));
+    assert_eq!(subjects(&registry), "[]");
 }
 
 /// Runs only inside the child process started by the test below.
