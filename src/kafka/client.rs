@@ -85,7 +85,7 @@ impl ClientContext for ExporterContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        super::errors::count(&self.cluster, error.rdkafka_error_code());
+        super::errors::count(&self.cluster, error.rdkafka_error_code(), reason);
         tracing::debug!(target: "librdkafka", cluster = self.cluster.as_str(), %error, "{reason}");
     }
 }
@@ -245,7 +245,7 @@ impl RdKafkaSource {
                 message,
             } => context.log(log_level(level), &facility, &message),
             Polled::Error { code, message } => {
-                super::errors::count(cluster, Some(code));
+                super::errors::count(cluster, Some(code), &message);
                 tracing::debug!(target: "librdkafka", cluster, "{message}")
             }
             Polled::PartitionError { message, .. } => tracing::debug!(target: "librdkafka", cluster, "{message}"),
@@ -329,7 +329,7 @@ impl RdKafkaSource {
                     state.on_end(&topic, partition).then_some((topic, partition))
                 }
                 Some(Polled::Error { code, message }) => {
-                    super::errors::count(&self.cluster, Some(code));
+                    super::errors::count(&self.cluster, Some(code), &message);
                     tracing::debug!(cluster = self.cluster.as_str(), "reading records: {message}");
                     None
                 }

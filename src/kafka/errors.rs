@@ -47,7 +47,16 @@ impl ClientErrorKind {
         }
     }
 
-    fn of(code: Option<RDKafkaErrorCode>) -> ClientErrorKind {
+    /// The kind of an error event with librdkafka's `code` and `message`.
+    ///
+    /// librdkafka reports a connection that broke during the SASL handshake as an
+    /// authentication failure ("SASL PLAIN mechanism handshake failed: Local: Broker transport
+    /// failure: ..."); that is a transport problem, not a credential one, so it is counted as
+    /// one and an authentication alert only fires on what the broker actually refused.
+    fn of(code: Option<RDKafkaErrorCode>, message: &str) -> ClientErrorKind {
+        if code == Some(RDKafkaErrorCode::Authentication) && message.contains("Broker transport failure") {
+            return ClientErrorKind::Transport;
+        }
         match code {
             Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
                 ClientErrorKind::Authentication
@@ -63,8 +72,8 @@ impl ClientErrorKind {
 
 static COUNTS: Mutex<BTreeMap<(String, ClientErrorKind), u64>> = Mutex::new(BTreeMap::new());
 
-pub(super) fn count(cluster: &str, code: Option<RDKafkaErrorCode>) {
-    let kind = ClientErrorKind::of(code);
+pub(super) fn count(cluster: &str, code: Option<RDKafkaErrorCode>, message: &str) {
+    let kind = ClientErrorKind::of(code, message);
     let mut counts = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
     *counts.entry((cluster.to_string(), kind)).or_insert(0) += 1;
 }
@@ -84,15 +93,33 @@ mod tests {
 
     #[test]
     fn counts_by_cluster_and_kind() {
-        count("errors-test-a", Some(RDKafkaErrorCode::Authentication));
-        count("errors-test-a", Some(RDKafkaErrorCode::Authentication));
-        count("errors-test-a", Some(RDKafkaErrorCode::SSL));
-        count("errors-test-b", None);
+        let refused = "SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256";
+        count("errors-test-a", Some(RDKafkaErrorCode::Authentication), refused);
+        count("errors-test-a", Some(RDKafkaErrorCode::Authentication), refused);
+        count("errors-test-a", Some(RDKafkaErrorCode::SSL), "SSL handshake failed");
+        count("errors-test-b", None, "");
         let a = client_errors("errors-test-a");
         assert_eq!(a.len(), ClientErrorKind::ALL.len());
         assert!(a.contains(&(ClientErrorKind::Authentication, 2)));
+        assert!(a.contains(&(ClientErrorKind::Transport, 0)));
         assert!(a.contains(&(ClientErrorKind::Tls, 1)));
         assert!(a.contains(&(ClientErrorKind::Other, 0)));
         assert!(client_errors("errors-test-b").contains(&(ClientErrorKind::Other, 1)));
+    }
+
+    #[test]
+    fn a_connection_lost_during_the_sasl_handshake_is_a_transport_error() {
+        let lost = "127.0.0.1:9093/1: SASL PLAIN mechanism handshake failed: Local: Broker transport failure: broker's supported mechanisms: (n/a) (after 0ms in state DOWN)";
+        assert_eq!(
+            ClientErrorKind::of(Some(RDKafkaErrorCode::Authentication), lost),
+            ClientErrorKind::Transport
+        );
+        assert_eq!(
+            ClientErrorKind::of(
+                Some(RDKafkaErrorCode::Authentication),
+                "SASL authentication error: invalid credentials"
+            ),
+            ClientErrorKind::Authentication
+        );
     }
 }
