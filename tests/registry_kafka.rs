@@ -8,6 +8,8 @@ use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use common::{openmetrics_check, promtool_check_metrics, Exporter};
 use kafka_harness::{KafkaCluster, Record, SchemaRegistry};
 
@@ -612,25 +614,8 @@ clusters:
     let logs = exporter.logs();
     assert!(logs.contains("HTTP 401"), "the rejected password is reported: {logs}");
     // Neither the passwords nor the Authorization header values (even at debug level).
-    let header = |pw: &str| base64(format!("exporter:{pw}").as_bytes());
+    let header = |pw: &str| BASE64.encode(format!("exporter:{pw}"));
     for secret in [password.to_string(), wrong.to_string(), header(password), header(wrong)] {
         assert!(!logs.contains(&secret), "a secret reached the log: {secret}");
     }
-}
-
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }

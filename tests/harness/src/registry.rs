@@ -23,6 +23,9 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
 use crate::dist::{tail_lines, FileLock};
 use crate::error::{HarnessError, Result};
 use crate::process::{Janitor, NodeProcess};
@@ -358,7 +361,7 @@ impl SchemaRegistry {
         match self.options.users.first() {
             Some((user, password)) => req.set(
                 "Authorization",
-                &format!("Basic {}", base64(format!("{user}:{password}").as_bytes())),
+                &format!("Basic {}", BASE64.encode(format!("{user}:{password}"))),
             ),
             None => req,
         }
@@ -488,24 +491,6 @@ impl Drop for SchemaRegistry {
     }
 }
 
-/// Standard base64 with padding.
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// Creates `kafka-harness-registry-XXXXXXXX` under `$KAFKA_HARNESS_TMP` or the temp dir.
 fn create_dir() -> Result<PathBuf> {
     let parent = std::env::var_os(crate::TMP_ENV)
@@ -534,11 +519,5 @@ mod tests {
         assert_eq!(parse_java_major("21"), Some(21));
         assert_eq!(parse_java_major("1.8.0_402"), Some(8));
         assert_eq!(parse_java_major("x"), None);
-    }
-
-    #[test]
-    fn basic_credentials() {
-        assert_eq!(base64(b"alice:s3cret"), "YWxpY2U6czNjcmV0");
-        assert_eq!(base64(b"ab"), "YWI=");
     }
 }
