@@ -14,5 +14,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test (unit + integration against real Kafka)"
 # Integration tests start their own Kafka clusters; two test threads keep a 2-core machine
 # responsive while still overlapping cluster start-ups.
-cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-2}"
+# --no-fail-fast: one failing binary must not hide the results of the others.
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-2}"
 echo "== all tests passed"

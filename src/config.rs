@@ -390,11 +390,7 @@ impl Config {
             ));
         }
         let de = serde_yaml::Deserializer::from_str(text);
-        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            let reason = clean_serde_message(&field, &e.inner().to_string());
-            ConfigError::new(path, field, reason)
-        })?;
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| ConfigError::from_yaml(path, e))?;
         validate(path, raw)
     }
 
@@ -463,16 +459,6 @@ fn first_line(s: &str) -> String {
 
 /// The YAML parser prefixes messages with the path of the enclosing node, which the error
 /// already names, and may span lines; keep one line with the location.
-fn clean_serde_message(field: &str, msg: &str) -> String {
-    let msg = msg.replace('\n', " ");
-    if let Some((prefix, rest)) = msg.split_once(": ") {
-        if !prefix.contains(' ') && field.starts_with(prefix) {
-            return rest.to_string();
-        }
-    }
-    msg
-}
-
 /// Optional humantime durations ("30s", "1m30s") that keep humantime's reason on error.
 mod duration {
     use std::time::Duration;

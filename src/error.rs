@@ -24,6 +24,53 @@ impl ConfigError {
             reason: reason.into(),
         }
     }
+
+    /// The error of a YAML document that did not deserialize: the field is the path where
+    /// deserialization stopped, the reason is serde's message without a repeated field prefix.
+    pub fn from_yaml(file: impl Into<PathBuf>, e: serde_path_to_error::Error<serde_yaml::Error>) -> Self {
+        let field = field_path(e.path());
+        let msg = e.inner().to_string().replace('\n', " ");
+        let reason = match msg.split_once(": ") {
+            Some((prefix, rest)) if !prefix.contains(' ') && field.starts_with(prefix) => rest.to_string(),
+            _ => msg,
+        };
+        Self::new(file, field, reason)
+    }
+}
+
+/// A serde path as a field name a reader can find in the file: `clusters[0].lag.colour`,
+/// `.` for the document itself, and a key that is empty or would be misread (dots, brackets,
+/// blanks, control characters) in quotes, e.g. `classes[0].""`.
+pub fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } => push_key(&mut out, key),
+            Segment::Enum { variant } => push_key(&mut out, variant),
+            Segment::Unknown => push_key(&mut out, "?"),
+        }
+    }
+    if out.is_empty() {
+        out.push('.');
+    }
+    out
+}
+
+fn push_key(out: &mut String, key: &str) {
+    if !out.is_empty() {
+        out.push('.');
+    }
+    let plain = !key.is_empty()
+        && !key
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '[' | ']' | '"' | '`'));
+    if plain {
+        out.push_str(key);
+    } else {
+        out.push_str(&format!("{key:?}"));
+    }
 }
 
 /// Errors that stop the exporter before or while it runs.
@@ -47,5 +94,56 @@ impl AppError {
             AppError::Config(_) | AppError::KafkaClient { .. } => 2,
             AppError::Listen { .. } | AppError::Runtime(_) => 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml_error<T: serde::de::DeserializeOwned + std::fmt::Debug>(text: &str) -> ConfigError {
+        let de = serde_yaml::Deserializer::from_str(text);
+        ConfigError::from_yaml("/f.yml", serde_path_to_error::deserialize::<_, T>(de).unwrap_err())
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Doc {
+        items: Vec<Item>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Item {
+        name: String,
+        labels: Option<std::collections::BTreeMap<String, u8>>,
+    }
+
+    #[test]
+    fn field_names_the_path_and_quotes_keys_that_would_be_misread() {
+        for (text, field) in [
+            ("items: [{name: a, colour: red}]", "items[0].colour"),
+            ("\"\": 1", "\"\""),
+            ("items: [{name: a, \"\": 1}]", "items[0].\"\""),
+            (
+                "items: [{name: a, labels: {app.kubernetes.io/name: x}}]",
+                "items[0].labels.\"app.kubernetes.io/name\"",
+            ),
+            ("items: [{name: a, labels: {\"a b\": x}}]", "items[0].labels.\"a b\""),
+            ("items: 3", "items"),
+            ("[1]", "."),
+        ] {
+            let e = yaml_error::<Doc>(text);
+            assert_eq!(e.field, field, "{text} -> {e}");
+            assert!(!e.reason.is_empty() && !e.reason.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn reason_drops_the_repeated_field_prefix() {
+        let e = yaml_error::<Doc>("items: [{name: a, colour: red}]");
+        assert!(e.reason.starts_with("unknown field `colour`"), "{e}");
     }
 }

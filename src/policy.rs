@@ -256,15 +256,7 @@ impl Policy {
             ));
         }
         let de = serde_yaml::Deserializer::from_str(text);
-        let raw: RawPolicy = serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            let msg = e.inner().to_string().replace('\n', " ");
-            let reason = match msg.split_once(": ") {
-                Some((prefix, rest)) if !prefix.contains(' ') && field.starts_with(prefix) => rest.to_string(),
-                _ => msg,
-            };
-            ConfigError::new(path, field, reason)
-        })?;
+        let raw: RawPolicy = serde_path_to_error::deserialize(de).map_err(|e| ConfigError::from_yaml(path, e))?;
         validate(path, raw)
     }
 

@@ -43,8 +43,16 @@ fn build(samples: &[(u64, i64)], cap: usize) -> HwHistory {
     h
 }
 
+/// `PROPTEST_CASES` raises the number of cases for a deeper local search; CI runs `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(2000), .. ProptestConfig::default() })]
 
     #[test]
     fn offset_lag_is_never_negative(committed in prop::option::of(offset()), log_start in offset(), hw in offset()) {

@@ -131,8 +131,36 @@ fn check_error(e: &ConfigError, path: &Path) {
     assert!(!e.to_string().contains('\n'), "one line: {e}");
 }
 
+/// `PROPTEST_CASES` raises the number of cases for a deeper local search; CI runs `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Inputs random search found once (CI run of 2026-11-28): an empty key must still be named.
+#[test]
+fn empty_and_odd_keys_are_named_in_quotes() {
+    let cases: &[(&str, &str)] = &[
+        ("\"\"\u{0b47}: ", "\"\""),
+        ("\"\": 1", "\"\""),
+        ("\"a.b\": 1", "\"a.b\""),
+    ];
+    for (text, field) in cases {
+        let path = Path::new("/etc/kse/policy.yml");
+        let e = Policy::parse(path, text).unwrap_err();
+        check_error(&e, path);
+        assert_eq!(e.field, *field, "{e}");
+        let path = Path::new("/etc/kse/config.yml");
+        let e = Config::parse(path, text).unwrap_err();
+        check_error(&e, path);
+        assert_eq!(e.field, *field, "{e}");
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(512), .. ProptestConfig::default() })]
 
     #[test]
     fn config_parser_never_panics_on_any_text(text in "\\PC{0,200}") {

@@ -267,11 +267,7 @@ fn load_active(file: &Path) -> Result<Active, ConfigError> {
         RawWebConfig::default()
     } else {
         let de = serde_yaml::Deserializer::from_str(&text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            let msg = e.inner().to_string().replace('\n', " ");
-            err(&field, msg)
-        })?
+        serde_path_to_error::deserialize(de).map_err(|e| ConfigError::from_yaml(file, e))?
     };
     let base_dir = file.parent().unwrap_or_else(|| Path::new("."));
     let mut stamps = vec![(file.to_path_buf(), stamp)];
