@@ -5,7 +5,6 @@
 //! configuration: unknown keys, bad patterns and bad values are [`ConfigError`]s naming the
 //! file and field. Format and ADR mapping: `docs/policy.md`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -734,17 +733,6 @@ pub fn evaluate(policy: &Policy, facts: &TopicFacts<'_>, now: SystemTime) -> Top
         replay_window_seconds: facts.replay_window,
         rules,
     }
-}
-
-/// Counts of violating topics per rule, every rule present (0 when none).
-pub fn violations_by_rule(topics: &[TopicCompliance]) -> BTreeMap<Rule, usize> {
-    let mut m: BTreeMap<Rule, usize> = Rule::ALL.iter().map(|r| (*r, 0)).collect();
-    for t in topics {
-        for r in t.failing() {
-            *m.entry(r.rule).or_default() += 1;
-        }
-    }
-    m
 }
 
 /// The built-in policy's path, for messages.

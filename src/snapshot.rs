@@ -307,13 +307,10 @@ pub struct ClusterTotals {
     pub under_replicated: usize,
     pub offline: usize,
     pub non_preferred_leader: usize,
-    /// Unknown configs count as not under. `None` when sharded: it would need every topic's
-    /// configuration in one process.
-    pub under_min_isr: Option<usize>,
 }
 
 impl ClusterTotals {
-    fn of(topics: &[TopicView], shard: Shard) -> Self {
+    fn of(topics: &[TopicView]) -> Self {
         let partitions = || topics.iter().flat_map(|t| t.partitions.iter());
         let count = |f: &dyn Fn(&PartitionView) -> bool| partitions().filter(|p| f(p)).count();
         Self {
@@ -322,7 +319,6 @@ impl ClusterTotals {
             under_replicated: count(&|p| p.under_replicated()),
             offline: count(&|p| p.offline()),
             non_preferred_leader: count(&|p| !p.offline() && !p.leader_is_preferred()),
-            under_min_isr: (!shard.is_sharded()).then(|| count(&|p| p.under_min_isr() == Some(true))),
         }
     }
 }
@@ -780,7 +776,7 @@ impl Memory {
             self.last_success = Some(at);
         }
         let all_topics = self.metadata.as_ref().map(|md| self.topic_views(&md.value, at));
-        let totals = all_topics.as_deref().map(|t| ClusterTotals::of(t, cfg.shard));
+        let totals = all_topics.as_deref().map(ClusterTotals::of);
         let topics = all_topics.map(|mut t| {
             t.retain(|t| cfg.shard.owns(&t.name));
             Arc::new(t)

@@ -174,22 +174,19 @@ fn every_rule_and_class_against_real_topic_configs() {
             .collect();
         assert_eq!(fails, vec![failing.to_string()], "{topic}");
     }
+    // Violations per rule as the dashboards count them:
+    // `sum by (cluster, rule) (1 - kafka_topic_compliance)`, 0 for a rule nothing violates.
     let c = [("cluster", "local")];
-    assert_eq!(
-        m.value("kafka_compliance_violating_topics", &[c[0], ("rule", "min_retention")]),
-        Some(2.0)
-    );
-    assert_eq!(
-        m.value("kafka_compliance_violating_topics", &[c[0], ("rule", "naming")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        m.value(
-            "kafka_compliance_violating_topics",
-            &[c[0], ("rule", "partition_count_stable")]
-        ),
-        Some(0.0)
-    );
+    let violating = |rule: &str| {
+        let all = m.find("kafka_topic_compliance", &[c[0], ("rule", rule)]);
+        assert!(!all.is_empty(), "rule {rule} evaluated");
+        all.iter()
+            .filter(|s| matches!(s.value, prometheus_parse::Value::Gauge(v) if v == 0.0))
+            .count()
+    };
+    assert_eq!(violating("min_retention"), 2);
+    assert_eq!(violating("naming"), 1);
+    assert_eq!(violating("partition_count_stable"), 0);
     assert_eq!(
         m.value(
             "kafka_topic_required_retention_seconds",
@@ -201,9 +198,11 @@ fn every_rule_and_class_against_real_topic_configs() {
         m.value("kafka_topic_retention_seconds", &[("topic", "audit.cmp.events")]),
         Some(7.0 * 86_400.0)
     );
+    // Topics per class: `count by (cluster, class) (kafka_topic_compliance_class_info)`.
     assert_eq!(
-        m.value("kafka_compliance_topics", &[c[0], ("class", "domain_event")]),
-        Some(6.0)
+        m.find("kafka_topic_compliance_class_info", &[c[0], ("class", "domain_event")])
+            .len(),
+        6
     );
 
     // The JSON report says the same, with actual and required values.

@@ -480,8 +480,9 @@ fn run_phases(kafka: &KafkaCluster, registry: &SchemaRegistry, e: &Exporter, sta
             && m.value("kafka_topic_under_min_isr_partitions", &t) == Some(PARTITIONS as f64)
     });
     assert_eq!(
-        m.value("kafka_cluster_under_min_isr_partitions", &[]),
-        Some(PARTITIONS as f64)
+        m.sum("kafka_topic_under_min_isr_partitions", &[]),
+        Some(PARTITIONS as f64),
+        "no other topic is under min ISR"
     );
     assert_eq!(
         m.value("kafka_topic_offline_partitions", &t),

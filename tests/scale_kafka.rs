@@ -184,14 +184,6 @@ fn series(m: &Metrics) -> BTreeMap<SeriesKey, f64> {
         .collect()
 }
 
-/// Families that sum over every topic and need per-topic data a shard only has for its own
-/// topics; sharded processes leave them out (docs/metrics.md gives the equivalent queries).
-const UNSHARDED_ONLY: [&str; 3] = [
-    "kafka_cluster_under_min_isr_partitions",
-    "kafka_compliance_violating_topics",
-    "kafka_compliance_topics",
-];
-
 /// Values that depend on the scrape or cycle time rather than on the cluster's state.
 fn time_dependent(name: &str) -> bool {
     name.contains("_seconds") || name.ends_with("_ratio") || name == "kafka_consumergroup_status"
@@ -284,14 +276,7 @@ fn two_shards_split_the_series_of_one_unsharded_exporter() {
     let extra: Vec<_> = union.difference(&k_whole).collect();
     assert!(extra.is_empty(), "series only the shards export: {extra:#?}");
     let missing: Vec<&SeriesKey> = k_whole.difference(&union).collect();
-    let missing_families: BTreeSet<&str> = missing.iter().map(|(n, _)| n.as_str()).collect();
-    assert!(
-        missing_families.iter().all(|f| UNSHARDED_ONLY.contains(f)),
-        "series missing from the shards: {missing:#?}"
-    );
-    for f in UNSHARDED_ONLY {
-        assert!(k_whole.iter().any(|(n, _)| n == f), "{f} is exported unsharded");
-    }
+    assert!(missing.is_empty(), "series missing from the shards: {missing:#?}");
 
     // Cluster-wide series come from shard 0 only; per-topic and per-group ones from the owner.
     for f in [

@@ -2,7 +2,6 @@
 //! verdicts and partition count changes.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -11,7 +10,7 @@ use prometheus_client::registry::Unit;
 
 use super::{cluster_labels, counters, gauges, infos, unix_seconds, with, Area, Labels};
 use crate::config::Granularity;
-use crate::policy::{violations_by_rule, Rule, Verdict};
+use crate::policy::Verdict;
 use crate::snapshot::ClusterSnapshot;
 
 #[derive(Debug)]
@@ -29,8 +28,6 @@ impl Area for ComplianceArea {
         let mut window: Vec<(Labels, f64)> = Vec::new();
         let mut partition_window: Vec<(Labels, f64)> = Vec::new();
         let mut verdicts: Vec<(Labels, f64)> = Vec::new();
-        let mut violating: Vec<(Labels, f64)> = Vec::new();
-        let mut per_class: Vec<(Labels, f64)> = Vec::new();
         let mut changes: Vec<(Labels, u64)> = Vec::new();
         let mut last_change: Vec<(Labels, f64)> = Vec::new();
 
@@ -39,11 +36,9 @@ impl Area for ComplianceArea {
                 continue;
             };
             let base = cluster_labels(c);
-            let mut classes: BTreeMap<&str, usize> = BTreeMap::new();
             for (t, tc) in topics.iter().zip(compliance.iter()) {
                 let tl = with(&base, [("topic", Cow::Borrowed(t.name.as_str()))]);
                 class_info.push((tl.clone(), vec![("class", Cow::Borrowed(tc.class.as_str()))]));
-                *classes.entry(tc.class.as_str()).or_default() += 1;
                 if let Some(r) = tc.required_retention_seconds {
                     required.push((tl.clone(), r));
                 }
@@ -70,16 +65,6 @@ impl Area for ComplianceArea {
                     last_change.push((tl, unix_seconds(ts)));
                 }
             }
-            // Counts over all topics: a shard knows only its own (sum the per-topic series).
-            if c.shard.is_sharded() {
-                continue;
-            }
-            for (rule, n) in violations_by_rule(compliance) {
-                violating.push((with(&base, [("rule", Cow::Borrowed(Rule::as_str(rule)))]), n as f64));
-            }
-            for (class, n) in classes {
-                per_class.push((with(&base, [("class", Cow::Borrowed(class))]), n as f64));
-            }
         }
 
         infos(enc, "kafka_topic_compliance_class", "Policy class of the topic by naming convention: a class name, `unmatched` (no convention) or `exempt` (value 1).", &class_info)?;
@@ -99,20 +84,6 @@ impl Area for ComplianceArea {
             &partition_window,
         )?;
         gauges(enc, "kafka_topic_compliance", "1 if the topic passes the policy rule, 0 if it violates it; absent while the facts are unknown or the rule does not apply.", None, &verdicts)?;
-        gauges(
-            enc,
-            "kafka_compliance_violating_topics",
-            "Topics violating the rule.",
-            None,
-            &violating,
-        )?;
-        gauges(
-            enc,
-            "kafka_compliance_topics",
-            "Topics per policy class.",
-            None,
-            &per_class,
-        )?;
         counters(
             enc,
             "kafka_topic_partition_count_changes",

@@ -109,29 +109,24 @@ const TOPIC_GAUGES: &[(&str, &str, TopicFn)] = &[
     ),
 ];
 
-type TotalsFn = fn(&ClusterTotals) -> Option<usize>;
+type TotalsFn = fn(&ClusterTotals) -> usize;
 
 /// Per-cluster totals over all exported partitions (from shard 0 when sharded).
 const CLUSTER_GAUGES: &[(&str, &str, TotalsFn)] = &[
     (
         "kafka_cluster_under_replicated_partitions",
         "Partitions with fewer in-sync than assigned replicas.",
-        |t| Some(t.under_replicated),
-    ),
-    (
-        "kafka_cluster_under_min_isr_partitions",
-        "Partitions with fewer in-sync replicas than min.insync.replicas (unknown configs count as not under).",
-        |t| t.under_min_isr,
+        |t| t.under_replicated,
     ),
     (
         "kafka_cluster_offline_partitions",
         "Partitions without a leader.",
-        |t| Some(t.offline),
+        |t| t.offline,
     ),
     (
         "kafka_cluster_non_preferred_leader_partitions",
         "Partitions led by a replica other than the preferred one.",
-        |t| Some(t.non_preferred_leader),
+        |t| t.non_preferred_leader,
     ),
 ];
 
@@ -150,7 +145,7 @@ impl Area for PartitionsArea {
         for (name, help, f) in CLUSTER_GAUGES {
             let samples = snapshots.iter().filter_map(|(base, c, _)| {
                 let totals = c.totals.filter(|_| c.shard.owns_cluster_wide())?;
-                f(&totals).map(|v| (base.as_slice(), v as f64))
+                Some((base.as_slice(), f(&totals) as f64))
             });
             gauge_family(enc, name, help, None, samples)?;
         }

@@ -1,5 +1,7 @@
 //! Unit tests of policy parsing, classification and rule evaluation.
 
+use std::collections::BTreeMap;
+
 use super::*;
 
 fn t(s: u64) -> SystemTime {
@@ -203,14 +205,14 @@ fn partition_change_fails_within_window() {
 }
 
 #[test]
-fn violations_are_counted_per_rule() {
+fn a_topic_violating_two_rules_fails_each_and_passes_the_rest() {
     let bad = eval("legacy_orders", &[partition(0, 1, 0)], Some(&compliant(7)), None);
     let good = eval("order.order.events", &[partition(0, 3, 0)], Some(&compliant(7)), None);
-    let m = violations_by_rule(&[bad, good]);
-    assert_eq!(m[&Rule::Naming], 1);
-    assert_eq!(m[&Rule::ReplicationFactor], 1);
-    assert_eq!(m[&Rule::CompressionType], 0);
-    assert_eq!(m.len(), Rule::ALL.len());
+    let bad_v = verdicts(&bad);
+    assert_eq!(bad_v[&Rule::Naming], Verdict::Fail);
+    assert_eq!(bad_v[&Rule::ReplicationFactor], Verdict::Fail);
+    assert_eq!(bad_v[&Rule::CompressionType], Verdict::Pass);
+    assert_eq!(verdicts(&good)[&Rule::Naming], Verdict::Pass);
 }
 
 #[test]

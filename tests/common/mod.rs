@@ -227,6 +227,23 @@ impl Metrics {
         })
     }
 
+    /// Sum of the samples of `name` matching `labels`, as PromQL `sum` would give it; `None`
+    /// when no sample matches.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found = self.find(name, labels);
+        (!found.is_empty()).then(|| {
+            found
+                .iter()
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v) => v,
+                    _ => panic!("{name} is not a plain sample"),
+                })
+                .sum()
+        })
+    }
+
     /// Label maps of every sample of `name`.
     pub fn labels_of(&self, name: &str) -> Vec<HashMap<String, String>> {
         self.find(name, &[])
