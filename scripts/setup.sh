@@ -60,5 +60,10 @@ for tool in helm:helm.sh/helm/v3/cmd/helm@v3.22.0 kustomize:sigs.k8s.io/kustomiz
   fi
 done
 
+# kse-k8s-check (tests/k8s-check) decodes the rendered manifests strictly into the Kubernetes and
+# Prometheus Operator Go types and applies the API server's syntax rules; `go build` is
+# incremental, so this costs nothing when nothing changed.
+(cd tests/k8s-check && go build -o ../../target/kse-k8s-check .)
+
 ./scripts/fetch-kafka.sh "${KAFKA_VERSION:-4.1.1}"
 ./scripts/fetch-registry.sh "${APICURIO_VERSION:-3.3.3}"

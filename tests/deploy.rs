@@ -9,8 +9,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Exporter, EXPORTER};
@@ -180,6 +181,10 @@ fn parse_documents(text: &str) -> Vec<Value> {
 
 /// `helm template` with extra arguments (`--set k=v`, `--set-file k=path`, ...).
 fn helm_template(args: &[&str]) -> Vec<Value> {
+    parse_documents(&helm_template_text(args))
+}
+
+fn helm_template_text(args: &[&str]) -> String {
     let mut cmd = Command::new(tool("helm"));
     cmd.args([
         "template",
@@ -192,15 +197,19 @@ fn helm_template(args: &[&str]) -> Vec<Value> {
     ])
     .args(args)
     .current_dir(root());
-    parse_documents(&run_tool(&mut cmd))
+    run_tool(&mut cmd)
 }
 
 fn kustomize_build() -> Vec<Value> {
-    parse_documents(&run_tool(
+    parse_documents(&kustomize_build_text())
+}
+
+fn kustomize_build_text() -> String {
+    run_tool(
         Command::new(tool("kustomize"))
             .arg("build")
             .arg(root().join(KUSTOMIZE_BASE)),
-    ))
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -471,6 +480,213 @@ fn kustomize_base_builds_complete_consistent_objects() {
             "common labels on {}",
             s(o, &["metadata", "name"])
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kubernetes types and API rules (tests/k8s-check, built by scripts/setup.sh)
+// ---------------------------------------------------------------------------------------------
+
+/// Runs kse-k8s-check on a YAML stream: whether it passed, and what it printed.
+fn k8s_check(manifests: &str) -> (bool, String) {
+    let bin = root().join("target/kse-k8s-check");
+    assert!(
+        bin.is_file(),
+        "{} missing: run scripts/setup.sh (it builds tests/k8s-check)",
+        bin.display()
+    );
+    let mut child = Command::new(&bin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kse-k8s-check starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifests.as_bytes())
+        .expect("manifests written");
+    let out = child.wait_with_output().expect("kse-k8s-check ends");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "kse-k8s-check failed to run: {text}"
+    );
+    (out.status.success(), text)
+}
+
+fn to_stream(docs: &[Value]) -> String {
+    docs.iter()
+        .map(|d| serde_yaml::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+#[test]
+fn every_rendering_passes_the_kubernetes_type_and_rule_check() {
+    let mut renders = vec![("kustomize build".to_string(), kustomize_build_text())];
+    for v in VARIANTS {
+        renders.push((format!("helm template {v:?}"), helm_template_text(v)));
+    }
+    for (name, text) in renders {
+        let (ok, out) = k8s_check(&text);
+        assert!(ok, "{name}:\n{out}");
+        let objects = parse_documents(&text).len();
+        assert!(out.contains(&format!("{objects} objects valid")), "{name}: {out}");
+        eprintln!("{name}: {}", out.trim());
+    }
+}
+
+/// Each break is one an API server or a controller would refuse or act wrongly on; the
+/// check must name it.
+#[test]
+fn the_kubernetes_check_reports_what_an_api_server_would_refuse() {
+    type Break = fn(&mut Value);
+    fn kind<'a>(docs: &'a mut [Value], k: &str) -> &'a mut Value {
+        docs.iter_mut().find(|d| d["kind"].as_str() == Some(k)).unwrap()
+    }
+    fn ctr(d: &mut Value) -> &mut serde_yaml::Mapping {
+        d["spec"]["template"]["spec"]["containers"][0].as_mapping_mut().unwrap()
+    }
+    let cases: &[(&str, &str, Break, &str)] = &[
+        (
+            "misspelt field",
+            "Deployment",
+            |d| {
+                ctr(d).insert("imagePulPolicy".into(), "Always".into());
+            },
+            "unknown field \"spec.template.spec.containers[0].imagePulPolicy\"",
+        ),
+        (
+            "wrong type",
+            "Deployment",
+            |d| d["spec"]["replicas"] = Value::from("two"),
+            "does not decode",
+        ),
+        (
+            "unknown kind",
+            "Deployment",
+            |d| d["kind"] = Value::from("Deploymnt"),
+            "does not decode",
+        ),
+        (
+            "probe on an undeclared port",
+            "Deployment",
+            |d| {
+                ctr(d)["readinessProbe"]["httpGet"]["port"] = Value::from("metricz");
+            },
+            "port \"metricz\" is not a port of container",
+        ),
+        (
+            "selector not matching the template",
+            "Deployment",
+            |d| {
+                d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] = Value::from("other");
+            },
+            "does not match the pod template's labels",
+        ),
+        (
+            "request above limit",
+            "Deployment",
+            |d| {
+                ctr(d)["resources"]["requests"]["memory"] = Value::from("1Gi");
+            },
+            "exceeds the limit",
+        ),
+        (
+            "mount of an undeclared volume",
+            "Deployment",
+            |d| {
+                ctr(d)["volumeMounts"][0]["name"] = Value::from("nope");
+            },
+            "mounts volume \"nope\"",
+        ),
+        (
+            "mount of a missing ConfigMap",
+            "Deployment",
+            |d| {
+                d["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"] = Value::from("gone");
+            },
+            "mounts ConfigMap \"gone\"",
+        ),
+        (
+            "invalid label",
+            "Service",
+            |d| {
+                d["metadata"]["labels"]["team"] = Value::from("sre team!");
+            },
+            "metadata.labels",
+        ),
+        (
+            "Service selecting nothing",
+            "Service",
+            |d| {
+                d["spec"]["selector"]["app.kubernetes.io/component"] = Value::from("nothing");
+            },
+            "selects no pod template",
+        ),
+        (
+            "Service target port not declared",
+            "Service",
+            |d| {
+                d["spec"]["ports"][0]["targetPort"] = Value::from("metrics");
+            },
+            "\"metrics\" is not a named container port",
+        ),
+        (
+            "ServiceMonitor on an unknown port",
+            "ServiceMonitor",
+            |d| {
+                d["spec"]["endpoints"][0]["port"] = Value::from("web");
+            },
+            "\"web\" is not a named port",
+        ),
+        (
+            "ServiceMonitor selecting nothing",
+            "ServiceMonitor",
+            |d| {
+                d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] = Value::from("x");
+            },
+            "selects no Service",
+        ),
+        (
+            "rule without alert or record",
+            "PrometheusRule",
+            |d| {
+                let r = d["spec"]["groups"][0]["rules"][0].as_mapping_mut().unwrap();
+                r.remove("alert");
+                r.remove("record");
+            },
+            "needs exactly one of record and alert",
+        ),
+        (
+            "ConfigMap too large to kubectl apply",
+            "ConfigMap",
+            |d| {
+                d["data"]["big.json"] = Value::from("x".repeat(300 * 1024));
+            },
+            "last-applied-configuration",
+        ),
+        (
+            "invalid name",
+            "ConfigMap",
+            |d| d["metadata"]["name"] = Value::from("Bad_Name"),
+            "metadata.name",
+        ),
+    ];
+    let good = kustomize_build();
+    assert!(k8s_check(&to_stream(&good)).0, "the unbroken base passes");
+    for (what, k, brk, expected) in cases {
+        let mut docs = good.clone();
+        brk(kind(&mut docs, k));
+        let (ok, out) = k8s_check(&to_stream(&docs));
+        assert!(!ok, "{what}: not reported:\n{out}");
+        assert!(out.contains(expected), "{what}: expected {expected:?} in:\n{out}");
     }
 }
 
