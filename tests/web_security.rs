@@ -7,66 +7,16 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use common::{write_file, Exporter, Metrics, EXPORTER};
-use kafka_harness::{CertKey, TestPki};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use common::{https_get as get, tls_agent, write_file, Exporter, Metrics, EXPORTER};
+use kafka_harness::TestPki;
 
 /// A cluster nobody listens on: collection fails, the endpoint serves all the same.
 const CONFIG: &str = "clusters:\n  - name: nowhere\n    bootstrap_servers: ['127.0.0.1:1']\n";
 
 fn pki(dir: &Path) -> TestPki {
     TestPki::generate(&dir.join("pki"), "kse-web-test-ca").expect("generate certificates")
-}
-
-fn tls_agent(ca: Option<&Path>, client: Option<&CertKey>) -> ureq::Agent {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca {
-        Some(ca) => {
-            for c in CertificateDer::pem_file_iter(ca).unwrap() {
-                roots.add(c.unwrap()).unwrap();
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let config = match client {
-        Some(ck) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&ck.cert)
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            builder
-                .with_client_auth_cert(certs, PrivateKeyDer::from_pem_file(&ck.key).unwrap())
-                .unwrap()
-        }
-        None => builder.with_no_client_auth(),
-    };
-    ureq::AgentBuilder::new()
-        .tls_config(Arc::new(config))
-        .timeout(Duration::from_secs(10))
-        .build()
-}
-
-/// GET over HTTPS: status and response, or the transport error's text.
-fn get(agent: &ureq::Agent, url: &str, auth: Option<(&str, &str)>) -> Result<(u16, ureq::Response), String> {
-    let mut req = agent.get(url);
-    if let Some((u, p)) = auth {
-        let v = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-        req = req.set("Authorization", &format!("Basic {v}"));
-    }
-    match req.call() {
-        Ok(r) => Ok((r.status(), r)),
-        Err(ureq::Error::Status(code, r)) => Ok((code, r)),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 /// Sends raw bytes and reads until the server closes or `wait` passes.

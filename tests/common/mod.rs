@@ -11,6 +11,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use kafka_harness::CertKey;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
 pub const EXPORTER: &str = env!("CARGO_BIN_EXE_kafka-slo-exporter");
 
 /// A running exporter process, killed on drop.
@@ -28,18 +33,37 @@ impl Exporter {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("write config");
-        let mut child = Command::new(EXPORTER)
-            .arg("--config.file")
-            .arg(&config_path)
-            .args([
+        let mut args: Vec<String> = vec!["--config.file".into(), config_path.display().to_string()];
+        args.extend(
+            [
                 "--web.listen-address",
                 "127.0.0.1:0",
                 "--log.format",
                 "json",
                 "--log.level",
                 "debug",
-            ])
-            .args(extra_args)
+            ]
+            .map(String::from),
+        );
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        Self::spawn(dir, config_path, &args)
+    }
+
+    /// Starts the exporter with exactly `args`, which must include `--log.format=json` and a
+    /// `--web.listen-address` on 127.0.0.1 (port 0 for a free one).
+    pub fn start_args(args: &[String]) -> Exporter {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--config.file="))
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        Self::spawn(dir, config_path, args)
+    }
+
+    fn spawn(dir: tempfile::TempDir, config_path: PathBuf, args: &[String]) -> Exporter {
+        let mut child = Command::new(EXPORTER)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -389,4 +413,51 @@ pub fn bootstrap_yaml(kafka: &kafka_harness::KafkaCluster) -> String {
         .map(|s| format!("\"{s}\""))
         .collect();
     format!("[{}]", quoted.join(", "))
+}
+
+/// A ureq agent trusting `ca` (else the web PKI) and presenting `client` when given.
+pub fn tls_agent(ca: Option<&Path>, client: Option<&CertKey>) -> ureq::Agent {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(ca) => {
+            for c in CertificateDer::pem_file_iter(ca).unwrap() {
+                roots.add(c.unwrap()).unwrap();
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        Some(ck) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&ck.cert)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            builder
+                .with_client_auth_cert(certs, PrivateKeyDer::from_pem_file(&ck.key).unwrap())
+                .unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    ureq::AgentBuilder::new()
+        .tls_config(Arc::new(config))
+        .timeout(Duration::from_secs(10))
+        .build()
+}
+
+/// GET over HTTPS with optional basic auth: status and response, or the transport error's text.
+pub fn https_get(agent: &ureq::Agent, url: &str, auth: Option<(&str, &str)>) -> Result<(u16, ureq::Response), String> {
+    let mut req = agent.get(url);
+    if let Some((u, p)) = auth {
+        let v = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+        req = req.set("Authorization", &format!("Basic {v}"));
+    }
+    match req.call() {
+        Ok(r) => Ok((r.status(), r)),
+        Err(ureq::Error::Status(code, r)) => Ok((code, r)),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -55,3 +55,55 @@ app.kubernetes.io/component: exporter
 {{- .Files.Get "files/policy/adr-0007.yml" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* "true" when the metrics endpoint serves TLS (web.tls, else web.config.tls_server_config). */}}
+{{- define "kse.webTLS" -}}
+{{- if kindIs "bool" .Values.web.tls -}}
+{{- if .Values.web.tls }}true{{ end -}}
+{{- else if (.Values.web.config | default dict).tls_server_config -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the endpoint requires a client certificate, which kubelet probes cannot show. */}}
+{{- define "kse.webClientCertRequired" -}}
+{{- if kindIs "bool" .Values.web.clientCertRequired -}}
+{{- if .Values.web.clientCertRequired }}true{{ end -}}
+{{- else -}}
+{{- $tls := (.Values.web.config | default dict).tls_server_config | default dict -}}
+{{- if has ($tls.client_auth_type | default "") (list "RequireAnyClientCert" "RequireAndVerifyClientCert") -}}
+true
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding web-config.yml, or "" when the endpoint is unprotected. */}}
+{{- define "kse.webConfigSecret" -}}
+{{- if .Values.web.existingConfigSecret -}}
+{{- .Values.web.existingConfigSecret -}}
+{{- else if .Values.web.config -}}
+{{- include "kse.fullname" . }}-web
+{{- end -}}
+{{- end -}}
+
+{{/* One probe of the metrics endpoint on `path`. */}}
+{{- define "kse.probe" -}}
+{{- if include "kse.webClientCertRequired" .root -}}
+tcpSocket:
+  port: http
+{{- else -}}
+httpGet:
+  path: {{ .path }}
+  port: http
+  {{- if include "kse.webTLS" .root }}
+  scheme: HTTPS
+  {{- end }}
+  {{- with .root.Values.web.probeHeaders }}
+  httpHeaders:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+periodSeconds: 10
+timeoutSeconds: 3
+failureThreshold: 3
+{{- end -}}
