@@ -26,7 +26,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
@@ -170,9 +170,22 @@ async fn tls_handshake(
             .map_err(|e| (TlsHandshake, e.to_string()))?;
         if n == 1 && first[0].is_ascii_uppercase() {
             let answer = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
-            if stream.writable().await.is_ok() {
-                let _ = stream.try_write(answer);
-            }
+            let mut stream = stream;
+            let _ = stream.write_all(answer).await;
+            let _ = stream.shutdown().await;
+            // Read what the client sent before closing: closing with unread data resets the
+            // connection, and the reset can destroy the answer before the client reads it.
+            let mut sink = [0u8; 1024];
+            let drain = async {
+                let mut total = 0usize;
+                while total < 64 * 1024 {
+                    match stream.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
             return Err((PlainHttp, "plain HTTP request on the HTTPS port".to_string()));
         }
         tokio_rustls::TlsAcceptor::from(config)

@@ -115,11 +115,18 @@ fn main() -> ExitCode {
     kafka_slo_exporter::kafka::limit_malloc_arenas();
     let cli = Cli::parse();
     if cli.healthcheck {
-        let checked = app::parse_listen_address(&cli.listen_address).and_then(|addr| {
-            kafka_slo_exporter::healthcheck::check(
-                kafka_slo_exporter::healthcheck::target(addr),
-                Duration::from_secs(3),
-            )
+        let web = match &cli.web_config_file {
+            Some(f) => kafka_slo_exporter::http::web_config::self_check(f).map_err(|e| format!("web config: {e}")),
+            None => Ok(Default::default()),
+        };
+        let checked = web.and_then(|web| {
+            app::parse_listen_address(&cli.listen_address).and_then(|addr| {
+                kafka_slo_exporter::healthcheck::check(
+                    kafka_slo_exporter::healthcheck::target(addr),
+                    Duration::from_secs(3),
+                    &web,
+                )
+            })
         });
         return match checked {
             Ok(()) => ExitCode::SUCCESS,

@@ -1043,16 +1043,38 @@ fn helm_web_values_protect_the_endpoint_and_the_rendered_probes_pass() {
         .is_err());
 }
 
-/// A client certificate requirement cannot be met by the kubelet: the probes fall back to TCP.
+/// A client certificate requirement cannot be met by the kubelet: liveness runs the binary's
+/// health check, readiness opens a TCP connection.
 #[test]
-fn helm_web_values_requiring_client_certificates_render_tcp_probes() {
+fn helm_web_values_requiring_client_certificates_render_exec_and_tcp_probes() {
     let objects = helm_template(&[
         "--set-json",
         r#"web.config={"tls_server_config":{"cert_file":"/c/tls.crt","key_file":"/c/tls.key","client_ca_file":"/c/ca.crt","client_auth_type":"RequireAndVerifyClientCert"}}"#,
     ]);
     let c = container(one(&objects, "Deployment"));
+    let exec: Vec<&str> = c["livenessProbe"]["exec"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        exec,
+        [
+            "/usr/local/bin/kafka-slo-exporter",
+            "--healthcheck",
+            "--web.listen-address=127.0.0.1:10077",
+            "--web.config.file=/etc/kafka-slo-exporter/web/web-config.yml"
+        ]
+    );
+    // The image's binary, as the Dockerfile's ENTRYPOINT names it.
+    let stages = dockerfile_stages();
+    assert_eq!(
+        instruction(stages.last().unwrap(), "ENTRYPOINT"),
+        vec![format!("[\"{}\"]", exec[0]).as_str()]
+    );
+    assert_eq!(s(&c["readinessProbe"]["tcpSocket"], &["port"]), "http");
     for probe in ["livenessProbe", "readinessProbe"] {
-        assert_eq!(s(&c[probe]["tcpSocket"], &["port"]), "http", "{probe}");
         assert!(c[probe]["httpGet"].is_null(), "{probe}");
     }
     // An existing Secret: TLS and the client-certificate requirement are declared.

@@ -394,3 +394,87 @@ fn shipped_web_config_example_is_valid() {
     let hash = text.lines().find_map(|l| l.strip_prefix("  prometheus: ")).unwrap();
     assert!(bcrypt::verify("example-password", hash).unwrap());
 }
+
+/// `--healthcheck` with the exporter's web config: exit status and what it printed.
+fn healthcheck(addr: SocketAddr, web: Option<&Path>) -> (bool, String) {
+    let mut cmd = std::process::Command::new(EXPORTER);
+    cmd.arg("--healthcheck").arg(format!("--web.listen-address={addr}"));
+    if let Some(web) = web {
+        cmd.arg(format!("--web.config.file={}", web.display()));
+    }
+    let out = cmd.output().expect("run --healthcheck");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The container health check reaches an endpoint protected by its web config: over TLS,
+/// trusting exactly the configured certificate, and taking the refusal the config prescribes
+/// (401 for basic auth, the handshake for a required client certificate) as alive.
+#[test]
+fn healthcheck_follows_the_web_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let other = TestPki::generate(&dir.path().join("other"), "kse-other-ca").unwrap();
+    let tls = |cert: &Path, key: &Path| {
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    let server_tls = tls(&pki.server.cert, &pki.server.key);
+    let hash = bcrypt::hash("hc-pw", 4).unwrap();
+    let client_ca = format!(
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
+        pki.ca.cert.display()
+    );
+    let cases: Vec<(&str, String)> = vec![
+        ("TLS", server_tls.clone()),
+        (
+            "TLS and basic auth",
+            format!("{server_tls}basic_auth_users:\n  alice: '{hash}'\n"),
+        ),
+        (
+            "TLS 1.3 client certificates",
+            format!("{server_tls}{client_ca}  min_version: TLS13\n"),
+        ),
+        (
+            "TLS 1.2 client certificates",
+            format!("{server_tls}{client_ca}  max_version: TLS12\n"),
+        ),
+        (
+            "plain HTTP with basic auth",
+            format!("basic_auth_users:\n  alice: '{hash}'\n"),
+        ),
+    ];
+    for (what, text) in cases {
+        let web = write_file(dir.path(), "web.yml", &text);
+        let exporter = Exporter::start(CONFIG, &["--web.config.file", web.to_str().unwrap()]);
+        let (ok, err) = healthcheck(exporter.addr, Some(&web));
+        assert!(ok, "{what}: {err}");
+        if text.contains("tls_server_config") {
+            // Without the web config the check speaks plain HTTP to a TLS port.
+            let (ok, err) = healthcheck(exporter.addr, None);
+            assert!(!ok && err.contains("400"), "{what}: {err}");
+            // A web config naming another certificate: not this endpoint.
+            let wrong = write_file(
+                dir.path(),
+                "wrong.yml",
+                &text.replace(&server_tls, &tls(&other.server.cert, &other.server.key)),
+            );
+            let (ok, err) = healthcheck(exporter.addr, Some(&wrong));
+            assert!(!ok && err.contains("not the one in the web config"), "{what}: {err}");
+        }
+        let addr = exporter.addr;
+        drop(exporter);
+        let (ok, err) = healthcheck(addr, Some(&web));
+        assert!(!ok && err.contains("cannot connect"), "{what}: {err}");
+    }
+    // A web config the exporter itself would refuse makes the check fail with its reason.
+    let broken = write_file(
+        dir.path(),
+        "broken.yml",
+        "tls_server_config: {cert_file: /nonexistent}\n",
+    );
+    let (ok, err) = healthcheck("127.0.0.1:1".parse().unwrap(), Some(&broken));
+    assert!(!ok && err.contains("web config") && err.contains("key_file"), "{err}");
+}

@@ -87,8 +87,29 @@ struct RawHttpServer {
     headers: BTreeMap<String, String>,
 }
 
+/// What a health check of this process's own endpoint (`--healthcheck`) must know of the web
+/// config to reach it.
+#[derive(Debug, Clone, Default)]
+pub struct SelfCheck {
+    /// The endpoint's certificate (the first of `cert_file`) when it serves TLS: the health
+    /// check trusts exactly this certificate.
+    pub certificate: Option<CertificateDer<'static>>,
+    /// `RequireAnyClientCert` or `RequireAndVerifyClientCert`: the health check has no client
+    /// certificate, so the endpoint's refusal of the handshake is the expected answer.
+    pub client_cert_required: bool,
+    /// Basic auth users are configured: the health check has no password, so 401 is the
+    /// expected answer.
+    pub basic_auth: bool,
+}
+
+/// Reads the web config as the running exporter would and says how to reach its endpoint.
+pub fn self_check(file: &Path) -> Result<SelfCheck, ConfigError> {
+    load_active(file).map(|a| a.self_check)
+}
+
 /// What a loaded web config enforces.
 struct Active {
+    self_check: SelfCheck,
     tls: Option<Arc<ServerConfig>>,
     headers: Vec<(HeaderName, HeaderValue)>,
     /// User name → bcrypt hash.
@@ -231,6 +252,7 @@ impl WebSecurity {
                 let old = self.active.load_full();
                 let stamps = old.stamps.iter().map(|(p, _)| (p.clone(), file_stamp(p))).collect();
                 self.active.store(Arc::new(Active {
+                    self_check: old.self_check.clone(),
                     tls: old.tls.clone(),
                     headers: old.headers.clone(),
                     users: old.users.clone(),
@@ -272,10 +294,18 @@ fn load_active(file: &Path) -> Result<Active, ConfigError> {
     let base_dir = file.parent().unwrap_or_else(|| Path::new("."));
     let mut stamps = vec![(file.to_path_buf(), stamp)];
 
+    let mut self_check = SelfCheck {
+        basic_auth: !raw.basic_auth_users.is_empty(),
+        ..SelfCheck::default()
+    };
     let tls = match raw.tls_server_config {
-        Some(t) => Some(Arc::new(
-            tls_config(base_dir, t, &mut stamps).map_err(|(f, r)| err(&format!("tls_server_config.{f}"), r))?,
-        )),
+        Some(t) => {
+            let (config, certificate, client_cert_required) =
+                tls_config(base_dir, t, &mut stamps).map_err(|(f, r)| err(&format!("tls_server_config.{f}"), r))?;
+            self_check.certificate = Some(certificate);
+            self_check.client_cert_required = client_cert_required;
+            Some(Arc::new(config))
+        }
         None => None,
     };
 
@@ -315,6 +345,7 @@ fn load_active(file: &Path) -> Result<Active, ConfigError> {
     }
 
     Ok(Active {
+        self_check,
         tls,
         headers,
         users: raw.basic_auth_users,
@@ -325,11 +356,13 @@ fn load_active(file: &Path) -> Result<Active, ConfigError> {
 /// A rejected setting: the field below `tls_server_config` and the reason.
 type FieldError = (String, String);
 
+/// The server configuration, the endpoint's certificate and whether a client certificate is
+/// required.
 fn tls_config(
     base_dir: &Path,
     t: RawTlsServer,
     stamps: &mut Vec<(PathBuf, Option<(SystemTime, u64)>)>,
-) -> Result<ServerConfig, FieldError> {
+) -> Result<(ServerConfig, CertificateDer<'static>, bool), FieldError> {
     let rej = |f: &str, r: String| (f.to_string(), r);
     if t.client_allowed_sans.is_some() {
         return Err(rej(
@@ -496,12 +529,14 @@ fn tls_config(
             ))
         }
     };
+    let leaf = certs[0].clone();
     let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| rej("key_file", format!("does not match cert_file: {e}")))?;
     config.ignore_client_order = t.prefer_server_cipher_suites.unwrap_or(true);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    let required = matches!(auth_type, "RequireAnyClientCert" | "RequireAndVerifyClientCert");
+    Ok((config, leaf, required))
 }
 
 /// `RequestClientCert` / `RequireAnyClientCert`: a client certificate is asked for (and for

@@ -86,9 +86,18 @@ true
 {{- end -}}
 {{- end -}}
 
-{{/* One probe of the metrics endpoint on `path`. */}}
+{{/* One probe of the metrics endpoint on `path`. With a required client certificate, which
+the kubelet cannot present, liveness runs the binary's own --healthcheck (it speaks TLS with the
+web config and takes the refused handshake as alive) and readiness only opens a connection. */}}
 {{- define "kse.probe" -}}
-{{- if include "kse.webClientCertRequired" .root -}}
+{{- if and (include "kse.webClientCertRequired" .root) (eq .path "/-/healthy") -}}
+exec:
+  command:
+    - /usr/local/bin/kafka-slo-exporter
+    - --healthcheck
+    - --web.listen-address=127.0.0.1:{{ .root.Values.port }}
+    - --web.config.file=/etc/kafka-slo-exporter/web/web-config.yml
+{{- else if include "kse.webClientCertRequired" .root -}}
 tcpSocket:
   port: http
 {{- else -}}
