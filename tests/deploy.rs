@@ -874,6 +874,8 @@ fn helm_existing_secret_and_custom_policy() {
 /// mount path in the container's arguments and in the mounted files points at that directory.
 struct SimulatedPod {
     _dir: tempfile::TempDir,
+    /// Mount path → directory standing in for it, longest paths first.
+    mounts: Vec<(String, PathBuf)>,
     args: Vec<String>,
 }
 
@@ -926,21 +928,43 @@ impl SimulatedPod {
         }
         // Longest mount paths first, so that nested paths are not cut short.
         mounts.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
-        let remap = |text: &str| {
-            mounts.iter().fold(text.to_string(), |t, (from, to)| {
-                t.replace(from.as_str(), &to.display().to_string())
-            })
+        let mut pod = SimulatedPod {
+            _dir: dir,
+            mounts,
+            args: Vec::new(),
         };
-        for (_, d) in &mounts {
+        for (_, d) in &pod.mounts {
             for f in std::fs::read_dir(d).unwrap() {
                 let f = f.unwrap().path();
                 if let Ok(text) = std::fs::read_to_string(&f) {
-                    std::fs::write(&f, remap(&text)).unwrap();
+                    std::fs::write(&f, pod.remap(&text)).unwrap();
                 }
             }
         }
-        let args = args_of(w).iter().map(|a| remap(a)).collect();
-        SimulatedPod { _dir: dir, args }
+        pod.args = args_of(w).iter().map(|a| pod.remap(a)).collect();
+        pod
+    }
+
+    /// `text` with every mount path replaced by its directory.
+    fn remap(&self, text: &str) -> String {
+        self.mounts.iter().fold(text.to_string(), |t, (from, to)| {
+            t.replace(from.as_str(), &to.display().to_string())
+        })
+    }
+
+    /// The rendered arguments with the listen address on loopback and a free port (the pod's
+    /// own network namespace, here).
+    fn args_on_loopback(&self) -> Vec<String> {
+        self.args
+            .iter()
+            .map(|a| {
+                if a.starts_with("--web.listen-address=") {
+                    "--web.listen-address=127.0.0.1:0".to_string()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect()
     }
 }
 
@@ -995,19 +1019,7 @@ fn helm_web_values_protect_the_endpoint_and_the_rendered_probes_pass() {
         "{:?}",
         pod.args
     );
-    // The pod's own network namespace, here: the loopback address and a free port.
-    let args: Vec<String> = pod
-        .args
-        .iter()
-        .map(|a| {
-            if a.starts_with("--web.listen-address=") {
-                "--web.listen-address=127.0.0.1:0".to_string()
-            } else {
-                a.clone()
-            }
-        })
-        .collect();
-    let e = Exporter::start_args(&args);
+    let e = Exporter::start_args(&pod.args_on_loopback());
     let agent = common::tls_agent(Some(&pki.ca.cert), None);
 
     // Each probe exactly as rendered: scheme, path and headers.
@@ -1077,6 +1089,58 @@ fn helm_web_values_requiring_client_certificates_render_exec_and_tcp_probes() {
     for probe in ["livenessProbe", "readinessProbe"] {
         assert!(c[probe]["httpGet"].is_null(), "{probe}");
     }
+
+    // The exec probe, run in the simulated pod against the exporter started from the rendered
+    // arguments with certificates from a test CA: alive.
+    let dir = tempfile::tempdir().unwrap();
+    let pki = kafka_harness::TestPki::generate(&dir.path().join("pki"), "kse-chart-mtls-ca").unwrap();
+    let values = dir.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        "config:\n  clusters:\n    - name: nowhere\n      bootstrap_servers: ['127.0.0.1:1']\n\
+         web:\n  tlsSecret: kse-web-tls\n  config:\n    tls_server_config:\n\
+         \x20     cert_file: /etc/kafka-slo-exporter/web-tls/tls.crt\n\
+         \x20     key_file: /etc/kafka-slo-exporter/web-tls/tls.key\n\
+         \x20     client_ca_file: /etc/kafka-slo-exporter/web-tls/ca.crt\n\
+         \x20     client_auth_type: RequireAndVerifyClientCert\n",
+    )
+    .unwrap();
+    let objects = helm_template(&["--values", values.to_str().unwrap()]);
+    let tls: &[(&str, PathBuf)] = &[
+        ("tls.crt", pki.server.cert.clone()),
+        ("tls.key", pki.server.key.clone()),
+        ("ca.crt", pki.ca.cert.clone()),
+    ];
+    let pod = SimulatedPod::new(&objects, &[("kse-web-tls", tls)]);
+    let e = Exporter::start_args(&pod.args_on_loopback());
+    let exec = container(one(&objects, "Deployment"))["livenessProbe"]["exec"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| pod.remap(v.as_str().unwrap()))
+        .collect::<Vec<_>>();
+    let run = |args: &[String]| {
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| {
+                if a.starts_with("--web.listen-address=") {
+                    format!("--web.listen-address={}", e.addr)
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        Command::new(EXPORTER).args(&args[1..]).output().unwrap()
+    };
+    let out = run(&exec);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Without the web config the same check fails: the probe depends on it.
+    let plain: Vec<String> = exec
+        .iter()
+        .filter(|a| !a.starts_with("--web.config.file"))
+        .cloned()
+        .collect();
+    assert!(!run(&plain).status.success());
     // An existing Secret: TLS and the client-certificate requirement are declared.
     let objects = helm_template(&["--set", "web.existingConfigSecret=my-web", "--set", "web.tls=true"]);
     assert!(objects.iter().all(|o| s(o, &["kind"]) != "Secret"));
