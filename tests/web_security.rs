@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{https_get as get, tls_agent, write_file, Exporter, Metrics, EXPORTER};
-use kafka_harness::TestPki;
+use kafka_harness::{CertKey, TestPki};
 
 /// A cluster nobody listens on: collection fails, the endpoint serves all the same.
 const CONFIG: &str = "clusters:\n  - name: nowhere\n    bootstrap_servers: ['127.0.0.1:1']\n";
@@ -190,6 +190,21 @@ fn invalid_web_configs_exit_2_naming_file_and_field() {
             format!("tls_server_config: {{cert_file: {cert}, key_file: {key}, cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]}}"),
             "tls_server_config.cipher_suites[0]",
             "unsupported cipher suite",
+        ),
+        (
+            format!("tls_server_config: {{cert_file: {cert}, key_file: {key}, client_auth_type: RequireAnyClientCert, client_allowed_sans: [a]}}"),
+            "tls_server_config.client_allowed_sans",
+            "prove nothing",
+        ),
+        (
+            format!("tls_server_config: {{cert_file: {cert}, key_file: {key}, client_allowed_sans: [a]}}"),
+            "tls_server_config.client_allowed_sans",
+            "NoClientCert",
+        ),
+        (
+            format!("tls_server_config: {{cert_file: {cert}, key_file: {key}, client_auth_type: RequireAndVerifyClientCert, client_ca_file: {cert}, client_allowed_sans: ['']}}"),
+            "tls_server_config.client_allowed_sans[0]",
+            "empty",
         ),
         ("basic_auth_users: {alice: hunter2}".to_string(), "basic_auth_users.alice", "not a bcrypt hash"),
         ("tls_server_config: {cert_file: /nonexistent.pem, key_file: /nonexistent.key}".to_string(), "tls_server_config.cert_file", "/nonexistent.pem"),
@@ -477,4 +492,74 @@ fn healthcheck_follows_the_web_config() {
     );
     let (ok, err) = healthcheck("127.0.0.1:1".parse().unwrap(), Some(&broken));
     assert!(!ok && err.contains("web config") && err.contains("key_file"), "{err}");
+}
+
+/// `client_allowed_sans`: a verified client certificate must also carry one of the names, DNS
+/// name, e-mail address, IP address or URI compared as text (as in exporter-toolkit), and with
+/// the list set a certificate is required even under `VerifyClientCertIfGiven`.
+#[test]
+fn client_allowed_sans_admit_only_the_named_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let cert = |stem: &str, sans: &str| {
+        let ck = CertKey {
+            cert: pki.dir.join(format!("{stem}.pem")),
+            key: pki.dir.join(format!("{stem}.key")),
+        };
+        pki.issue_with_sans(stem, stem, sans, &ck).unwrap();
+        ck
+    };
+    let alice = cert("alice", "DNS:alice.example,email:alice@example.com");
+    let bob = cert("bob", "URI:spiffe://example.org/ns/apps/sa/bob");
+    let carol = cert("carol", "IP:10.1.2.3,IP:fd00::7");
+    let clients = [
+        ("alice", &alice),
+        ("bob", &bob),
+        ("carol", &carol),
+        ("client", &pki.client),
+    ];
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("RequireAndVerifyClientCert", "[alice.example]", &["alice"]),
+        (
+            "RequireAndVerifyClientCert",
+            "['alice@example.com', 'spiffe://example.org/ns/apps/sa/bob']",
+            &["alice", "bob"],
+        ),
+        (
+            "RequireAndVerifyClientCert",
+            "['fd00::7', '127.0.0.1']",
+            &["carol", "client"],
+        ),
+        ("VerifyClientCertIfGiven", "[localhost]", &["client"]),
+    ];
+    for (auth, sans, admitted) in cases {
+        let web = write_file(
+            dir.path(),
+            "web.yml",
+            &format!(
+                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: {auth}\n  client_ca_file: {}\n  client_allowed_sans: {sans}\n",
+                pki.server.cert.display(),
+                pki.server.key.display(),
+                pki.ca.cert.display()
+            ),
+        );
+        let exporter = Exporter::start(CONFIG, &["--web.config.file", web.to_str().unwrap()]);
+        let url = format!("https://127.0.0.1:{}/-/healthy", exporter.addr.port());
+        for (name, ck) in clients {
+            let answer = get(&tls_agent(Some(&pki.ca.cert), Some(ck)), &url, None);
+            if admitted.contains(&name) {
+                assert_eq!(answer.map(|a| a.0), Ok(200), "{auth} {sans}: {name}");
+            } else {
+                assert!(answer.is_err(), "{auth} {sans}: {name} must be refused");
+            }
+        }
+        let no_cert = get(&tls_agent(Some(&pki.ca.cert), None), &url, None);
+        assert!(
+            no_cert.is_err(),
+            "{auth} {sans}: a client without certificate is refused"
+        );
+        // The container health check takes the refused handshake as alive.
+        let (ok, err) = healthcheck(exporter.addr, Some(&web));
+        assert!(ok, "{auth} {sans}: {err}");
+    }
 }

@@ -65,7 +65,7 @@ struct RawTlsServer {
     #[serde(default)]
     client_ca_file: Option<PathBuf>,
     #[serde(default)]
-    client_allowed_sans: Option<serde_yaml::Value>,
+    client_allowed_sans: Option<Vec<String>>,
     #[serde(default)]
     min_version: Option<String>,
     #[serde(default)]
@@ -364,12 +364,6 @@ fn tls_config(
     stamps: &mut Vec<(PathBuf, Option<(SystemTime, u64)>)>,
 ) -> Result<(ServerConfig, CertificateDer<'static>, bool), FieldError> {
     let rej = |f: &str, r: String| (f.to_string(), r);
-    if t.client_allowed_sans.is_some() {
-        return Err(rej(
-            "client_allowed_sans",
-            "not supported; verify clients with client_ca_file and RequireAndVerifyClientCert".into(),
-        ));
-    }
     let mut resolve = |p: &Path| {
         let full = if p.is_absolute() {
             p.to_path_buf()
@@ -493,7 +487,7 @@ fn tls_config(
         .with_protocol_versions(&versions)
         .map_err(|e| rej("min_version", e.to_string()))?;
     let verifying = matches!(auth_type, "VerifyClientCertIfGiven" | "RequireAndVerifyClientCert");
-    let builder = match (auth_type, roots) {
+    let verifier: Option<Arc<dyn ClientCertVerifier>> = match (auth_type, roots) {
         ("NoClientCert" | "RequestClientCert" | "RequireAnyClientCert", Some(_)) => {
             return Err(rej(
                 "client_ca_file",
@@ -506,13 +500,11 @@ fn tls_config(
                 format!("client_auth_type {auth_type} needs client_ca_file"),
             ))
         }
-        ("NoClientCert", None) => builder.with_no_client_auth(),
-        ("RequestClientCert" | "RequireAnyClientCert", None) => {
-            builder.with_client_cert_verifier(Arc::new(UnverifiedClientCert {
-                mandatory: auth_type == "RequireAnyClientCert",
-                algorithms: provider.signature_verification_algorithms,
-            }))
-        }
+        ("NoClientCert", None) => None,
+        ("RequestClientCert" | "RequireAnyClientCert", None) => Some(Arc::new(UnverifiedClientCert {
+            mandatory: auth_type == "RequireAnyClientCert",
+            algorithms: provider.signature_verification_algorithms,
+        })),
         ("VerifyClientCertIfGiven" | "RequireAndVerifyClientCert", Some(roots)) => {
             let b = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider));
             let b = if auth_type == "VerifyClientCertIfGiven" {
@@ -520,7 +512,7 @@ fn tls_config(
             } else {
                 b
             };
-            builder.with_client_cert_verifier(b.build().map_err(|e| rej("client_ca_file", e.to_string()))?)
+            Some(b.build().map_err(|e| rej("client_ca_file", e.to_string()))?)
         }
         (other, _) => {
             return Err(rej(
@@ -529,13 +521,34 @@ fn tls_config(
             ))
         }
     };
+    let allowed_sans = t.client_allowed_sans.unwrap_or_default();
+    if let Some(i) = allowed_sans.iter().position(|s| s.trim().is_empty()) {
+        return Err(rej(&format!("client_allowed_sans[{i}]"), "empty name".into()));
+    }
+    let verifier = match verifier {
+        Some(inner) if !allowed_sans.is_empty() && verifying => Some(Arc::new(AllowedSans {
+            inner,
+            allowed: allowed_sans,
+        }) as Arc<dyn ClientCertVerifier>),
+        _ if !allowed_sans.is_empty() => {
+            return Err(rej(
+                "client_allowed_sans",
+                format!("client_auth_type {auth_type} does not verify client certificates, so their names prove nothing; use RequireAndVerifyClientCert"),
+            ))
+        }
+        v => v,
+    };
+    let required = verifier.as_ref().is_some_and(|v| v.client_auth_mandatory());
+    let builder = match verifier {
+        None => builder.with_no_client_auth(),
+        Some(v) => builder.with_client_cert_verifier(v),
+    };
     let leaf = certs[0].clone();
     let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| rej("key_file", format!("does not match cert_file: {e}")))?;
     config.ignore_client_order = t.prefer_server_cipher_suites.unwrap_or(true);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let required = matches!(auth_type, "RequireAnyClientCert" | "RequireAndVerifyClientCert");
     Ok((config, leaf, required))
 }
 
@@ -589,6 +602,97 @@ impl ClientCertVerifier for UnverifiedClientCert {
     }
 }
 
+/// `client_allowed_sans`: after the configured verification, the client certificate must carry
+/// one of these subject alternative names. DNS names, e-mail addresses, IP addresses and URIs are
+/// compared as text, as exporter-toolkit compares them; a certificate is then required even with
+/// `VerifyClientCertIfGiven`, as there.
+#[derive(Debug)]
+struct AllowedSans {
+    inner: Arc<dyn ClientCertVerifier>,
+    allowed: Vec<String>,
+}
+
+impl ClientCertVerifier for AllowedSans {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let names = subject_alt_names(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        if names.iter().any(|n| self.allowed.contains(n)) {
+            Ok(verified)
+        } else {
+            tracing::debug!(names = ?names, "client certificate carries none of client_allowed_sans");
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The subject alternative names of a certificate as text: DNS names, e-mail addresses, IP
+/// addresses (in their usual notation) and URIs.
+fn subject_alt_names(der: &CertificateDer<'_>) -> Result<Vec<String>, String> {
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der.as_ref()).map_err(|e| e.to_string())?;
+    let Some(ext) = cert.subject_alternative_name().map_err(|e| e.to_string())? else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::new();
+    for name in &ext.value.general_names {
+        match name {
+            GeneralName::DNSName(s) | GeneralName::RFC822Name(s) | GeneralName::URI(s) => names.push(s.to_string()),
+            GeneralName::IPAddress(b) => {
+                if let Ok(v4) = <[u8; 4]>::try_from(*b) {
+                    names.push(std::net::Ipv4Addr::from(v4).to_string());
+                } else if let Ok(v6) = <[u8; 16]>::try_from(*b) {
+                    names.push(std::net::Ipv6Addr::from(v6).to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,11 +726,6 @@ mod tests {
                 "http_server_config: {http2: true}",
                 "http_server_config.http2",
                 "HTTP/1.1",
-            ),
-            (
-                "tls_server_config: {client_allowed_sans: [a]}",
-                "tls_server_config.client_allowed_sans",
-                "not supported",
             ),
             ("nonsense: 1", "nonsense", "unknown field"),
         ];

@@ -77,12 +77,20 @@ impl TestPki {
     /// Issues a certificate for `cn` (with SANs 127.0.0.1 and localhost, server and client
     /// usage) signed by the CA, written to `out`.
     pub fn issue(&self, stem: &str, cn: &str, out: &CertKey) -> Result<()> {
+        self.issue_with_sans(stem, cn, "IP:127.0.0.1,DNS:localhost", out)
+    }
+
+    /// Like [`TestPki::issue`], with the subject alternative names `sans` in openssl's notation
+    /// (`DNS:a.example,email:a@example.com,URI:spiffe://example/a,IP:10.0.0.1`).
+    pub fn issue_with_sans(&self, stem: &str, cn: &str, sans: &str, out: &CertKey) -> Result<()> {
         let csr = self.dir.join(format!("{stem}.csr"));
         let ext = self.dir.join(format!("{stem}.ext"));
         fs::write(
             &ext,
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
-             extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+            format!(
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+                 extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={sans}\n"
+            ),
         )
         .map_err(|e| HarnessError::io(format!("writing {}", ext.display()), e))?;
         openssl(
