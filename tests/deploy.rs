@@ -1141,6 +1141,14 @@ fn helm_web_values_requiring_client_certificates_render_exec_and_tcp_probes() {
         .cloned()
         .collect();
     assert!(!run(&plain).status.success());
+    // client_allowed_sans requires a certificate under VerifyClientCertIfGiven too.
+    let objects = helm_template(&[
+        "--set-json",
+        r#"web.config={"tls_server_config":{"cert_file":"/c/tls.crt","key_file":"/c/tls.key","client_ca_file":"/c/ca.crt","client_auth_type":"VerifyClientCertIfGiven","client_allowed_sans":["prometheus"]}}"#,
+    ]);
+    let c = container(one(&objects, "Deployment"));
+    assert!(!c["livenessProbe"]["exec"].is_null());
+    assert!(!c["readinessProbe"]["tcpSocket"].is_null());
     // An existing Secret: TLS and the client-certificate requirement are declared.
     let objects = helm_template(&["--set", "web.existingConfigSecret=my-web", "--set", "web.tls=true"]);
     assert!(objects.iter().all(|o| s(o, &["kind"]) != "Secret"));

@@ -65,13 +65,14 @@ true
 {{- end -}}
 {{- end -}}
 
-{{/* "true" when the endpoint requires a client certificate, which kubelet probes cannot show. */}}
+{{/* "true" when the endpoint requires a client certificate, which kubelet probes cannot show
+(client_allowed_sans makes one required under any client_auth_type). */}}
 {{- define "kse.webClientCertRequired" -}}
 {{- if kindIs "bool" .Values.web.clientCertRequired -}}
 {{- if .Values.web.clientCertRequired }}true{{ end -}}
 {{- else -}}
 {{- $tls := (.Values.web.config | default dict).tls_server_config | default dict -}}
-{{- if has ($tls.client_auth_type | default "") (list "RequireAnyClientCert" "RequireAndVerifyClientCert") -}}
+{{- if or (has ($tls.client_auth_type | default "") (list "RequireAnyClientCert" "RequireAndVerifyClientCert")) $tls.client_allowed_sans -}}
 true
 {{- end -}}
 {{- end -}}
