@@ -457,8 +457,6 @@ fn first_line(s: &str) -> String {
     }
 }
 
-/// The YAML parser prefixes messages with the path of the enclosing node, which the error
-/// already names, and may span lines; keep one line with the location.
 /// Optional humantime durations ("30s", "1m30s") that keep humantime's reason on error.
 mod duration {
     use std::time::Duration;

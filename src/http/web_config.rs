@@ -94,8 +94,9 @@ pub struct SelfCheck {
     /// The endpoint's certificate (the first of `cert_file`) when it serves TLS: the health
     /// check trusts exactly this certificate.
     pub certificate: Option<CertificateDer<'static>>,
-    /// `RequireAnyClientCert` or `RequireAndVerifyClientCert`: the health check has no client
-    /// certificate, so the endpoint's refusal of the handshake is the expected answer.
+    /// A client certificate is required (`RequireAnyClientCert`, `RequireAndVerifyClientCert`,
+    /// or any verifying type with `client_allowed_sans`): the health check has none, so the
+    /// endpoint's refusal of the handshake is the expected answer.
     pub client_cert_required: bool,
     /// Basic auth users are configured: the health check has no password, so 401 is the
     /// expected answer.
