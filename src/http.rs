@@ -101,10 +101,7 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
                 None => serve_connection(stream, peer, state, watcher).await,
                 Some(tls) => match tls_handshake(stream, tls, state.options.header_read_timeout).await {
                     Ok(stream) => serve_connection(stream, peer, state, watcher).await,
-                    Err(e) => {
-                        rejections::count(e.0);
-                        tracing::debug!(%peer, error = %e.1, "TLS handshake failed");
-                    }
+                    Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 },
             }
             drop(permit);
@@ -154,13 +151,13 @@ where
     }
 }
 
-/// The TLS handshake, within `timeout`. A client speaking plain HTTP gets a short 400 answer
-/// (as Go servers give) instead of a TLS alert it cannot read.
+/// The TLS handshake, within `timeout`; a failure is counted as a rejection. A client speaking
+/// plain HTTP gets a short 400 answer (as Go servers give) instead of a TLS alert it cannot read.
 async fn tls_handshake(
     stream: TcpStream,
     config: Arc<rustls::ServerConfig>,
     timeout: Duration,
-) -> Result<tokio_rustls::server::TlsStream<TcpStream>, (rejections::Rejection, String)> {
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
     use rejections::Rejection::{PlainHttp, TlsHandshake};
     let handshake = async {
         let mut first = [0u8; 1];
@@ -173,6 +170,8 @@ async fn tls_handshake(
             let mut stream = stream;
             let _ = stream.write_all(answer).await;
             let _ = stream.shutdown().await;
+            // Counted once answered: the client may look at the counters right away.
+            rejections::count(PlainHttp);
             // Read what the client sent before closing: closing with unread data resets the
             // connection, and the reset can destroy the answer before the client reads it.
             let mut sink = [0u8; 1024];
@@ -193,9 +192,15 @@ async fn tls_handshake(
             .await
             .map_err(|e| (TlsHandshake, e.to_string()))
     };
-    tokio::time::timeout(timeout, handshake)
+    let result = tokio::time::timeout(timeout, handshake)
         .await
-        .map_err(|_| (TlsHandshake, format!("no TLS handshake within {timeout:?}")))?
+        .unwrap_or_else(|_| Err((TlsHandshake, format!("no TLS handshake within {timeout:?}"))));
+    result.map_err(|(kind, reason)| {
+        if kind != PlainHttp {
+            rejections::count(kind);
+        }
+        reason
+    })
 }
 
 /// Basic auth (when configured), then the endpoint, then the configured response headers.

@@ -910,12 +910,7 @@ impl SimulatedPod {
                         .iter()
                         .map(|(k, from)| (k.to_string(), std::fs::read(from).unwrap()))
                         .collect(),
-                    None => named(objects, "Secret", secret)["stringData"]
-                        .as_mapping()
-                        .unwrap_or_else(|| panic!("Secret {secret} is rendered with stringData"))
-                        .iter()
-                        .map(|(k, v)| (k.as_str().unwrap().to_string(), v.as_str().unwrap().as_bytes().to_vec()))
-                        .collect(),
+                    None => secret_files(named(objects, "Secret", secret)),
                 }
             } else {
                 assert!(!volume["emptyDir"].is_null(), "volume {name}: {volume:?}");
@@ -965,6 +960,48 @@ impl SimulatedPod {
                 }
             })
             .collect()
+    }
+}
+
+/// A rendered Secret's keys and contents: `stringData` as written, `data` base64-decoded.
+fn secret_files(secret: &Value) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine as _;
+    let text = secret["stringData"]
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str().unwrap().to_string(), v.as_str().unwrap().as_bytes().to_vec()));
+    let data = secret["data"].as_mapping().into_iter().flatten().map(|(k, v)| {
+        // Kustomize folds long values into lines.
+        let b64: String = v.as_str().unwrap().split_whitespace().collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("Secret data is base64");
+        (k.as_str().unwrap().to_string(), bytes)
+    });
+    let files: Vec<_> = text.chain(data).collect();
+    assert!(!files.is_empty(), "Secret without data: {secret:?}");
+    files
+}
+
+/// Sends the container's HTTP probes exactly as rendered (scheme, path, headers) to the
+/// exporter at `port`, trusting `ca`; asserts each answers the expected status.
+fn assert_http_probes(w: &Value, port: u16, ca: &Path, expected: &[(&str, u16)]) {
+    let agent = common::tls_agent(Some(ca), None);
+    for (probe, want) in expected {
+        let http = &container(w)[*probe]["httpGet"];
+        let scheme = s(http, &["scheme"]).to_lowercase();
+        let url = format!("{scheme}://localhost:{port}{}", s(http, &["path"]));
+        let mut req = agent.get(&url);
+        for h in http["httpHeaders"].as_sequence().into_iter().flatten() {
+            req = req.set(s(h, &["name"]), s(h, &["value"]));
+        }
+        let status = match req.call() {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(err) => panic!("{probe}: {err}"),
+        };
+        assert_eq!(status, *want, "{probe} {url}");
     }
 }
 
@@ -1022,25 +1059,18 @@ fn helm_web_values_protect_the_endpoint_and_the_rendered_probes_pass() {
     let e = Exporter::start_args(&pod.args_on_loopback());
     let agent = common::tls_agent(Some(&pki.ca.cert), None);
 
-    // Each probe exactly as rendered: scheme, path and headers.
+    // Each probe exactly as rendered: scheme, path and headers. Not ready: the cluster is
+    // unreachable; what matters is that the probe gets past TLS and authentication.
     let w = one(&objects, "Deployment");
-    for (probe, want) in [("livenessProbe", 200), ("readinessProbe", 503)] {
-        let http = &container(w)[probe]["httpGet"];
-        assert_eq!(s(http, &["scheme"]), "HTTPS", "{probe}");
-        let url = format!("https://localhost:{}{}", e.addr.port(), s(http, &["path"]));
-        let mut req = agent.get(&url);
-        for h in http["httpHeaders"].as_sequence().unwrap() {
-            req = req.set(s(h, &["name"]), s(h, &["value"]));
-        }
-        let status = match req.call() {
-            Ok(r) => r.status(),
-            Err(ureq::Error::Status(code, _)) => code,
-            Err(err) => panic!("{probe}: {err}"),
-        };
-        // Not ready: the cluster is unreachable; what matters is that the probe gets past
-        // TLS and authentication.
-        assert_eq!(status, want, "{probe} {url}");
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(s(&container(w)[probe]["httpGet"], &["scheme"]), "HTTPS", "{probe}");
     }
+    assert_http_probes(
+        w,
+        e.addr.port(),
+        &pki.ca.cert,
+        &[("livenessProbe", 200), ("readinessProbe", 503)],
+    );
     // Without credentials, and over plain HTTP, the endpoint refuses.
     let metrics = format!("https://localhost:{}/metrics", e.addr.port());
     assert_eq!(common::https_get(&agent, &metrics, None).unwrap().0, 401);
@@ -1049,6 +1079,70 @@ fn helm_web_values_protect_the_endpoint_and_the_rendered_probes_pass() {
             .unwrap()
             .0,
         200
+    );
+    assert!(ureq::get(&format!("http://127.0.0.1:{}/-/healthy", e.addr.port()))
+        .call()
+        .is_err());
+}
+
+/// The kustomize component `web-tls`, used from an overlay as documented, serves the endpoint
+/// over TLS with matching probes and ServiceMonitor.
+#[test]
+fn kustomize_web_tls_component_protects_the_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = kafka_harness::TestPki::generate(&dir.path().join("pki"), "kse-kustomize-web-ca").unwrap();
+    // Kustomize takes the base by a relative path only: the overlay lives under target/.
+    let workspace = tempfile::Builder::new()
+        .prefix("kse-overlay-")
+        .tempdir_in(root().join("target"))
+        .unwrap();
+    let overlay = workspace.path().join("overlay");
+    std::fs::create_dir_all(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("web-config.yml"),
+        "tls_server_config:\n  cert_file: /etc/kafka-slo-exporter/web-tls/tls.crt\n  key_file: /etc/kafka-slo-exporter/web-tls/tls.key\n",
+    )
+    .unwrap();
+    std::fs::write(
+        overlay.join("kafka-slo-exporter.yml"),
+        "clusters:\n  - name: nowhere\n    bootstrap_servers: ['127.0.0.1:1']\n",
+    )
+    .unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: monitoring\n\
+             resources: [{base}]\ncomponents: [{base}/components/web-tls]\n\
+             configMapGenerator:\n  - name: kafka-slo-exporter-config\n    behavior: replace\n    files: [kafka-slo-exporter.yml]\n\
+             secretGenerator:\n  - name: kafka-slo-exporter-web\n    files: [web-config.yml]\n",
+            base = format!("../../../{KUSTOMIZE_BASE}")
+        ),
+    )
+    .unwrap();
+    let text = run_tool(Command::new(tool("kustomize")).arg("build").arg(&overlay));
+    let objects = parse_documents(&text);
+    // The cert-manager Secret is not part of the build: the check sees the rest.
+    let (ok, out) = k8s_check(&text);
+    assert!(ok, "{out}");
+    let sm = one(&objects, "ServiceMonitor");
+    assert_eq!(s(&sm["spec"]["endpoints"][0], &["scheme"]), "https");
+    assert_eq!(
+        s(&sm["spec"]["endpoints"][0]["tlsConfig"]["ca"]["secret"], &["name"]),
+        "kafka-slo-exporter-web-tls"
+    );
+
+    let tls: &[(&str, PathBuf)] = &[
+        ("tls.crt", pki.server.cert.clone()),
+        ("tls.key", pki.server.key.clone()),
+        ("ca.crt", pki.ca.cert.clone()),
+    ];
+    let pod = SimulatedPod::new(&objects, &[("kafka-slo-exporter-web-tls", tls)]);
+    let e = Exporter::start_args(&pod.args_on_loopback());
+    assert_http_probes(
+        one(&objects, "Deployment"),
+        e.addr.port(),
+        &pki.ca.cert,
+        &[("livenessProbe", 200), ("readinessProbe", 503)],
     );
     assert!(ureq::get(&format!("http://127.0.0.1:{}/-/healthy", e.addr.port()))
         .call()

@@ -5,7 +5,8 @@
 //! controller connection uses another port) while clients reach it only through a trickle:
 //! requests to it time out, as behind a saturated or failing link. Other traffic on `lo` is
 //! not classified and bypasses the shaping (HTB's direct queue), so brokers of other clusters
-//! on the same host are not affected. The qdisc is removed on drop, also while a test panics.
+//! on the same host are not affected. On drop, also while a test panics, the rate is raised
+//! first (queued packets are delivered, not dropped) and then the qdisc is removed.
 //!
 //! Needs root (CAP_NET_ADMIN), `tc`, and a kernel with the HTB qdisc and u32 classifier; where
 //! any of these is missing [`PortThrottle::start`] says why, for the test to skip.
@@ -75,7 +76,14 @@ impl PortThrottle {
 }
 
 impl Drop for PortThrottle {
+    /// Lifts the limit the way a congested link recovers: the rate goes up first, so the queued
+    /// packets are delivered rather than dropped with the qdisc, then the qdisc goes.
     fn drop(&mut self) {
+        let _ = tc(&[
+            "class", "change", "dev", "lo", "parent", HANDLE, "classid", CLASS, "htb", "rate", "10gbit", "ceil",
+            "10gbit",
+        ]);
+        std::thread::sleep(std::time::Duration::from_millis(500));
         if let Err(e) = tc(&["qdisc", "del", "dev", "lo", "root", "handle", HANDLE]) {
             eprintln!("kafka-harness: removing the throttle of port {}: {e}", self.port);
         }
