@@ -18,13 +18,12 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use base64::Engine as _;
 use hyper::header::{HeaderName, HeaderValue};
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{DistinguishedName, RootCertStore, ServerConfig};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -530,6 +529,7 @@ fn tls_config(
         Some(inner) if !allowed_sans.is_empty() && verifying => Some(Arc::new(AllowedSans {
             inner,
             allowed: allowed_sans,
+            algorithms: provider.signature_verification_algorithms,
         }) as Arc<dyn ClientCertVerifier>),
         _ if !allowed_sans.is_empty() => {
             return Err(rej(
@@ -552,6 +552,36 @@ fn tls_config(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((config, leaf, required))
 }
+
+/// The handshake-signature methods of a rustls certificate verifier, the same in the client-
+/// and the server-side traits: signatures are checked with the provider's algorithms in
+/// `self.algorithms`. Used by every verifier here and by the health check's.
+macro_rules! signatures_checked_with_algorithms {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.algorithms.supported_schemes()
+        }
+    };
+}
+pub(crate) use signatures_checked_with_algorithms;
 
 /// `RequestClientCert` / `RequireAnyClientCert`: a client certificate is asked for (and for
 /// the latter required), its handshake signature checked, but its issuer is not; such
@@ -580,27 +610,7 @@ impl ClientCertVerifier for UnverifiedClientCert {
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+    signatures_checked_with_algorithms!();
 }
 
 /// `client_allowed_sans`: after the configured verification, the client certificate must carry
@@ -611,6 +621,7 @@ impl ClientCertVerifier for UnverifiedClientCert {
 struct AllowedSans {
     inner: Arc<dyn ClientCertVerifier>,
     allowed: Vec<String>,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl ClientCertVerifier for AllowedSans {
@@ -645,27 +656,7 @@ impl ClientCertVerifier for AllowedSans {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    signatures_checked_with_algorithms!();
 }
 
 /// The subject alternative names of a certificate as text: DNS names, e-mail addresses, IP
