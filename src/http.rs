@@ -159,48 +159,50 @@ async fn tls_handshake(
     timeout: Duration,
 ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
     use rejections::Rejection::{PlainHttp, TlsHandshake};
+    // Every refusal is counted where it happens, before anything else waits.
+    let refused = |kind, reason: String| {
+        rejections::count(kind);
+        reason
+    };
     let handshake = async {
         let mut first = [0u8; 1];
         let n = stream
             .peek(&mut first)
             .await
-            .map_err(|e| (TlsHandshake, e.to_string()))?;
+            .map_err(|e| refused(TlsHandshake, e.to_string()))?;
         if n == 1 && first[0].is_ascii_uppercase() {
-            let answer = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
-            let mut stream = stream;
-            let _ = stream.write_all(answer).await;
-            let _ = stream.shutdown().await;
-            // Counted once answered: the client may look at the counters right away.
-            rejections::count(PlainHttp);
-            // Read what the client sent before closing: closing with unread data resets the
-            // connection, and the reset can destroy the answer before the client reads it.
-            let mut sink = [0u8; 1024];
-            let drain = async {
-                let mut total = 0usize;
-                while total < 64 * 1024 {
-                    match stream.read(&mut sink).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => total += n,
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
-            return Err((PlainHttp, "plain HTTP request on the HTTPS port".to_string()));
+            let reason = refused(PlainHttp, "plain HTTP request on the HTTPS port".to_string());
+            answer_plain_http(stream).await;
+            return Err(reason);
         }
         tokio_rustls::TlsAcceptor::from(config)
             .accept(stream)
             .await
-            .map_err(|e| (TlsHandshake, e.to_string()))
+            .map_err(|e| refused(TlsHandshake, e.to_string()))
     };
-    let result = tokio::time::timeout(timeout, handshake)
+    tokio::time::timeout(timeout, handshake)
         .await
-        .unwrap_or_else(|_| Err((TlsHandshake, format!("no TLS handshake within {timeout:?}"))));
-    result.map_err(|(kind, reason)| {
-        if kind != PlainHttp {
-            rejections::count(kind);
+        .unwrap_or_else(|_| Err(refused(TlsHandshake, format!("no TLS handshake within {timeout:?}"))))
+}
+
+/// Answers a plain HTTP request on the TLS port with a 400 and closes. What the client sent is
+/// read first (at most 64 KiB or 0.5 s): closing with unread data resets the connection, and
+/// the reset can destroy the answer before the client reads it.
+async fn answer_plain_http(mut stream: TcpStream) {
+    let answer = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+    let _ = stream.write_all(answer).await;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 1024];
+    let drain = async {
+        let mut total = 0usize;
+        while total < 64 * 1024 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
         }
-        reason
-    })
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
 }
 
 /// Basic auth (when configured), then the endpoint, then the configured response headers.
