@@ -155,9 +155,7 @@ fn shipped_example_config_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/kafka-slo-exporter.yml");
     let out = Command::new(EXPORTER)
         .args(["--config.file", example, "--config.check"])
-        .env("KAFKA_PROD_EU_PASSWORD", "example-password")
-        .env("KAFKA_PROD_EU_KEY_PASSWORD", "example-key-password")
-        .env("KAFKA_PROD_EU_REGISTRY_PASSWORD", "example-registry-password")
+        .envs(common::EXAMPLE_SECRETS)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -1005,6 +1005,15 @@ fn assert_http_probes(w: &Value, port: u16, ca: &Path, expected: &[(&str, u16)])
     }
 }
 
+/// The files of a `kubernetes.io/tls` Secret as cert-manager writes them, from a test CA.
+fn tls_secret(pki: &kafka_harness::TestPki) -> Vec<(&'static str, PathBuf)> {
+    vec![
+        ("tls.crt", pki.server.cert.clone()),
+        ("tls.key", pki.server.key.clone()),
+        ("ca.crt", pki.ca.cert.clone()),
+    ]
+}
+
 fn named<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
     objects
         .iter()
@@ -1045,12 +1054,8 @@ fn helm_web_values_protect_the_endpoint_and_the_rendered_probes_pass() {
     let sm = one(&objects, "ServiceMonitor");
     assert_eq!(s(&sm["spec"]["endpoints"][0], &["scheme"]), "https");
 
-    let tls: &[(&str, PathBuf)] = &[
-        ("tls.crt", pki.server.cert.clone()),
-        ("tls.key", pki.server.key.clone()),
-        ("ca.crt", pki.ca.cert.clone()),
-    ];
-    let pod = SimulatedPod::new(&objects, &[("kse-web-tls", tls)]);
+    let tls = tls_secret(&pki);
+    let pod = SimulatedPod::new(&objects, &[("kse-web-tls", tls.as_slice())]);
     assert!(
         pod.args.iter().any(|a| a.starts_with("--web.config.file=")),
         "{:?}",
@@ -1131,12 +1136,8 @@ fn kustomize_web_tls_component_protects_the_endpoint() {
         "kafka-slo-exporter-web-tls"
     );
 
-    let tls: &[(&str, PathBuf)] = &[
-        ("tls.crt", pki.server.cert.clone()),
-        ("tls.key", pki.server.key.clone()),
-        ("ca.crt", pki.ca.cert.clone()),
-    ];
-    let pod = SimulatedPod::new(&objects, &[("kafka-slo-exporter-web-tls", tls)]);
+    let tls = tls_secret(&pki);
+    let pod = SimulatedPod::new(&objects, &[("kafka-slo-exporter-web-tls", tls.as_slice())]);
     let e = Exporter::start_args(&pod.args_on_loopback());
     assert_http_probes(
         one(&objects, "Deployment"),
@@ -1200,12 +1201,8 @@ fn helm_web_values_requiring_client_certificates_render_exec_and_tcp_probes() {
     )
     .unwrap();
     let objects = helm_template(&["--values", values.to_str().unwrap()]);
-    let tls: &[(&str, PathBuf)] = &[
-        ("tls.crt", pki.server.cert.clone()),
-        ("tls.key", pki.server.key.clone()),
-        ("ca.crt", pki.ca.cert.clone()),
-    ];
-    let pod = SimulatedPod::new(&objects, &[("kse-web-tls", tls)]);
+    let tls = tls_secret(&pki);
+    let pod = SimulatedPod::new(&objects, &[("kse-web-tls", tls.as_slice())]);
     let e = Exporter::start_args(&pod.args_on_loopback());
     let exec = container(one(&objects, "Deployment"))["livenessProbe"]["exec"]["command"]
         .as_sequence()

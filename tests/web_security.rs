@@ -393,9 +393,7 @@ fn shipped_web_config_example_is_valid() {
     let out = std::process::Command::new(EXPORTER)
         .args(["--config.file", &format!("{root}/examples/kafka-slo-exporter.yml")])
         .args(["--web.config.file", &web, "--config.check"])
-        .env("KAFKA_PROD_EU_PASSWORD", "example-password")
-        .env("KAFKA_PROD_EU_KEY_PASSWORD", "example-key-password")
-        .env("KAFKA_PROD_EU_REGISTRY_PASSWORD", "example-registry-password")
+        .envs(common::EXAMPLE_SECRETS)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -18,6 +18,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub const EXPORTER: &str = env!("CARGO_BIN_EXE_kafka-slo-exporter");
 
+/// The secrets `examples/kafka-slo-exporter.yml` reads from the environment.
+pub const EXAMPLE_SECRETS: [(&str, &str); 3] = [
+    ("KAFKA_PROD_EU_PASSWORD", "example-password"),
+    ("KAFKA_PROD_EU_KEY_PASSWORD", "example-key-password"),
+    ("KAFKA_PROD_EU_REGISTRY_PASSWORD", "example-registry-password"),
+];
+
 /// A running exporter process, killed on drop.
 pub struct Exporter {
     child: Option<Child>,
