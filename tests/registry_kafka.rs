@@ -443,87 +443,14 @@ fn registry_inventory_cross_check_sampling_and_outage() {
     assert!(!logs.contains("panicked"), "{logs}");
 }
 
-/// Runs openssl (Debian's `openssl`) in `dir`.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl must be installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, a server certificate for 127.0.0.1 signed by it, a client certificate, and an
-/// unrelated second CA.
-fn make_certificates(dir: &std::path::Path) {
-    let selfsigned = |name: &str, cn: &str| {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                cn,
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.pem"),
-            ],
-        )
-    };
-    selfsigned("ca", "/CN=kse-test-ca");
-    selfsigned("other-ca", "/CN=kse-other-ca");
-    // Extensions make X.509 v3 certificates (webpki rejects v1).
-    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (name, cn) in [("server", "/CN=127.0.0.1"), ("client", "/CN=kafka-slo-exporter")] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                cn,
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-            ],
-        );
-        let mut args = vec![
-            "x509",
-            "-req",
-            "-days",
-            "2",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-in",
-        ];
-        let (csr, pem, ext) = (format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
-        args.extend([csr.as_str(), "-out", pem.as_str(), "-extfile", ext.as_str()]);
-        openssl(dir, &args);
-    }
-}
-
 #[test]
 fn registry_over_tls_with_basic_auth_and_rejected_credentials() {
     let kafka = KafkaCluster::shared_single();
     let certs = tempfile::tempdir().unwrap();
-    make_certificates(certs.path());
+    // A CA with a server certificate for 127.0.0.1 and a client certificate, and an unrelated
+    // second CA.
+    kafka_harness::TestPki::generate(certs.path(), "kse-test-ca").expect("test CA");
+    let other = kafka_harness::TestPki::generate(&certs.path().join("other"), "kse-other-ca").expect("second CA");
     let password = "kse-registry-s3cret";
     let wrong = "kse-wrong-password";
     let registry = SchemaRegistry::start_with(
@@ -570,7 +497,7 @@ clusters:
         bootstrap = kafka.bootstrap_servers(),
         http = registry.url(),
         ca = p("ca.pem"),
-        other_ca = p("other-ca.pem"),
+        other_ca = other.ca.cert.display(),
         client_cert = p("client.pem"),
         client_key = p("client.key"),
         pw_file = pw_file.display(),
