@@ -2,10 +2,10 @@
 //! background scraper hits `/metrics` every 50 ms for the whole run.
 //!
 //! Faults, one after the other on the same cluster (each phase starts from a healthy cluster
-//! and checks its own assertions): one broker's port throttled to a trickle on `lo` (`tc`;
-//! skipped with the reason where the kernel lacks it); one broker frozen with SIGSTOP; one
-//! broker killed and restarted; two of three down; the whole cluster down for several cycles
-//! and back; the registry down and restarted.
+//! and checks its own assertions): one broker's port throttled to a trickle on `lo`, then the
+//! same port cut off, every packet dropped (`tc`; skipped with the reason where the kernel
+//! lacks it); one broker frozen with SIGSTOP; one broker killed and restarted; two of three
+//! down; the whole cluster down for several cycles and back; the registry down and restarted.
 //!
 //! Throughout: no scrape fails, the exporter never exits, `/metrics` p99 < 100 ms, and on every
 //! scrape stale data is never presented as fresh (checked by [`check_scrape`]). After each
@@ -22,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{Exporter, Metrics};
-use kafka_harness::{ClusterOptions, ConsumerOptions, KafkaCluster, PortThrottle, SchemaRegistry};
+use kafka_harness::{ClusterOptions, ConsumerOptions, KafkaCluster, PortFault, SchemaRegistry};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 const TOPIC: &str = "f.orders";
@@ -305,17 +305,82 @@ fn wait_kafka_healthy(kafka: &KafkaCluster, timeout: Duration) -> Instant {
 }
 
 fn healthy(m: &Metrics) -> bool {
+    unhealthy(m).is_empty()
+}
+
+/// The checks of [`healthy`] that `m` fails.
+fn unhealthy(m: &Metrics) -> Vec<&'static str> {
     let t = [("topic", TOPIC)];
-    m.value("kafka_brokers", &[]) == Some(3.0)
-        && m.find("kafka_broker_info", &[]).len() == 3
-        && m.value("kafka_topic_under_replicated_partitions", &t) == Some(0.0)
-        && m.value("kafka_topic_under_min_isr_partitions", &t) == Some(0.0)
-        && m.value("kafka_topic_offline_partitions", &t) == Some(0.0)
-        && m.value("kafka_cluster_under_replicated_partitions", &[]) == Some(0.0)
-        && m.value("kafka_slo_exporter_cluster_up", &[]) == Some(1.0)
-        && m.find("kafka_partition_leader", &[("topic", TOPIC)]).len() == PARTITIONS
-        && m.find("kafka_partition_high_watermark", &[("topic", TOPIC)]).len() == PARTITIONS
-        && m.value("kafka_slo_exporter_partition_offset_errors", &[]) == Some(0.0)
+    let checks = [
+        ("3 brokers", m.value("kafka_brokers", &[]) == Some(3.0)),
+        ("3 broker_info", m.find("kafka_broker_info", &[]).len() == 3),
+        (
+            "topic fully replicated",
+            m.value("kafka_topic_under_replicated_partitions", &t) == Some(0.0),
+        ),
+        (
+            "topic not under min ISR",
+            m.value("kafka_topic_under_min_isr_partitions", &t) == Some(0.0),
+        ),
+        (
+            "topic online",
+            m.value("kafka_topic_offline_partitions", &t) == Some(0.0),
+        ),
+        (
+            "cluster fully replicated",
+            m.value("kafka_cluster_under_replicated_partitions", &[]) == Some(0.0),
+        ),
+        ("cluster_up", m.value("kafka_slo_exporter_cluster_up", &[]) == Some(1.0)),
+        (
+            "every partition's leader",
+            m.find("kafka_partition_leader", &t).len() == PARTITIONS,
+        ),
+        (
+            "every partition's high watermark",
+            m.find("kafka_partition_high_watermark", &t).len() == PARTITIONS,
+        ),
+        (
+            "no partition offset errors",
+            m.value("kafka_slo_exporter_partition_offset_errors", &[]) == Some(0.0),
+        ),
+    ];
+    checks.into_iter().filter(|(_, ok)| !ok).map(|(name, _)| name).collect()
+}
+
+/// What a failed recovery shows first (CI keeps only the start of a long failure): the failed
+/// checks, each stage's errors and last duration, and the exporter's latest warnings and
+/// librdkafka request timeouts; the whole scrape follows.
+fn recovery_report(m: &Metrics, e: &Exporter) -> String {
+    let stages: Vec<String> = CORE_STAGES
+        .iter()
+        .map(|s| {
+            let d = m.value("kafka_slo_exporter_stage_duration_seconds", &[("stage", s)]);
+            format!("{s} {} errors, {:.1} s", errors(m, s), d.unwrap_or(f64::NAN))
+        })
+        .collect();
+    let logs = e.logs();
+    let mut warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains(r#""level":"WARN""#) || l.contains(r#""level":"ERROR""#) || l.contains("REQTMOUT"))
+        .rev()
+        .take(15)
+        .collect();
+    warnings.reverse();
+    format!(
+        "failed checks: {:?}\nstages: {}\nlatest exporter warnings:\n{}\nlast scrape:\n{}",
+        unhealthy(m),
+        stages.join("; "),
+        warnings
+            .iter()
+            .map(|l| l.chars().take(400).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        m.text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("kafka_probe") && !l.contains("_bucket"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
 }
 
 /// After a repair: waits for Kafka's own recovery, then asserts the exporter shows every
@@ -340,13 +405,9 @@ fn assert_recovers(phase: &str, kafka: &KafkaCluster, e: &Exporter, kafka_timeou
         let waited = kafka_ok.elapsed();
         assert!(
             (ended < 2.0 || waited < ONE_CYCLE) && Instant::now() < deadline,
-            "{phase}: the exporter was not correct after the first cycle run after Kafka was healthy ({ended} cycles ended, {:.1} s; limit {RECOVERY_LIMIT:?}); last scrape:\n{}",
+            "{phase}: the exporter was not correct after the first cycle run after Kafka was healthy ({ended} cycles ended, {:.1} s; limit {RECOVERY_LIMIT:?});\n{}",
             kafka_ok.elapsed().as_secs_f64(),
-            m.text
-                .lines()
-                .filter(|l| !l.starts_with('#') && !l.starts_with("kafka_probe") && !l.contains("_bucket"))
-                .collect::<Vec<_>>()
-                .join("\n")
+            recovery_report(&m, e)
         );
         thread::sleep(Duration::from_millis(50));
     }
@@ -423,25 +484,36 @@ fn run_phases(kafka: &KafkaCluster, registry: &SchemaRegistry, e: &Exporter, sta
     common::promtool_check_metrics(&m.text);
     scraper.assert_clean("baseline", phase);
 
-    // A broker's port throttled to a trickle (a real network fault on `lo`). First, while
-    // leadership is still spread over the brokers, so that the exporter needs broker 2.
-    let phase = Instant::now();
-    assert_leads(&e.scrape(), "2");
-    match PortThrottle::start(kafka.broker_port(2), 8) {
-        Err(reason) => eprintln!("[fault-matrix] SKIPPED throttled broker: {reason}"),
-        Ok(throttle) => {
-            let before = e.scrape();
-            let m = e.wait_for(Duration::from_secs(60), "the throttled broker shows", |m| {
-                fault_visible(&before, m, "2")
-            });
-            assert_fault_explicit(&before, &m, "2", "throttled broker");
-            thread::sleep(Duration::from_secs(5));
-            drop(throttle);
-            assert_recovers("throttled broker", kafka, e, Duration::from_secs(90));
+    // Broker 2's port throttled to a trickle, then cut off (real network faults on `lo`).
+    // First, while leadership is still spread over the brokers, so that the exporter needs
+    // broker 2. Each fault is held long enough for connection attempts to pile up behind it:
+    // after the throttle, one made during it stayed unanswered for 6–7 s while librdkafka
+    // waited up to its default 30 s connection set-up limit (the exporter now sets one stage
+    // timeout).
+    type Start = fn(u16) -> Result<PortFault, String>;
+    let faults: [(&str, Start, u64); 2] = [
+        ("throttled broker", |port| PortFault::throttle(port, 8), 15),
+        ("cut-off broker", PortFault::cut, 10),
+    ];
+    for (name, start, hold) in faults {
+        let phase = Instant::now();
+        assert_leads(&e.scrape(), "2");
+        match start(kafka.broker_port(2)) {
+            Err(reason) => eprintln!("[fault-matrix] SKIPPED {name}: {reason}"),
+            Ok(fault) => {
+                let before = e.scrape();
+                let m = e.wait_for(Duration::from_secs(60), &format!("the {name} shows"), |m| {
+                    fault_visible(&before, m, "2")
+                });
+                assert_fault_explicit(&before, &m, "2", name);
+                thread::sleep(Duration::from_secs(hold));
+                drop(fault);
+                assert_recovers(name, kafka, e, Duration::from_secs(90));
+            }
         }
+        assert_alive(e, name);
+        scraper.assert_clean(name, phase);
     }
-    assert_alive(e, "throttled broker");
-    scraper.assert_clean("throttled broker", phase);
 
     // A hung broker (SIGSTOP): sockets open, nothing answers. Broker 3 still leads partitions.
     let phase = Instant::now();

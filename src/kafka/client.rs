@@ -101,6 +101,10 @@ pub(super) fn base_config(cfg: &ClusterConfig) -> ClientConfig {
     }
     cc.set("bootstrap.servers", cfg.bootstrap_servers.join(","));
     cc.set("socket.timeout.ms", socket_timeout(cfg.timeout).as_millis().to_string());
+    cc.set(
+        "socket.connection.setup.timeout.ms",
+        connection_setup_timeout(cfg.timeout).as_millis().to_string(),
+    );
     for (k, v) in &cfg.client_properties {
         cc.set(k, v);
     }
@@ -117,6 +121,20 @@ pub(super) fn base_config(cfg: &ClusterConfig) -> ClientConfig {
 /// fails through its normal response path first.
 pub(super) fn socket_timeout(timeout: Duration) -> Duration {
     (timeout * 2 / 5).max(Duration::from_millis(10))
+}
+
+/// librdkafka's limit on setting up a broker connection (TCP connect, TLS, ApiVersion, SASL)
+/// for a stage `timeout`: the timeout itself, at least librdkafka's minimum of 1 s.
+///
+/// librdkafka fails the requests queued on a connection that is still being set up when their
+/// timeout passes, but it only gives up on the connection itself after this limit (30 s by
+/// default). After a congested link recovers, a connection attempt made during the congestion
+/// can stay unanswered for several seconds more (seen in the fault matrix: 6–7 s with every
+/// request to the broker timing out while a new client was answered at once). A connection
+/// that is not up within one stage timeout is of no use to the stage, so it is abandoned and
+/// redialled after the reconnect backoff.
+pub(super) fn connection_setup_timeout(timeout: Duration) -> Duration {
+    timeout.max(Duration::from_secs(1))
 }
 
 /// The production [`KafkaSource`]: one long-lived admin client per cluster, helper admin clients
@@ -723,6 +741,43 @@ mod tests {
             let t = Duration::from_millis(ms);
             assert!(socket_timeout(t) < t / 2, "{t:?}");
         }
+    }
+
+    #[test]
+    fn connection_setup_is_bounded_by_the_stage_timeout() {
+        assert_eq!(
+            connection_setup_timeout(Duration::from_secs(10)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            connection_setup_timeout(Duration::from_millis(2500)),
+            Duration::from_millis(2500)
+        );
+        // librdkafka refuses less than 1 s.
+        assert_eq!(
+            connection_setup_timeout(Duration::from_millis(100)),
+            Duration::from_secs(1)
+        );
+    }
+
+    fn cluster(yaml: &str) -> ClusterConfig {
+        let text = format!("clusters:\n  - {{name: a, bootstrap_servers: ['k:1'], {yaml}}}\n");
+        crate::config::Config::parse(std::path::Path::new("t.yml"), &text)
+            .unwrap()
+            .clusters
+            .remove(0)
+    }
+
+    #[test]
+    fn client_timeouts_follow_the_stage_timeout_unless_overridden() {
+        let cc = base_config(&cluster("timeout: 3s"));
+        assert_eq!(cc.get("socket.timeout.ms"), Some("1200"));
+        assert_eq!(cc.get("socket.connection.setup.timeout.ms"), Some("3000"));
+        assert_eq!(cc.get("reconnect.backoff.max.ms"), Some("1000"));
+        let cc = base_config(&cluster(
+            "timeout: 3s, client_properties: {socket.connection.setup.timeout.ms: 20000}",
+        ));
+        assert_eq!(cc.get("socket.connection.setup.timeout.ms"), Some("20000"));
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub use client::{ConsumerHandle, ConsumerOptions, GroupProtocol, ProducerHandle,
 pub use cluster::{ClusterOptions, KafkaCluster, SecureListeners, DEFAULT_JVM_ARGS, KEEP_ENV, TMP_ENV, VERSION_ENV};
 pub use dist::{cache_dir, KafkaDist, CACHE_ENV, DEFAULT_KAFKA_VERSION, MVN_ENV};
 pub use error::HarnessError;
-pub use netfault::PortThrottle;
+pub use netfault::PortFault;
 pub use registry::{
     find_java, ApicurioDist, RegistryOptions, SchemaRegistry, APICURIO_VERSION_ENV, CCOMPAT_PATH,
     DEFAULT_APICURIO_VERSION, JAVA_ENV, MIN_JAVA,

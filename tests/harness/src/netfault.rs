@@ -1,26 +1,35 @@
 //! Real network faults on loopback for one broker port, with `tc`.
 //!
-//! [`PortThrottle`] shapes every IPv4 packet to or from one TCP port on `lo` down to a tiny
-//! rate with an HTB class and two u32 filters, so a broker stays alive and registered (its
-//! controller connection uses another port) while clients reach it only through a trickle:
-//! requests to it time out, as behind a saturated or failing link. Other traffic on `lo` is
-//! not classified and bypasses the shaping (HTB's direct queue), so brokers of other clusters
-//! on the same host are not affected. On drop, also while a test panics, the rate is raised
-//! first (queued packets are delivered, not dropped) and then the qdisc is removed.
+//! A [`PortFault`] classifies every IPv4 packet to or from one TCP port on `lo` into an HTB
+//! class with two u32 filters, so a broker stays alive and registered (its controller
+//! connection uses another port) while clients and followers reach it only through that
+//! class. Other traffic on `lo` is not classified and bypasses it (HTB's direct queue), so
+//! brokers of other clusters on the same host are not affected.
+//!
+//! - [`PortFault::throttle`]: the class is shaped down to a tiny rate, as behind a saturated
+//!   or failing link; requests to the broker time out. On drop, also while a test panics,
+//!   the rate is raised first (queued packets are delivered, not dropped) and then the qdisc
+//!   is removed.
+//! - [`PortFault::cut`]: the class drops every packet (a FIFO of length 0), as behind a
+//!   firewall that drops or a pulled cable; connection attempts and requests go unanswered.
+//!   On drop the qdisc is removed.
 //!
 //! Needs root (CAP_NET_ADMIN), `tc`, and a kernel with the HTB qdisc and u32 classifier; where
-//! any of these is missing [`PortThrottle::start`] says why, for the test to skip.
+//! any of these is missing the constructors say why, for the test to skip.
 
 use std::process::Command;
 
 /// Handle of the root qdisc; fixed and unusual so a leftover of an aborted run is recognised.
 const HANDLE: &str = "7e57:";
 const CLASS: &str = "7e57:1";
+/// Handle of the dropping FIFO under the class of [`PortFault::cut`].
+const DROP_HANDLE: &str = "7e58:";
 
-/// A rate limit on one loopback port, lifted on drop.
+/// A fault on one loopback port, lifted on drop.
 #[derive(Debug)]
-pub struct PortThrottle {
+pub struct PortFault {
     port: u16,
+    throttled: bool,
 }
 
 fn tc(args: &[&str]) -> Result<(), String> {
@@ -39,12 +48,33 @@ fn tc(args: &[&str]) -> Result<(), String> {
     }
 }
 
-impl PortThrottle {
+impl PortFault {
     /// Limits traffic to and from `port` on `lo` to `kbit` kilobits per second.
     /// `Err` explains why the kernel or the host does not allow it.
-    pub fn start(port: u16, kbit: u32) -> Result<PortThrottle, String> {
-        // A leftover of an aborted run of this very fault has our handle; anything else on
-        // `lo` belongs to someone else and is left alone (the add below then fails).
+    pub fn throttle(port: u16, kbit: u32) -> Result<PortFault, String> {
+        let rate = format!("{kbit}kbit");
+        Self::start(
+            port,
+            true,
+            &["htb", "rate", &rate, "ceil", &rate, "burst", "1600"],
+            None,
+        )
+    }
+
+    /// Drops every packet to and from `port` on `lo`.
+    /// `Err` explains why the kernel or the host does not allow it.
+    pub fn cut(port: u16) -> Result<PortFault, String> {
+        Self::start(
+            port,
+            false,
+            &["htb", "rate", "10gbit", "ceil", "10gbit", "quantum", "60000"],
+            Some(&["pfifo", "limit", "0"]),
+        )
+    }
+
+    fn start(port: u16, throttled: bool, class: &[&str], leaf: Option<&[&str]>) -> Result<PortFault, String> {
+        // A leftover of an aborted run of these faults has our handle; anything else on `lo`
+        // belongs to someone else and is left alone (the add below then fails).
         let shown = Command::new("tc")
             .args(["qdisc", "show", "dev", "lo"])
             .output()
@@ -53,12 +83,15 @@ impl PortThrottle {
             tc(&["qdisc", "del", "dev", "lo", "root", "handle", HANDLE])?;
         }
         tc(&["qdisc", "add", "dev", "lo", "root", "handle", HANDLE, "htb"])?;
-        let guard = PortThrottle { port };
-        let rate = format!("{kbit}kbit");
-        tc(&[
-            "class", "add", "dev", "lo", "parent", HANDLE, "classid", CLASS, "htb", "rate", &rate, "ceil", &rate,
-            "burst", "1600",
-        ])?;
+        let guard = PortFault { port, throttled };
+        let mut args = vec!["class", "add", "dev", "lo", "parent", HANDLE, "classid", CLASS];
+        args.extend_from_slice(class);
+        tc(&args)?;
+        if let Some(leaf) = leaf {
+            let mut args = vec!["qdisc", "add", "dev", "lo", "parent", CLASS, "handle", DROP_HANDLE];
+            args.extend_from_slice(leaf);
+            tc(&args)?;
+        }
         let port_s = port.to_string();
         for dir in ["dport", "sport"] {
             tc(&[
@@ -69,23 +102,25 @@ impl PortThrottle {
         Ok(guard)
     }
 
-    /// The throttled port.
+    /// The port the fault is on.
     pub fn port(&self) -> u16 {
         self.port
     }
 }
 
-impl Drop for PortThrottle {
-    /// Lifts the limit the way a congested link recovers: the rate goes up first, so the queued
-    /// packets are delivered rather than dropped with the qdisc, then the qdisc goes.
+impl Drop for PortFault {
+    /// Lifts the fault. A throttle is lifted the way a congested link recovers: the rate goes
+    /// up first, so the queued packets are delivered rather than dropped with the qdisc.
     fn drop(&mut self) {
-        let _ = tc(&[
-            "class", "change", "dev", "lo", "parent", HANDLE, "classid", CLASS, "htb", "rate", "10gbit", "ceil",
-            "10gbit",
-        ]);
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        if self.throttled {
+            let _ = tc(&[
+                "class", "change", "dev", "lo", "parent", HANDLE, "classid", CLASS, "htb", "rate", "10gbit", "ceil",
+                "10gbit",
+            ]);
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
         if let Err(e) = tc(&["qdisc", "del", "dev", "lo", "root", "handle", HANDLE]) {
-            eprintln!("kafka-harness: removing the throttle of port {}: {e}", self.port);
+            eprintln!("kafka-harness: removing the fault on port {}: {e}", self.port);
         }
     }
 }
