@@ -1,18 +1,22 @@
 //! Real network faults on loopback for one broker port, with `tc`.
 //!
-//! A [`PortFault`] classifies every IPv4 packet to or from one TCP port on `lo` into an HTB
-//! class with two u32 filters, so a broker stays alive and registered (its controller
-//! connection uses another port) while clients and followers reach it only through that
-//! class. Other traffic on `lo` is not classified and bypasses it (HTB's direct queue), so
-//! brokers of other clusters on the same host are not affected.
+//! A [`PortFault`] classifies IPv4 packets to or from one TCP port on `lo` into an HTB class
+//! with u32 filters, so a broker stays alive and registered (its controller connection uses
+//! another port) while clients and followers reach it only through that class. Other traffic
+//! on `lo` is not classified and bypasses it (HTB's direct queue), so brokers of other
+//! clusters on the same host are not affected.
 //!
 //! - [`PortFault::throttle`]: the class is shaped down to a tiny rate, as behind a saturated
 //!   or failing link; requests to the broker time out. On drop, also while a test panics,
 //!   the rate is raised first (queued packets are delivered, not dropped) and then the qdisc
 //!   is removed.
-//! - [`PortFault::cut`]: the class drops every packet (a FIFO of length 0), as behind a
-//!   firewall that drops or a pulled cable; connection attempts and requests go unanswered.
-//!   On drop the qdisc is removed.
+//! - [`PortFault::cut`]: every packet the broker sends from that port is dropped (a FIFO of
+//!   length 0), as when a link in between is cut or a firewall drops: the clients' packets
+//!   leave, nothing comes back, connection attempts and requests go unanswered. Only the
+//!   broker's side is dropped because on loopback the sender's own kernel does the dropping,
+//!   and Linux treats a packet its own qdisc refused as local congestion: it retries every
+//!   0.5 s without the exponential backoff a remote loss causes, so cutting the clients' side
+//!   would show them a kinder fault than a real one. On drop the qdisc is removed.
 //!
 //! Needs root (CAP_NET_ADMIN), `tc`, and a kernel with the HTB qdisc and u32 classifier; where
 //! any of these is missing the constructors say why, for the test to skip.
@@ -58,10 +62,11 @@ impl PortFault {
             true,
             &["htb", "rate", &rate, "ceil", &rate, "burst", "1600"],
             None,
+            &["dport", "sport"],
         )
     }
 
-    /// Drops every packet to and from `port` on `lo`.
+    /// Drops every packet sent from `port` on `lo`: nothing the broker sends arrives.
     /// `Err` explains why the kernel or the host does not allow it.
     pub fn cut(port: u16) -> Result<PortFault, String> {
         Self::start(
@@ -69,10 +74,17 @@ impl PortFault {
             false,
             &["htb", "rate", "10gbit", "ceil", "10gbit", "quantum", "60000"],
             Some(&["pfifo", "limit", "0"]),
+            &["sport"],
         )
     }
 
-    fn start(port: u16, throttled: bool, class: &[&str], leaf: Option<&[&str]>) -> Result<PortFault, String> {
+    fn start(
+        port: u16,
+        throttled: bool,
+        class: &[&str],
+        leaf: Option<&[&str]>,
+        directions: &[&str],
+    ) -> Result<PortFault, String> {
         // A leftover of an aborted run of these faults has our handle; anything else on `lo`
         // belongs to someone else and is left alone (the add below then fails).
         let shown = Command::new("tc")
@@ -93,7 +105,7 @@ impl PortFault {
             tc(&args)?;
         }
         let port_s = port.to_string();
-        for dir in ["dport", "sport"] {
+        for dir in directions {
             tc(&[
                 "filter", "add", "dev", "lo", "parent", HANDLE, "protocol", "ip", "prio", "1", "u32", "match", "ip",
                 dir, &port_s, "0xffff", "flowid", CLASS,
