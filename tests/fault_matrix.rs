@@ -4,8 +4,9 @@
 //! Faults, one after the other on the same cluster (each phase starts from a healthy cluster
 //! and checks its own assertions): one broker's port throttled to a trickle on `lo`, then the
 //! same port cut off, everything the broker sends from it dropped (`tc`; skipped with the
-//! reason where the kernel lacks it); one broker frozen with SIGSTOP; one broker killed and restarted; two of three
-//! down; the whole cluster down for several cycles and back; the registry down and restarted.
+//! reason where the kernel lacks it); one broker frozen with SIGSTOP; one broker killed and
+//! restarted; two of three down; the whole cluster down for several cycles and back; the
+//! registry down and restarted.
 //!
 //! Throughout: no scrape fails, the exporter never exits, `/metrics` p99 < 100 ms, and on every
 //! scrape stale data is never presented as fresh (checked by [`check_scrape`]). After each

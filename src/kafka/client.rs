@@ -128,11 +128,12 @@ pub(super) fn socket_timeout(timeout: Duration) -> Duration {
 ///
 /// librdkafka fails the requests queued on a connection that is still being set up when their
 /// timeout passes, but it only gives up on the connection itself after this limit (30 s by
-/// default). After a congested link recovers, a connection attempt made during the congestion
-/// can stay unanswered for several seconds more (seen in the fault matrix: 6–7 s with every
-/// request to the broker timing out while a new client was answered at once). A connection
-/// that is not up within one stage timeout is of no use to the stage, so it is abandoned and
-/// redialled after the reconnect backoff.
+/// default). After a congested or cut link recovers, an attempt made during the fault stays
+/// pending until the kernel's next SYN retransmission, seconds later (measured: up to 13 s after
+/// a throttle was lifted, every request to the broker timing out while a new client was
+/// answered at once; `tests/connection_recovery.rs`). A connection that is not up within one
+/// stage timeout is of no use to the stage, so it is abandoned and redialled after the
+/// reconnect backoff.
 pub(super) fn connection_setup_timeout(timeout: Duration) -> Duration {
     timeout.max(Duration::from_secs(1))
 }
