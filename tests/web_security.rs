@@ -19,6 +19,16 @@ fn pki(dir: &Path) -> TestPki {
     TestPki::generate(&dir.join("pki"), "kse-web-test-ca").expect("generate certificates")
 }
 
+/// The start of a web config serving TLS with `server`'s certificate and key; settings of
+/// `tls_server_config` may follow (indented by two), then other sections.
+fn tls_server(server: &CertKey) -> String {
+    format!(
+        "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+        server.cert.display(),
+        server.key.display()
+    )
+}
+
 /// Sends raw bytes and reads until the server closes or `wait` passes.
 fn raw(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -38,9 +48,8 @@ fn tls_with_basic_auth_and_headers() {
         dir.path(),
         "web.yml",
         &format!(
-            "tls_server_config:\n  cert_file: {}\n  key_file: {}\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\nbasic_auth_users:\n  alice: '{hash}'\n",
-            pki.server.cert.display(),
-            pki.server.key.display()
+            "{}http_server_config:\n  headers:\n    X-Frame-Options: deny\nbasic_auth_users:\n  alice: '{hash}'\n",
+            tls_server(&pki.server)
         ),
     );
     let exporter = Exporter::start(CONFIG, &["--web.config.file", web.to_str().unwrap()]);
@@ -113,9 +122,8 @@ fn client_certificates_are_required_and_verified() {
         dir.path(),
         "web.yml",
         &format!(
-            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n  min_version: TLS13\n",
-            pki.server.cert.display(),
-            pki.server.key.display(),
+            "{}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n  min_version: TLS13\n",
+            tls_server(&pki.server),
             pki.ca.cert.display()
         ),
     );
@@ -336,13 +344,7 @@ fn certificates_and_users_reload_without_restart() {
     let dir = tempfile::tempdir().unwrap();
     let first = pki(dir.path());
     let second = TestPki::generate(&dir.path().join("second"), "kse-second-ca").unwrap();
-    let web_text = |p: &TestPki, hash: &str| {
-        format!(
-            "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  alice: '{hash}'\n",
-            p.server.cert.display(),
-            p.server.key.display()
-        )
-    };
+    let web_text = |p: &TestPki, hash: &str| format!("{}basic_auth_users:\n  alice: '{hash}'\n", tls_server(&p.server));
     let web = write_file(
         dir.path(),
         "web.yml",
@@ -427,14 +429,7 @@ fn healthcheck_follows_the_web_config() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
     let other = TestPki::generate(&dir.path().join("other"), "kse-other-ca").unwrap();
-    let tls = |cert: &Path, key: &Path| {
-        format!(
-            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
-            cert.display(),
-            key.display()
-        )
-    };
-    let server_tls = tls(&pki.server.cert, &pki.server.key);
+    let server_tls = tls_server(&pki.server);
     let hash = bcrypt::hash("hc-pw", 4).unwrap();
     let client_ca = format!(
         "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
@@ -472,7 +467,7 @@ fn healthcheck_follows_the_web_config() {
             let wrong = write_file(
                 dir.path(),
                 "wrong.yml",
-                &text.replace(&server_tls, &tls(&other.server.cert, &other.server.key)),
+                &text.replace(&server_tls, &tls_server(&other.server)),
             );
             let (ok, err) = healthcheck(exporter.addr, Some(&wrong));
             assert!(!ok && err.contains("not the one in the web config"), "{what}: {err}");
@@ -535,9 +530,8 @@ fn client_allowed_sans_admit_only_the_named_clients() {
             dir.path(),
             "web.yml",
             &format!(
-                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: {auth}\n  client_ca_file: {}\n  client_allowed_sans: {sans}\n",
-                pki.server.cert.display(),
-                pki.server.key.display(),
+                "{}  client_auth_type: {auth}\n  client_ca_file: {}\n  client_allowed_sans: {sans}\n",
+                tls_server(&pki.server),
                 pki.ca.cert.display()
             ),
         );
