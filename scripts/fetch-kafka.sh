@@ -3,7 +3,7 @@
 # dependencies plus a log4j2 backend) from Maven Central into the harness's
 # cache, so CI can fill the cache up front instead of inside a test.
 #
-# Usage: scripts/fetch-kafka.sh [VERSION]   (default 4.1.1)
+# Usage: scripts/fetch-kafka.sh [VERSION]   (default: KAFKA_VERSION of scripts/versions.sh)
 #
 # Uses the same pom (tests/harness/kafka/pom.xml), cache layout, lock file and
 # completion marker as the harness, so the two can run concurrently and a
@@ -11,7 +11,9 @@
 # <repo>/target/kafka-dist) and KAFKA_HARNESS_MVN (default mvn).
 set -euo pipefail
 
-version="${1:-4.1.1}"
+# shellcheck source=scripts/versions.sh
+. "$(dirname "${BASH_SOURCE[0]}")/versions.sh"
+version="${1:-$KAFKA_VERSION}"
 if [[ ! "$version" =~ ^[0-9][0-9A-Za-z.-]*$ ]]; then
   echo "fetch-kafka: invalid Kafka version '$version'" >&2
   exit 2
@@ -43,8 +45,13 @@ echo "fetch-kafka: downloading Kafka $version jars into $home/lib"
 rm -rf "$home/lib"
 mkdir -p "$home"
 cp "$pom" "$home/pom.xml"
-"$mvn" -q -B -Dstyle.color=never -f "$home/pom.xml" dependency:copy-dependencies \
-  "-Dkafka.version=$version" "-DoutputDirectory=$home/lib" -DincludeScope=runtime
+log="$cache/kafka-$version.log"
+if ! "$mvn" -q -B -Dstyle.color=never -f "$home/pom.xml" dependency:copy-dependencies \
+  "-Dkafka.version=$version" "-DoutputDirectory=$home/lib" -DincludeScope=runtime >"$log" 2>&1; then
+  reason=$(grep -m1 -o 'Could not [^>]*' "$log" || grep -m1 'ERROR' "$log" || tail -n1 "$log")
+  echo "fetch-kafka: cannot fetch org.apache.kafka:kafka_2.13:$version from Maven Central: ${reason% } (log: $log)" >&2
+  exit 1
+fi
 
 if [[ ! -f "$home/lib/kafka_2.13-$version.jar" ]]; then
   echo "fetch-kafka: Maven finished but kafka_2.13-$version.jar is missing" >&2

@@ -3,7 +3,7 @@
 # application tarball io.apicurio:apicurio-registry-app:VERSION:tar.gz:all) from Maven Central
 # into the test harness's cache, and checks that a Java it can run on is installed.
 #
-# Usage: scripts/fetch-registry.sh [VERSION]   (default 3.3.3)
+# Usage: scripts/fetch-registry.sh [VERSION]   (default: APICURIO_VERSION of scripts/versions.sh)
 #
 # Same cache layout, lock file and completion marker as the harness
 # (tests/harness/src/registry.rs), so the two can run concurrently and a finished download is
@@ -15,7 +15,9 @@
 # /usr/lib/jvm).
 set -euo pipefail
 
-version="${1:-3.3.3}"
+# shellcheck source=scripts/versions.sh
+. "$(dirname "${BASH_SOURCE[0]}")/versions.sh"
+version="${1:-$APICURIO_VERSION}"
 if [[ ! "$version" =~ ^[0-9][0-9A-Za-z.-]*$ ]]; then
   echo "fetch-registry: invalid Apicurio version '$version'" >&2
   exit 2
@@ -55,8 +57,13 @@ fi
 echo "fetch-registry: downloading Apicurio Registry $version into $home"
 rm -rf "$home"
 mkdir -p "$home/download" "$home/app"
-(cd "$home/download" && "$mvn" -q -B -Dstyle.color=never dependency:copy \
-  "-Dartifact=io.apicurio:apicurio-registry-app:$version:tar.gz:all" "-DoutputDirectory=$home/download")
+log="$cache/apicurio-registry-$version.log"
+if ! (cd "$home/download" && "$mvn" -q -B -Dstyle.color=never dependency:copy \
+  "-Dartifact=io.apicurio:apicurio-registry-app:$version:tar.gz:all" "-DoutputDirectory=$home/download") >"$log" 2>&1; then
+  reason=$(grep -m1 -o 'Could not [^>]*' "$log" || grep -m1 'ERROR' "$log" || tail -n1 "$log")
+  echo "fetch-registry: cannot fetch io.apicurio:apicurio-registry-app:$version:tar.gz:all from Maven Central: ${reason% } (log: $log)" >&2
+  exit 1
+fi
 tar -xzf "$home/download/apicurio-registry-app-$version-all.tar.gz" -C "$home/app"
 if [[ ! -f "$home/app/quarkus-run.jar" ]]; then
   echo "fetch-registry: the tarball holds no quarkus-run.jar" >&2
