@@ -368,6 +368,14 @@ impl KafkaCluster {
         self.dist.version()
     }
 
+    /// Whether librdkafka's KIP-848 members (`group.protocol=consumer`) can join a group here:
+    /// from Kafka 4.0, where the protocol is generally available. 3.9 has only a preview speaking
+    /// ConsumerGroupHeartbeat v0, and librdkafka requires v1, so its members never get an
+    /// assignment there.
+    pub fn supports_kip848_consumers(&self) -> bool {
+        self.dist.major_version() >= 4
+    }
+
     /// The KRaft cluster id.
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id

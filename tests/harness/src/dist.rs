@@ -17,8 +17,9 @@ use std::process::Command;
 use crate::error::{HarnessError, Result};
 
 /// The Kafka version used when none is given: the newest release verified
-/// with this harness.
-pub const DEFAULT_KAFKA_VERSION: &str = "4.1.1";
+/// with this harness. Equal to `KAFKA_VERSION` in `scripts/versions.sh`,
+/// which set-up prefetches (a unit test below checks it).
+pub const DEFAULT_KAFKA_VERSION: &str = "4.4.0";
 
 /// Environment variable overriding the jar cache directory.
 pub const CACHE_ENV: &str = "KAFKA_HARNESS_CACHE";
@@ -236,6 +237,21 @@ mod tests {
         assert!(validate_version("../x").is_err());
         assert!(validate_version("").is_err());
         assert!(validate_version("4.1/1").is_err());
+    }
+
+    /// Set-up prefetches `KAFKA_VERSION` of `scripts/versions.sh`; the tests must run that one.
+    #[test]
+    fn default_version_is_the_one_setup_fetches() {
+        let path = workspace_root().join("scripts/versions.sh");
+        let text = fs::read_to_string(&path).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("KAFKA_VERSION="))
+            .unwrap_or_else(|| panic!("no KAFKA_VERSION= line in {}", path.display()));
+        assert_eq!(
+            line,
+            format!("KAFKA_VERSION=\"${{KAFKA_VERSION:-{DEFAULT_KAFKA_VERSION}}}\"")
+        );
     }
 
     #[test]

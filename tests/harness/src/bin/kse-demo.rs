@@ -23,8 +23,12 @@ groups, then runs kafka-slo-exporter against it until Ctrl-C.
   --exporter-bin PATH      exporter executable
                            (default: kafka-slo-exporter next to kse-demo)
   --listen ADDR            exporter listen address (default: 127.0.0.1:10077)
-  --kafka-version VERSION  Kafka version to run (default: 4.1.1)
+  --kafka-version VERSION  Kafka version to run (default: {DEFAULT_KAFKA_VERSION})
 ";
+
+fn usage() -> String {
+    USAGE.replace("{DEFAULT_KAFKA_VERSION}", DEFAULT_KAFKA_VERSION)
+}
 
 struct Args {
     exporter_bin: PathBuf,
@@ -40,7 +44,7 @@ fn main() -> ExitCode {
     let args = match parse_args(std::env::args_os().skip(1)) {
         Ok(a) => a,
         Err(msg) => {
-            eprintln!("kse-demo: {msg}\n\n{USAGE}");
+            eprintln!("kse-demo: {msg}\n\n{}", usage());
             return ExitCode::from(2);
         }
     };
@@ -74,7 +78,7 @@ fn parse_args(mut it: impl Iterator<Item = OsString>) -> Result<Args, String> {
             "--listen" => listen = value("--listen")?.to_string_lossy().into_owned(),
             "--kafka-version" => kafka_version = value("--kafka-version")?.to_string_lossy().into_owned(),
             "-h" | "--help" => {
-                print!("{USAGE}");
+                print!("{}", usage());
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?}")),
