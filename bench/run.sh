@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PEERS="$ROOT/target/bench-peers"
-mkdir -p "$PEERS/bin" "$PEERS/src"
+mkdir -p "$PEERS/bin"
 
 KLAG_VERSION=0.1.29
 KAFKA_EXPORTER_TAG=v1.9.0
@@ -46,33 +46,27 @@ if [ ! -x "$PEERS/klag/bin/klag-exporter" ]; then
     fi
 fi
 
-# kafka_exporter and kminion: `go install MODULE@VERSION` is refused by the Go module proxy
-# reachable here (403 "This module version is not available" for both modules), so they are
-# built with `go build` from their tagged sources; their dependencies still come from the
-# Go module proxy. KSE_PEER_SOURCES may point at a directory holding checkouts
-# (kafka_exporter/, kminion/) of the tags below.
-build_go_peer() { # name, module, tag, repo dir name
-    local name=$1 module=$2 tag=$3 repo=$4
+# kafka_exporter and kminion: `go install MODULE@VERSION` from the Go module proxy. Where the proxy
+# does not serve them (some proxies answer 403 "This module version is not available"), they are
+# built with `go build` from source checkouts of the tags below that the user provides:
+# KSE_PEER_SOURCES=DIR with DIR/kafka_exporter/ and DIR/kminion/ (see bench/README.md); their
+# dependencies still come from the Go module proxy.
+build_go_peer() { # name, module, tag
+    local name=$1 module=$2 tag=$3
     [ -x "$PEERS/bin/$name" ] && return 0
     if GOBIN="$PEERS/bin" go install "$module@$tag" >"$PEERS/$name-install.log" 2>&1; then
         return 0
     fi
-    local src="${KSE_PEER_SOURCES:-$PEERS/src}/$name"
-    if [ ! -f "$src/go.mod" ]; then
-        local mirror
-        for mirror in /work/.mirror/*"+$repo"/repo; do
-            [ -d "$mirror" ] || continue
-            rm -rf "$src" && mkdir -p "$src"
-            git -C "$mirror" archive "$tag" | tar -x -C "$src"
-        done
-    fi
-    if [ -f "$src/go.mod" ] && (cd "$src" && go build -o "$PEERS/bin/$name" .) >>"$PEERS/$name-install.log" 2>&1; then
+    local src="${KSE_PEER_SOURCES:+$KSE_PEER_SOURCES/$name}"
+    if [ -n "$src" ] && [ -f "$src/go.mod" ] && (cd "$src" && go build -o "$PEERS/bin/$name" .) >>"$PEERS/$name-install.log" 2>&1; then
         return 0
     fi
-    add_error "$name" "go install $module@$tag was refused by the Go module proxy and no source checkout of $tag was available to build ($(grep -m1 -i 'error\|forbidden' "$PEERS/$name-install.log" || true))"
+    local how="KSE_PEER_SOURCES is not set"
+    [ -n "$src" ] && how="$src holds no buildable checkout (go.mod)"
+    add_error "$name" "go install $module@$tag failed ($(grep -m1 -i 'error\|forbidden\|not available' "$PEERS/$name-install.log" || true)) and $how"
 }
-build_go_peer kafka_exporter github.com/danielqsj/kafka_exporter "$KAFKA_EXPORTER_TAG" kafka_exporter
-build_go_peer kminion github.com/redpanda-data/kminion/v2 "$KMINION_TAG" kminion
+build_go_peer kafka_exporter github.com/danielqsj/kafka_exporter "$KAFKA_EXPORTER_TAG"
+build_go_peer kminion github.com/redpanda-data/kminion/v2 "$KMINION_TAG"
 
 log "peers: $(ls "$PEERS/bin" "$PEERS/klag/bin" 2>/dev/null | tr '\n' ' ')"
 exec python3 bench/bench.py --install-errors "$errors" "$@"
