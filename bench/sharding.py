@@ -86,7 +86,7 @@ def main():
         path.with_suffix(".md").write_text(markdown(json.loads(path.read_text())))
         return
     started = time.monotonic()
-    res = {"date": datetime.date.today().isoformat(), "config": vars(args).copy(), "runs": {},
+    res = {"date": datetime.date.today().isoformat(), "config": {k: v for k, v in vars(args).items() if k != "out"}, "runs": {},
            "load_avg": {"start": os.getloadavg()[0]}}
     with tempfile.TemporaryDirectory(prefix="kse-shard-bench-") as workdir:
         wl = bench.Workload(1, "2g")
