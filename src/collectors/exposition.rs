@@ -186,7 +186,7 @@ impl Exposition {
     pub fn render(&self, format: Format, gzip: bool) -> Result<Vec<u8>, String> {
         let clusters: Vec<Arc<ClusterSnapshot>> = self.slots.iter().map(|s| s.load_full()).collect();
         if !gzip {
-            return self.plain(clusters.into(), format);
+            return self.plain(clusters.into(), format, SystemTime::now());
         }
         let (rendering, previous) = {
             let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
@@ -224,10 +224,18 @@ impl Exposition {
         }
     }
 
+    /// The uncompressed body as a scrape at `now` would get it. Data ages depend on the scrape
+    /// time, so output that must not change between runs (the golden `/metrics` fixtures)
+    /// fixes it.
+    pub fn render_plain_at(&self, format: Format, now: SystemTime) -> Result<Vec<u8>, String> {
+        let clusters: Vec<Arc<ClusterSnapshot>> = self.slots.iter().map(|s| s.load_full()).collect();
+        self.plain(clusters.into(), format, now)
+    }
+
     /// Every area encoded from `clusters` into one uncompressed body.
-    fn plain(&self, clusters: Arc<[Arc<ClusterSnapshot>]>, format: Format) -> Result<Vec<u8>, String> {
+    fn plain(&self, clusters: Arc<[Arc<ClusterSnapshot>]>, format: Format, now: SystemTime) -> Result<Vec<u8>, String> {
         let plan = self.plan(&clusters)?;
-        let registry = self.registry(&clusters, 0..self.areas.len(), SystemTime::now());
+        let registry = self.registry(&clusters, 0..self.areas.len(), now);
         let mut out = String::with_capacity(64 * 1024);
         let fail = |e: std::fmt::Error| format!("encoding metrics: {e}");
         match plan.as_deref() {
