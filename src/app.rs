@@ -14,8 +14,9 @@ use crate::error::{AppError, ConfigError};
 use crate::http::{HttpOptions, HttpState};
 use crate::kafka::{KafkaSource, RdKafkaSource};
 use crate::policy::Policy;
-use crate::poller::{Poller, SnapshotSlot};
+use crate::poller::Poller;
 use crate::snapshot::ClusterSnapshot;
+use crate::snapshot::SnapshotSlot;
 
 /// Default port: 9100–9999 of the Prometheus default-port allocation list is exhausted, so the
 /// exporter uses one from the continuation above 10000.
@@ -51,6 +52,17 @@ pub fn load(config_file: &std::path::Path, policy_file: Option<&std::path::Path>
     };
     let mut sources: Vec<Arc<dyn KafkaSource>> = Vec::with_capacity(config.clusters.len());
     for (i, c) in config.clusters.iter().enumerate() {
+        if let Some(field) = &c.kerberos_field {
+            crate::kafka::check_sasl_mechanism("GSSAPI").map_err(|reason| {
+                ConfigError::new(
+                    config_file,
+                    format!("clusters[{i}].{field}"),
+                    format!(
+                        "GSSAPI (Kerberos) is not supported by the linked librdkafka ({reason}); use SCRAM-SHA-512, OAUTHBEARER or mutual TLS"
+                    ),
+                )
+            })?;
+        }
         let source = RdKafkaSource::new(c).map_err(|(property, reason)| {
             let field = match property {
                 Some(k) if c.client_properties.iter().any(|(p, _)| *p == k) => {

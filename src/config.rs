@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::error::ConfigError;
 
+pub mod registry;
 mod security;
 
 /// Label names the exporter sets itself; constant labels may not reuse them.
@@ -206,7 +207,7 @@ struct RawCluster {
     #[serde(default)]
     probe: Option<RawProbe>,
     #[serde(default)]
-    schema_registry: Option<crate::registry::config::RawSchemaRegistry>,
+    schema_registry: Option<registry::RawSchemaRegistry>,
 }
 
 /// End-to-end delivery probe of a cluster.
@@ -282,6 +283,9 @@ pub struct ClusterConfig {
     pub client_properties: Vec<(String, String)>,
     /// Names of the properties in `client_properties` whose values are secret.
     pub secret_keys: Vec<String>,
+    /// The field below the cluster that selects SASL GSSAPI (Kerberos), if any. Whether the
+    /// linked Kafka client supports it is checked at start-up, when the clients are created.
+    pub kerberos_field: Option<String>,
     pub interval: Duration,
     pub timeout: Duration,
     /// How long data from the last successful cycle is still served while collection fails.
@@ -293,7 +297,7 @@ pub struct ClusterConfig {
     /// `None` when the probe is disabled.
     pub probe: Option<ProbeConfig>,
     /// The cluster's Schema Registry; `None` when not watched.
-    pub schema_registry: Option<crate::registry::config::RegistryConfig>,
+    pub schema_registry: Option<registry::RegistryConfig>,
     /// This process's share of the topics and groups (from the command line, not the file).
     pub shard: crate::shard::Shard,
 }
@@ -594,7 +598,8 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             props: &mut props,
             secret_keys: &mut secret_keys,
         };
-        security::apply(base_dir, rc.tls, rc.sasl, &mut security_props, &resolve).map_err(|(f, r)| err(at(&f), r))?;
+        let kerberos_field = security::apply(base_dir, rc.tls, rc.sasl, &mut security_props, &resolve)
+            .map_err(|(f, r)| err(at(&f), r))?;
 
         let interval = rc.interval.unwrap_or(global_interval);
         check_interval(interval).map_err(|r| err(at("interval"), r))?;
@@ -612,7 +617,7 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         };
 
         let schema_registry = match rc.schema_registry {
-            Some(r) => crate::registry::config::validate(r, base_dir, |env, file| resolve_secret(base_dir, env, file))
+            Some(r) => registry::validate(r, base_dir, |env, file| resolve_secret(base_dir, env, file))
                 .map_err(|(f, r)| err(at(&format!("schema_registry.{f}")), r))?,
             None => None,
         };
@@ -630,6 +635,7 @@ fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             labels,
             client_properties: props,
             secret_keys,
+            kerberos_field,
             interval,
             timeout,
             max_staleness,

@@ -31,7 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::collectors::{Exposition, Format};
-use crate::poller::SnapshotSlot;
+use crate::snapshot::SnapshotSlot;
 
 /// Largest request head (request line and header fields) accepted; larger ones get 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;

@@ -13,6 +13,8 @@
 //!   block (librdkafka admin calls the `rdkafka` crate does not wrap).
 //! - [`poller`] runs one task per cluster. Every interval it runs a cycle on a blocking thread
 //!   and publishes a new snapshot with an atomic pointer swap.
+//! - [`model`] holds the plain view types (partitions, topic settings, topics) that the
+//!   snapshot builds and the policy and collectors read; it depends on no other module.
 //! - [`snapshot`] holds the immutable per-cluster snapshot and the pure function that folds a
 //!   cycle into the next snapshot (staleness, error counters); most unit tests live there.
 //! - [`lag`] and [`status`] are pure calculations over observed offsets: offset and time lag,
@@ -42,6 +44,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod kafka;
 pub mod lag;
+pub mod model;
 pub mod policy;
 pub mod poller;
 pub mod probe;

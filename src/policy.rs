@@ -12,7 +12,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
-use crate::snapshot::{PartitionView, TopicSettings};
+use crate::model::{PartitionView, TopicSettings};
 
 /// The policy shipped with the exporter, used when no `--policy.file` is given.
 pub const DEFAULT_POLICY: &str = include_str!("../policies/adr-0007.yml");

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
@@ -16,10 +15,9 @@ use crate::kafka::{
     TopicPartition,
 };
 use crate::policy::Policy;
-use crate::snapshot::{ClusterSnapshot, IoOutcome, Memory, OffsetsRaw, PartitionCount, Stage, StageOutcome};
-
-/// Where a cluster's current snapshot lives. Scrapes `load()` it; the poller `store()`s.
-pub type SnapshotSlot = Arc<ArcSwap<ClusterSnapshot>>;
+use crate::snapshot::{
+    ClusterSnapshot, IoOutcome, Memory, OffsetsRaw, PartitionCount, SnapshotSlot, Stage, StageOutcome,
+};
 
 fn timed<T>(f: impl FnOnce() -> Result<T, SourceError>) -> StageOutcome<T> {
     let t = Instant::now();

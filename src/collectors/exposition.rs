@@ -32,8 +32,8 @@ use prometheus_client::registry::Registry;
 
 use super::guard::{FamilyFilter, Plan, SeriesGuard, Sink};
 use super::Area;
-use crate::poller::SnapshotSlot;
 use crate::snapshot::ClusterSnapshot;
+use crate::snapshot::SnapshotSlot;
 
 /// Exposition format of a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

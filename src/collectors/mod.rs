@@ -33,8 +33,8 @@ use prometheus_client::registry::Unit;
 
 pub use exposition::{Exposition, Format};
 
-use crate::poller::SnapshotSlot;
 use crate::snapshot::ClusterSnapshot;
+use crate::snapshot::SnapshotSlot;
 
 /// A label set: borrowed names, borrowed or formatted values.
 pub type Labels<'a> = Vec<(&'a str, Cow<'a, str>)>;

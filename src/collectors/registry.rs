@@ -280,9 +280,9 @@ mod tests {
     use super::*;
     use crate::collectors::{Exposition, Format};
     use crate::config::Granularity;
-    use crate::poller::SnapshotSlot;
     use crate::registry::inventory::Inventory;
     use crate::registry::{register, RegistrySlot};
+    use crate::snapshot::SnapshotSlot;
 
     fn inventory() -> Inventory {
         Inventory {

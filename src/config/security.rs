@@ -129,20 +129,21 @@ impl Properties<'_> {
 
 /// Applies the `tls` and `sasl` blocks to `p`, derives `security.protocol` and checks the
 /// combination. Relative paths are resolved against `base_dir`.
+///
+/// Returns the field that selects SASL GSSAPI (Kerberos), if one does: whether the linked
+/// client library supports it is a property of the build, which start-up wiring checks, not
+/// of the file.
 pub(super) fn apply(
     base_dir: &Path,
     tls: Option<RawTls>,
     sasl: Option<RawSasl>,
     p: &mut Properties<'_>,
     resolve: ResolveSecret<'_>,
-) -> Result<(), Rejection> {
-    for key in ["sasl.mechanism", "sasl.mechanisms"] {
-        if let Some(m) = p.get(key) {
-            if m.trim().eq_ignore_ascii_case("GSSAPI") {
-                check_gssapi().map_err(|r| (format!("client_properties.{key}"), r))?;
-            }
-        }
-    }
+) -> Result<Option<String>, Rejection> {
+    let mut kerberos_field = ["sasl.mechanism", "sasl.mechanisms"]
+        .into_iter()
+        .find(|key| p.get(key).is_some_and(|m| m.trim().eq_ignore_ascii_case("GSSAPI")))
+        .map(|key| format!("client_properties.{key}"));
     let derived = match (&tls, &sasl) {
         (None, None) => None,
         (Some(_), None) => Some("SSL"),
@@ -173,9 +174,13 @@ pub(super) fn apply(
         apply_tls(base_dir, tls, p, resolve)?;
     }
     if let Some(sasl) = sasl {
+        if sasl.mechanism.trim().eq_ignore_ascii_case("GSSAPI") {
+            kerberos_field = Some("sasl.mechanism".into());
+        }
         apply_sasl(sasl, p, resolve)?;
     }
-    check_system_roots(p)
+    check_system_roots(p)?;
+    Ok(kerberos_field)
 }
 
 fn apply_tls(
@@ -273,10 +278,7 @@ fn apply_sasl(sasl: RawSasl, p: &mut Properties<'_>, resolve: ResolveSecret<'_>)
     }
     let has_password = sasl.password_env.is_some() || sasl.password_file.is_some();
     match mechanism.as_str() {
-        "GSSAPI" => {
-            check_gssapi().map_err(|r| ("sasl.mechanism".to_string(), r))?;
-            p.set("sasl", "sasl.mechanism", mechanism, false)?;
-        }
+        "GSSAPI" => p.set("sasl", "sasl.mechanism", mechanism, false)?,
         "OAUTHBEARER" => {
             if sasl.username.is_some() || has_password {
                 return Err((
@@ -426,15 +428,6 @@ fn extensions(map: &BTreeMap<String, String>) -> Result<String, String> {
         out.push(format!("{k}={v}"));
     }
     Ok(out.join(","))
-}
-
-/// GSSAPI needs librdkafka built with Cyrus SASL; the bundled build is not.
-fn check_gssapi() -> Result<(), String> {
-    crate::kafka::check_sasl_mechanism("GSSAPI").map_err(|reason| {
-        format!(
-            "GSSAPI (Kerberos) is not supported by the linked librdkafka ({reason}); use SCRAM-SHA-512, OAUTHBEARER or mutual TLS"
-        )
-    })
 }
 
 /// With TLS that verifies brokers but no CA file, librdkafka uses OpenSSL's default roots, so a
@@ -649,15 +642,31 @@ mod tests {
     }
 
     #[test]
-    fn gssapi_is_rejected_without_library_support() {
+    fn gssapi_is_reported_with_the_field_that_selects_it() {
         let dir = tempfile::tempdir().unwrap();
-        let supported = crate::kafka::check_sasl_mechanism("GSSAPI").is_ok();
-        if supported {
-            assert!(run(None, Some(sasl("GSSAPI")), dir.path()).is_ok());
-            return;
-        }
-        let (field, reason) = run(None, Some(sasl("GSSAPI")), dir.path()).unwrap_err();
-        assert_eq!(field, "sasl.mechanism");
-        assert!(reason.contains("not supported"), "{reason}");
+        let mut props = Vec::new();
+        let mut secrets = Vec::new();
+        let resolve = |_: Option<&str>, _: Option<&Path>| -> Result<String, String> { Ok("pw".into()) };
+        let mut apply_with = |props: &mut Vec<(String, String)>, sasl: Option<RawSasl>| {
+            let mut p = Properties {
+                props,
+                secret_keys: &mut secrets,
+            };
+            apply(dir.path(), None, sasl, &mut p, &resolve)
+        };
+        assert_eq!(
+            apply_with(&mut props, Some(sasl("GSSAPI"))).unwrap().as_deref(),
+            Some("sasl.mechanism")
+        );
+        let mut props = vec![
+            ("security.protocol".to_string(), "SASL_PLAINTEXT".to_string()),
+            ("sasl.mechanisms".to_string(), "gssapi".to_string()),
+        ];
+        assert_eq!(
+            apply_with(&mut props, None).unwrap().as_deref(),
+            Some("client_properties.sasl.mechanisms")
+        );
+        let mut props = Vec::new();
+        assert_eq!(apply_with(&mut props, Some(sasl("SCRAM-SHA-512"))).unwrap(), None);
     }
 }

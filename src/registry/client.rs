@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::config::{RegistryAuth, RegistryConfig};
+use crate::config::registry::{RegistryAuth, RegistryConfig};
 
 /// Largest response body read (a page of 1000 schemas with their text can be large).
 const MAX_BODY: u64 = 256 * 1024 * 1024;

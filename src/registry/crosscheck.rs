@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use super::config::SubjectNameStrategy;
+use crate::config::registry::SubjectNameStrategy;
 
 /// The result of a cross-check.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -18,7 +18,6 @@
 //! the registry collector area reads at scrape time.
 
 pub mod client;
-pub mod config;
 pub mod crosscheck;
 pub mod inventory;
 pub mod wire;
@@ -32,14 +31,14 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use self::client::{paged, path_segment, ApiError, RegistryClient, SchemaEntry, SubjectVersion, Timed, MAX_PAGES};
-use self::config::RegistryConfig;
 use self::crosscheck::CrossCheck;
 use self::inventory::{Inventory, Listings, SubjectCompatibility, SubjectDetail};
 use self::wire::{Framing, IdKnowledge, SampleCounts};
+use crate::config::registry::RegistryConfig;
 use crate::config::ClusterConfig;
 use crate::kafka::ValueSampler;
-use crate::poller::SnapshotSlot;
 use crate::snapshot::ClusterSnapshot;
+use crate::snapshot::SnapshotSlot;
 
 /// Where a cluster's registry snapshot lives. Scrapes `load()` it; the registry task `store()`s.
 pub type RegistrySlot = Arc<ArcSwap<RegistrySnapshot>>;

@@ -1,0 +1,103 @@
+//! Plain data types that the snapshot builds and both the policy and the collectors read.
+//!
+//! This module depends on nothing else in the crate, so the policy can evaluate a topic
+//! without knowing how snapshots are folded, and the snapshot can hold the policy's verdicts
+//! without a cycle between the two.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+/// A partition as exported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionView {
+    pub id: i32,
+    pub leader: Option<i32>,
+    /// First replica of the assignment, the leader Kafka prefers.
+    pub preferred_leader: Option<i32>,
+    pub replicas: u32,
+    pub isr: u32,
+    /// `None` while the topic's `min.insync.replicas` is unknown.
+    pub min_isr: Option<i32>,
+    pub log_start: Option<i64>,
+    pub high_watermark: Option<i64>,
+    pub last_stable: Option<i64>,
+    /// Age in seconds of the oldest retained record (the record at the log start offset), at
+    /// the time of the cycle. `None` for an empty partition or before it was read.
+    pub replay_window: Option<f64>,
+}
+
+impl PartitionView {
+    pub fn offline(&self) -> bool {
+        self.leader.is_none()
+    }
+    pub fn under_replicated(&self) -> bool {
+        self.isr < self.replicas
+    }
+    pub fn under_min_isr(&self) -> Option<bool> {
+        self.min_isr.map(|m| i64::from(self.isr) < i64::from(m))
+    }
+    pub fn leader_is_preferred(&self) -> bool {
+        self.leader.is_some() && self.leader == self.preferred_leader
+    }
+    /// Offsets between the last stable offset and the high watermark: records of transactions
+    /// still open. Grows without bound for a stuck transaction.
+    pub fn open_transaction_gap(&self) -> Option<i64> {
+        Some((self.high_watermark? - self.last_stable?).max(0))
+    }
+}
+
+/// Topic settings the exporter uses, from DescribeConfigs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicSettings {
+    pub min_insync_replicas: Option<i32>,
+    /// `retention.ms`; -1 means unlimited.
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<i64>,
+    pub cleanup_policy: Option<String>,
+    pub compression_type: Option<String>,
+    pub unclean_leader_election: Option<bool>,
+}
+
+impl TopicSettings {
+    /// Picks the keys the exporter uses out of a full configuration.
+    pub fn from_config(cfg: &BTreeMap<String, String>) -> Self {
+        let get = |k: &str| cfg.get(k).map(|v| v.trim().to_string());
+        Self {
+            min_insync_replicas: get("min.insync.replicas").and_then(|v| v.parse().ok()),
+            retention_ms: get("retention.ms").and_then(|v| v.parse().ok()),
+            retention_bytes: get("retention.bytes").and_then(|v| v.parse().ok()),
+            cleanup_policy: get("cleanup.policy"),
+            compression_type: get("compression.type"),
+            unclean_leader_election: get("unclean.leader.election.enable").and_then(|v| v.parse().ok()),
+        }
+    }
+
+    /// Retention in ms when records are deleted by time; `None` for compact-only or unlimited.
+    pub fn time_retention_ms(&self) -> Option<i64> {
+        let deletes = self
+            .cleanup_policy
+            .as_deref()
+            .is_none_or(|p| p.split(',').any(|x| x.trim() == "delete"));
+        self.retention_ms.filter(|r| deletes && *r > 0)
+    }
+}
+
+/// A topic as exported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicView {
+    pub name: String,
+    pub partitions: Vec<PartitionView>,
+    /// `None` while the configuration is unknown.
+    pub settings: Option<TopicSettings>,
+    /// Partition count changes observed by this process.
+    pub partition_changes: u64,
+    /// When the partition count last changed, as far as observed (see `docs/policy.md`).
+    pub last_partition_change: Option<SystemTime>,
+}
+
+impl TopicView {
+    /// The topic's replay window: the smallest over its non-empty partitions that were read.
+    pub fn replay_window(&self) -> Option<f64> {
+        self.partitions.iter().filter_map(|p| p.replay_window).reduce(f64::min)
+    }
+}
