@@ -128,7 +128,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     let mut slots: Vec<SnapshotSlot> = Vec::with_capacity(config.clusters.len());
     let mut pollers = Vec::with_capacity(config.clusters.len());
     let probe_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut probes: Vec<(String, crate::probe::ProbeSlot)> = Vec::new();
+    let mut side = crate::collectors::SideSlots::default();
     // The probe and the Schema Registry watch are cluster-wide: shard 0 runs them.
     let cluster_wide = opts.shard.owns_cluster_wide();
     for (cfg, source) in config.clusters.iter().zip(sources) {
@@ -138,7 +138,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
             // nothing that needs an orderly close beyond its Kafka clients.
             crate::probe::spawn(cfg.clone(), probe.clone(), Arc::clone(&slot), Arc::clone(&probe_stop))
                 .map_err(|e| AppError::Runtime(format!("cannot start the probe thread: {e}")))?;
-            probes.push((cfg.name.clone(), slot));
+            side.probes.push((cfg.name.clone(), slot));
             tracing::info!(
                 cluster = cfg.name.as_str(),
                 topic = probe.topic.as_str(),
@@ -153,7 +153,10 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
         slots.push(Arc::clone(&slot));
         // The Schema Registry task (if configured) only reads this cluster's snapshots.
         if cluster_wide {
-            pollers.extend(crate::registry::spawn(cfg, Arc::clone(&slot), shutdown_rx.clone()));
+            if let Some((registry, task)) = crate::registry::spawn(cfg, Arc::clone(&slot), shutdown_rx.clone()) {
+                side.registries.push((cfg.name.clone(), registry));
+                pollers.push(task);
+            }
         }
         let poller = Poller::new(cfg.clone(), Arc::clone(&policy), source, slot);
         pollers.push(tokio::spawn(poller.run(shutdown_rx.clone())));
@@ -167,7 +170,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     }
 
     let state = Arc::new(HttpState {
-        registry: crate::collectors::registry(slots.clone(), probes, opts.shard, config.max_series),
+        registry: crate::collectors::registry(slots.clone(), side, opts.shard, config.max_series),
         slots,
         policy_source: policy.source.clone(),
         options: opts.http.clone(),

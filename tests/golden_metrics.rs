@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use kafka_slo_exporter::collectors::Format;
+use kafka_slo_exporter::collectors::{Format, SideSlots};
 use kafka_slo_exporter::config::{ClusterConfig, Config};
 use kafka_slo_exporter::kafka::{
     Broker, ClusterDescription, GroupDescription, GroupListing, GroupMember, GroupOffsets, GroupState, GroupType,
@@ -487,16 +487,12 @@ fn render(format: Format) -> String {
     let at = t0() + INTERVAL * (CYCLES - 1);
     let slot = Arc::new(ArcSwap::from_pointee(last.expect("at least one cycle")));
     let probe = Arc::new(ArcSwap::from_pointee(probe_snapshot(at)));
-    kafka_slo_exporter::registry::register(
-        "golden",
-        Arc::new(ArcSwap::from_pointee(RegistrySnapshot::empty(false))),
-    );
-    let exposition = kafka_slo_exporter::collectors::registry(
-        vec![slot],
-        vec![("golden".to_string(), probe)],
-        cfg.shard,
-        Some(100_000),
-    );
+    let registry = Arc::new(ArcSwap::from_pointee(RegistrySnapshot::empty(false)));
+    let side = SideSlots {
+        probes: vec![("golden".to_string(), probe)],
+        registries: vec![("golden".to_string(), registry)],
+    };
+    let exposition = kafka_slo_exporter::collectors::registry(vec![slot], side, cfg.shard, Some(100_000));
     let body = exposition
         .render_plain_at(format, at + Duration::from_secs(2))
         .expect("the fixed snapshots encode");

@@ -55,17 +55,26 @@ pub trait Area: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// The registration list: every area, in output order. `probes` are the delivery probes by
-/// cluster name; `shard` is this process's shard.
-pub fn all(probes: Vec<(String, crate::probe::ProbeSlot)>, shard: crate::shard::Shard) -> Vec<Box<dyn Area>> {
+/// The snapshots published beside the Kafka cycle's, by cluster name: delivery probes and
+/// Schema Registry watches (only of the clusters that have them).
+#[derive(Debug, Default)]
+pub struct SideSlots {
+    pub probes: Vec<(String, crate::probe::ProbeSlot)>,
+    pub registries: Vec<(String, crate::registry::RegistrySlot)>,
+}
+
+/// The registration list: every area, in output order. `shard` is this process's shard.
+pub fn all(side: SideSlots, shard: crate::shard::Shard) -> Vec<Box<dyn Area>> {
     vec![
         Box::new(exporter::ExporterArea { shard }),
         Box::new(cluster::ClusterArea),
         Box::new(partitions::PartitionsArea),
         Box::new(groups::GroupsArea),
         Box::new(compliance::ComplianceArea),
-        Box::new(probe::ProbeArea { probes }),
-        Box::new(registry::RegistryArea),
+        Box::new(probe::ProbeArea { probes: side.probes }),
+        Box::new(registry::RegistryArea {
+            registries: side.registries,
+        }),
     ]
 }
 
@@ -73,11 +82,11 @@ pub fn all(probes: Vec<(String, crate::probe::ProbeSlot)>, shard: crate::shard::
 /// (`global.max_series`) when one is set.
 pub fn registry(
     slots: Vec<SnapshotSlot>,
-    probes: Vec<(String, crate::probe::ProbeSlot)>,
+    side: SideSlots,
     shard: crate::shard::Shard,
     max_series: Option<usize>,
 ) -> Exposition {
-    let mut areas = all(probes, shard);
+    let mut areas = all(side, shard);
     match max_series {
         None => Exposition::new(slots, areas),
         Some(limit) => {

@@ -14,11 +14,20 @@ use prometheus_client::registry::Unit;
 
 use super::{cluster_labels, counters, gauges, infos, unix_seconds, with, Area, Labels};
 use crate::registry::wire::Outcome;
-use crate::registry::{lookup, Operation, RegistrySnapshot};
+use crate::registry::{Operation, RegistrySlot, RegistrySnapshot};
 use crate::snapshot::ClusterSnapshot;
 
+/// The registry snapshots by cluster name, of the clusters that watch a registry.
 #[derive(Debug)]
-pub struct RegistryArea;
+pub struct RegistryArea {
+    pub registries: Vec<(String, RegistrySlot)>,
+}
+
+impl RegistryArea {
+    fn slot(&self, cluster: &str) -> Option<&RegistrySlot> {
+        self.registries.iter().find(|(n, _)| n == cluster).map(|(_, s)| s)
+    }
+}
 
 impl Area for RegistryArea {
     fn scrape_time(&self) -> bool {
@@ -33,7 +42,7 @@ impl Area for RegistryArea {
     ) -> std::fmt::Result {
         let registries: Vec<(&ClusterSnapshot, Arc<RegistrySnapshot>)> = clusters
             .iter()
-            .filter_map(|c| lookup(&c.name).map(|slot| (c.as_ref(), slot.load_full())))
+            .filter_map(|c| self.slot(&c.name).map(|slot| (c.as_ref(), slot.load_full())))
             .collect();
         encode(&registries, enc)
     }
@@ -281,7 +290,6 @@ mod tests {
     use crate::collectors::{Exposition, Format};
     use crate::config::Granularity;
     use crate::registry::inventory::Inventory;
-    use crate::registry::{register, RegistrySlot};
     use crate::snapshot::SnapshotSlot;
 
     fn inventory() -> Inventory {
@@ -309,7 +317,6 @@ mod tests {
 
     #[test]
     fn registry_series_follow_the_registry_snapshot_not_the_kafka_cycle() {
-        // A cluster name no other test registers (the directory is process-wide).
         let name = "collector-test-registry";
         let kafka: SnapshotSlot = Arc::new(ArcSwap::from_pointee(ClusterSnapshot::empty(
             name,
@@ -317,8 +324,10 @@ mod tests {
             Granularity::Partition,
         )));
         let slot: RegistrySlot = Arc::new(ArcSwap::from_pointee(RegistrySnapshot::empty(false)));
-        register(name, Arc::clone(&slot));
-        let e = Exposition::new(vec![Arc::clone(&kafka)], vec![Box::new(RegistryArea)]);
+        let area = RegistryArea {
+            registries: vec![(name.to_string(), Arc::clone(&slot))],
+        };
+        let e = Exposition::new(vec![Arc::clone(&kafka)], vec![Box::new(area)]);
 
         let text = render(&e);
         assert!(

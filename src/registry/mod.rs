@@ -14,8 +14,8 @@
 //! policy classes ([`crosscheck`]) and, when enabled, samples the newest record values of
 //! those topics for the registry wire format ([`wire`]).
 //!
-//! Snapshots are published by cluster name in a process-wide directory ([`lookup`]), which
-//! the registry collector area reads at scrape time.
+//! Each task publishes to the slot [`spawn`] returns; start-up wiring hands the slots to the
+//! registry collector area, which reads them at scrape time.
 
 pub mod client;
 pub mod crosscheck;
@@ -23,7 +23,7 @@ pub mod inventory;
 pub mod wire;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -574,49 +574,30 @@ pub fn poll(
     }
 }
 
-/// Registry snapshots by cluster name, read by the collector area.
-static DIRECTORY: RwLock<BTreeMap<String, RegistrySlot>> = RwLock::new(BTreeMap::new());
-
-/// Publishes a cluster's slot (replacing an earlier one of the same name).
-pub fn register(cluster: &str, slot: RegistrySlot) {
-    DIRECTORY
-        .write()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(cluster.to_string(), slot);
-}
-
-/// The registry slot of a cluster, if it watches a registry.
-pub fn lookup(cluster: &str) -> Option<RegistrySlot> {
-    DIRECTORY
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(cluster)
-        .cloned()
-}
-
 /// Starts the registry task of a cluster (when it has a `schema_registry` section), reading
-/// the cluster's Kafka snapshots from `kafka`. It stops when `shutdown` turns true.
+/// the cluster's Kafka snapshots from `kafka`. Returns the slot it publishes to, which the
+/// collectors read, and the task, which stops when `shutdown` turns true.
 pub fn spawn(
     cluster: &ClusterConfig,
     kafka: SnapshotSlot,
     shutdown: watch::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
+) -> Option<(RegistrySlot, tokio::task::JoinHandle<()>)> {
     let cfg = cluster.schema_registry.clone()?;
     let slot: RegistrySlot = Arc::new(ArcSwap::from_pointee(RegistrySnapshot::empty(cfg.subject_labels)));
-    register(&cluster.name, Arc::clone(&slot));
     tracing::info!(
         cluster = cluster.name.as_str(),
         urls = cfg.urls.join(",").as_str(),
         interval = %humantime::format_duration(cfg.interval),
         "watching schema registry"
     );
-    Some(tokio::spawn(run(
+    let task = tokio::spawn(run(
         Arc::new(cluster.clone()),
         Arc::new(cfg),
         kafka,
-        slot,
+        Arc::clone(&slot),
         shutdown,
-    )))
+    ));
+    Some((slot, task))
 }
 
 async fn run(
