@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::error::{AppError, ConfigError};
 use crate::http::{HttpOptions, HttpState};
-use crate::kafka::{KafkaSource, RdKafkaSource};
+use crate::kafka::{ClientErrors, KafkaSource, RdKafkaSource};
 use crate::policy::Policy;
 use crate::poller::Poller;
 use crate::snapshot::ClusterSnapshot;
@@ -40,6 +40,8 @@ pub struct Loaded {
     pub config: Config,
     pub policy: Policy,
     pub sources: Vec<Arc<dyn KafkaSource>>,
+    /// Per cluster, the error counters every Kafka client of the cluster reports into.
+    pub client_errors: Vec<ClientErrors>,
 }
 
 /// Loads the configuration and the policy, and creates (but does not connect) a client per
@@ -51,6 +53,7 @@ pub fn load(config_file: &std::path::Path, policy_file: Option<&std::path::Path>
         None => Policy::builtin(),
     };
     let mut sources: Vec<Arc<dyn KafkaSource>> = Vec::with_capacity(config.clusters.len());
+    let client_errors: Vec<ClientErrors> = config.clusters.iter().map(|_| ClientErrors::new()).collect();
     for (i, c) in config.clusters.iter().enumerate() {
         if let Some(field) = &c.kerberos_field {
             crate::kafka::check_sasl_mechanism("GSSAPI").map_err(|reason| {
@@ -63,7 +66,7 @@ pub fn load(config_file: &std::path::Path, policy_file: Option<&std::path::Path>
                 )
             })?;
         }
-        let source = RdKafkaSource::new(c).map_err(|(property, reason)| {
+        let source = RdKafkaSource::new(c, &client_errors[i]).map_err(|(property, reason)| {
             let field = match property {
                 Some(k) if c.client_properties.iter().any(|(p, _)| *p == k) => {
                     let section = if c.secret_keys.contains(&k) {
@@ -83,6 +86,7 @@ pub fn load(config_file: &std::path::Path, policy_file: Option<&std::path::Path>
         config,
         policy,
         sources,
+        client_errors,
     })
 }
 
@@ -105,6 +109,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
         mut config,
         policy,
         sources,
+        client_errors,
     } = load(&opts.config_file, opts.policy_file.as_deref())?;
     for c in &mut config.clusters {
         c.shard = opts.shard;
@@ -131,13 +136,20 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     let mut side = crate::collectors::SideSlots::default();
     // The probe and the Schema Registry watch are cluster-wide: shard 0 runs them.
     let cluster_wide = opts.shard.owns_cluster_wide();
-    for (cfg, source) in config.clusters.iter().zip(sources) {
+    for ((cfg, source), errors) in config.clusters.iter().zip(sources).zip(client_errors) {
+        side.client_errors.push((cfg.name.clone(), errors.clone()));
         if let Some(probe) = cfg.probe.as_ref().filter(|_| cluster_wide) {
             let slot: crate::probe::ProbeSlot = Arc::new(ArcSwap::from_pointee(crate::probe::ProbeSnapshot::default()));
             // The probe thread is detached: it checks `probe_stop` every 100 ms and holds
             // nothing that needs an orderly close beyond its Kafka clients.
-            crate::probe::spawn(cfg.clone(), probe.clone(), Arc::clone(&slot), Arc::clone(&probe_stop))
-                .map_err(|e| AppError::Runtime(format!("cannot start the probe thread: {e}")))?;
+            crate::probe::spawn(
+                cfg.clone(),
+                probe.clone(),
+                errors.clone(),
+                Arc::clone(&slot),
+                Arc::clone(&probe_stop),
+            )
+            .map_err(|e| AppError::Runtime(format!("cannot start the probe thread: {e}")))?;
             side.probes.push((cfg.name.clone(), slot));
             tracing::info!(
                 cluster = cfg.name.as_str(),
@@ -153,7 +165,8 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
         slots.push(Arc::clone(&slot));
         // The Schema Registry task (if configured) only reads this cluster's snapshots.
         if cluster_wide {
-            if let Some((registry, task)) = crate::registry::spawn(cfg, Arc::clone(&slot), shutdown_rx.clone()) {
+            if let Some((registry, task)) = crate::registry::spawn(cfg, &errors, Arc::clone(&slot), shutdown_rx.clone())
+            {
                 side.registries.push((cfg.name.clone(), registry));
                 pollers.push(task);
             }

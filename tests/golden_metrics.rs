@@ -22,9 +22,9 @@ use arc_swap::ArcSwap;
 use kafka_slo_exporter::collectors::{Format, SideSlots};
 use kafka_slo_exporter::config::{ClusterConfig, Config};
 use kafka_slo_exporter::kafka::{
-    Broker, ClusterDescription, GroupDescription, GroupListing, GroupMember, GroupOffsets, GroupState, GroupType,
-    KafkaSource, OffsetSpec, PartitionMetadata, PartitionOffset, RecordAt, SourceError, TopicConfig, TopicMetadata,
-    TopicPartition,
+    Broker, ClientErrors, ClusterDescription, GroupDescription, GroupListing, GroupMember, GroupOffsets, GroupState,
+    GroupType, KafkaSource, OffsetSpec, PartitionMetadata, PartitionOffset, RecordAt, SourceError, TopicConfig,
+    TopicMetadata, TopicPartition,
 };
 use kafka_slo_exporter::policy::Policy;
 use kafka_slo_exporter::poller::collect_io;
@@ -491,6 +491,7 @@ fn render(format: Format) -> String {
     let side = SideSlots {
         probes: vec![("golden".to_string(), probe)],
         registries: vec![("golden".to_string(), registry)],
+        client_errors: vec![("golden".to_string(), ClientErrors::new())],
     };
     let exposition = kafka_slo_exporter::collectors::registry(vec![slot], side, cfg.shard, Some(100_000));
     let body = exposition

@@ -29,7 +29,8 @@ fn source(kafka: &KafkaCluster) -> RdKafkaSource {
         kafka.bootstrap_servers()
     );
     let cfg = Config::parse(Path::new("t.yml"), &yaml).expect("valid config");
-    RdKafkaSource::new(&cfg.clusters[0]).unwrap_or_else(|e| panic!("creating the source: {e:?}"))
+    RdKafkaSource::new(&cfg.clusters[0], &kafka_slo_exporter::kafka::ClientErrors::new())
+        .unwrap_or_else(|e| panic!("creating the source: {e:?}"))
 }
 
 fn tp(topic: &str, partition: i32) -> TopicPartition {

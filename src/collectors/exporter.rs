@@ -8,6 +8,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 
 use super::{cluster_labels, counters, gauges, infos, unix_seconds, with, Area, Labels};
+use crate::kafka::{ClientErrorKind, ClientErrors};
 use crate::shard::Shard;
 use crate::snapshot::{age, ClusterSnapshot};
 
@@ -15,6 +16,19 @@ use crate::snapshot::{age, ClusterSnapshot};
 pub struct ExporterArea {
     /// This process's shard, exported as `kafka_slo_exporter_shard_info`.
     pub shard: Shard,
+    /// Each cluster's Kafka client error counts, by cluster name.
+    pub client_errors: Vec<(String, ClientErrors)>,
+}
+
+impl ExporterArea {
+    /// The client errors of `cluster`, every kind listed (all zero for a cluster without
+    /// clients yet).
+    fn client_errors(&self, cluster: &str) -> Vec<(ClientErrorKind, u64)> {
+        self.client_errors
+            .iter()
+            .find(|(n, _)| n == cluster)
+            .map_or_else(|| ClientErrors::new().counts(), |(_, e)| e.counts())
+    }
 }
 
 impl Area for ExporterArea {
@@ -103,7 +117,7 @@ impl Area for ExporterArea {
                 c.replay_reads_total,
             ));
             cache.push((base.clone(), c.record_cache_entries as f64));
-            for (kind, n) in crate::kafka::client_errors(&c.name) {
+            for (kind, n) in self.client_errors(&c.name) {
                 client_errors.push((with(&base, [("kind", Cow::Borrowed(kind.as_str()))]), n));
             }
             offset_errors.push((base.clone(), c.partition_offset_errors as f64));

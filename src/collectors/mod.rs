@@ -55,18 +55,24 @@ pub trait Area: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// The snapshots published beside the Kafka cycle's, by cluster name: delivery probes and
-/// Schema Registry watches (only of the clusters that have them).
+/// What the areas read beside the Kafka snapshots, by cluster name: the snapshots of delivery
+/// probes and Schema Registry watches (only of the clusters that have them) and every
+/// cluster's Kafka client error counters. All are created at start-up and passed in.
 #[derive(Debug, Default)]
 pub struct SideSlots {
     pub probes: Vec<(String, crate::probe::ProbeSlot)>,
     pub registries: Vec<(String, crate::registry::RegistrySlot)>,
+    /// Not a snapshot but live counters: the Kafka client errors of each cluster.
+    pub client_errors: Vec<(String, crate::kafka::ClientErrors)>,
 }
 
 /// The registration list: every area, in output order. `shard` is this process's shard.
 pub fn all(side: SideSlots, shard: crate::shard::Shard) -> Vec<Box<dyn Area>> {
     vec![
-        Box::new(exporter::ExporterArea { shard }),
+        Box::new(exporter::ExporterArea {
+            shard,
+            client_errors: side.client_errors,
+        }),
         Box::new(cluster::ClusterArea),
         Box::new(partitions::PartitionsArea),
         Box::new(groups::GroupsArea),

@@ -13,8 +13,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::ffi::{self, Polled};
 use super::{
-    ClusterDescription, GroupDescription, GroupListing, GroupOffsets, GroupState, KafkaSource, OffsetSpec,
-    PartitionMetadata, PartitionOffset, RecordAt, SourceError, TopicConfig, TopicMetadata, TopicPartition,
+    ClientErrors, ClusterDescription, GroupDescription, GroupListing, GroupOffsets, GroupState, KafkaSource,
+    OffsetSpec, PartitionMetadata, PartitionOffset, RecordAt, SourceError, TopicConfig, TopicMetadata, TopicPartition,
 };
 use crate::config::ClusterConfig;
 
@@ -65,6 +65,16 @@ const READ_CHUNK: usize = 5000;
 /// Routes librdkafka's log lines and errors into `tracing`, tagged with the cluster name.
 pub struct ExporterContext {
     pub(super) cluster: String,
+    pub(super) errors: ClientErrors,
+}
+
+impl ExporterContext {
+    pub(super) fn new(cfg: &ClusterConfig, errors: &ClientErrors) -> Self {
+        Self {
+            cluster: cfg.name.clone(),
+            errors: errors.clone(),
+        }
+    }
 }
 
 impl ClientContext for ExporterContext {
@@ -85,7 +95,7 @@ impl ClientContext for ExporterContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        super::errors::count(&self.cluster, error.rdkafka_error_code(), reason);
+        self.errors.count(error.rdkafka_error_code(), reason);
         tracing::debug!(target: "librdkafka", cluster = self.cluster.as_str(), %error, "{reason}");
     }
 }
@@ -157,11 +167,11 @@ impl RdKafkaSource {
     /// Creates the client. Does not connect yet; fails only on properties librdkafka rejects,
     /// returning the property (when librdkafka names one) and its reason, which never echoes
     /// secret values.
-    pub fn new(cfg: &ClusterConfig) -> Result<Self, (Option<String>, String)> {
+    ///
+    /// Every client of the source reports its connection errors into `errors`.
+    pub fn new(cfg: &ClusterConfig, errors: &ClientErrors) -> Result<Self, (Option<String>, String)> {
         let cc = base_config(cfg);
-        let context = ExporterContext {
-            cluster: cfg.name.clone(),
-        };
+        let context = ExporterContext::new(cfg, errors);
         let admin = cc.create_with_context(context).map_err(creation_error)?;
         Ok(Self {
             admin,
@@ -170,6 +180,15 @@ impl RdKafkaSource {
             config: cc,
             reading: Mutex::new(()),
         })
+    }
+
+    /// A context for another client of this cluster, counting into the same errors.
+    fn new_context(&self) -> ExporterContext {
+        let main = self.admin.inner().context();
+        ExporterContext {
+            cluster: main.cluster.clone(),
+            errors: main.errors.clone(),
+        }
     }
 
     /// The admin client's handle, after serving its main queue.
@@ -199,10 +218,7 @@ impl RdKafkaSource {
         let clients = slot.get_or_insert_with(|| {
             let mut clients = Vec::with_capacity(HELPER_CLIENTS);
             for _ in 0..HELPER_CLIENTS {
-                let context = ExporterContext {
-                    cluster: self.cluster.clone(),
-                };
-                match self.config.create_with_context(context) {
+                match self.config.create_with_context(self.new_context()) {
                     Ok(c) => clients.push(c),
                     Err(e) => {
                         tracing::warn!(
@@ -264,7 +280,7 @@ impl RdKafkaSource {
                 message,
             } => context.log(log_level(level), &facility, &message),
             Polled::Error { code, message } => {
-                super::errors::count(cluster, Some(code), &message);
+                context.errors.count(Some(code), &message);
                 tracing::debug!(target: "librdkafka", cluster, "{message}")
             }
             Polled::PartitionError { message, .. } => tracing::debug!(target: "librdkafka", cluster, "{message}"),
@@ -278,10 +294,7 @@ impl RdKafkaSource {
         for (k, v) in READER_PROPERTIES {
             cc.set(*k, *v);
         }
-        let context = ExporterContext {
-            cluster: self.cluster.clone(),
-        };
-        cc.create_with_context(context).map_err(|e| {
+        cc.create_with_context(self.new_context()).map_err(|e| {
             let (key, reason) = creation_error(e);
             let msg = match key {
                 Some(key) => format!("creating the record reader: {key}: {reason}"),
@@ -348,7 +361,7 @@ impl RdKafkaSource {
                     state.on_end(&topic, partition).then_some((topic, partition))
                 }
                 Some(Polled::Error { code, message }) => {
-                    super::errors::count(&self.cluster, Some(code), &message);
+                    reader.context().errors.count(Some(code), &message);
                     tracing::debug!(cluster = self.cluster.as_str(), "reading records: {message}");
                     None
                 }

@@ -2,11 +2,11 @@
 //! rejected password or an untrusted certificate shows as its own series instead of only as
 //! timed-out requests.
 //!
-//! Every client of a cluster (admin, helpers, record reader, probe) reports here through its
-//! context, keyed by the cluster name.
+//! Every client of a cluster (admin, helpers, record reader, probe, registry sampler) reports
+//! through its context into the cluster's [`ClientErrors`].
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -70,21 +70,29 @@ impl ClientErrorKind {
     }
 }
 
-static COUNTS: Mutex<BTreeMap<(String, ClientErrorKind), u64>> = Mutex::new(BTreeMap::new());
+/// The error counts of one cluster's clients, by kind. Created once per cluster at start-up,
+/// cloned into every client context of that cluster (admin, helpers, record reader, probe,
+/// registry sampler) and read by the collectors.
+#[derive(Debug, Clone, Default)]
+pub struct ClientErrors(Arc<[AtomicU64; ClientErrorKind::ALL.len()]>);
 
-pub(super) fn count(cluster: &str, code: Option<RDKafkaErrorCode>, message: &str) {
-    let kind = ClientErrorKind::of(code, message);
-    let mut counts = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
-    *counts.entry((cluster.to_string(), kind)).or_insert(0) += 1;
-}
+impl ClientErrors {
+    pub fn new() -> Self {
+        Self::default()
+    }
 
-/// Errors reported so far for `cluster`, every kind listed (zero when none happened).
-pub fn client_errors(cluster: &str) -> Vec<(ClientErrorKind, u64)> {
-    let counts = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
-    ClientErrorKind::ALL
-        .iter()
-        .map(|k| (*k, counts.get(&(cluster.to_string(), *k)).copied().unwrap_or(0)))
-        .collect()
+    pub(super) fn count(&self, code: Option<RDKafkaErrorCode>, message: &str) {
+        let kind = ClientErrorKind::of(code, message);
+        self.0[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Errors reported so far, every kind listed (zero when none happened).
+    pub fn counts(&self) -> Vec<(ClientErrorKind, u64)> {
+        ClientErrorKind::ALL
+            .iter()
+            .map(|k| (*k, self.0[*k as usize].load(Ordering::Relaxed)))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -94,17 +102,29 @@ mod tests {
     #[test]
     fn counts_by_cluster_and_kind() {
         let refused = "SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-256";
-        count("errors-test-a", Some(RDKafkaErrorCode::Authentication), refused);
-        count("errors-test-a", Some(RDKafkaErrorCode::Authentication), refused);
-        count("errors-test-a", Some(RDKafkaErrorCode::SSL), "SSL handshake failed");
-        count("errors-test-b", None, "");
-        let a = client_errors("errors-test-a");
+        let (a, b) = (ClientErrors::new(), ClientErrors::new());
+        let a_clone = a.clone();
+        a.count(Some(RDKafkaErrorCode::Authentication), refused);
+        a_clone.count(Some(RDKafkaErrorCode::Authentication), refused);
+        a.count(Some(RDKafkaErrorCode::SSL), "SSL handshake failed");
+        b.count(None, "");
+        let a = a.counts();
         assert_eq!(a.len(), ClientErrorKind::ALL.len());
         assert!(a.contains(&(ClientErrorKind::Authentication, 2)));
         assert!(a.contains(&(ClientErrorKind::Transport, 0)));
         assert!(a.contains(&(ClientErrorKind::Tls, 1)));
         assert!(a.contains(&(ClientErrorKind::Other, 0)));
-        assert!(client_errors("errors-test-b").contains(&(ClientErrorKind::Other, 1)));
+        assert!(b.counts().contains(&(ClientErrorKind::Other, 1)));
+        assert!(b.counts().contains(&(ClientErrorKind::Authentication, 0)));
+    }
+
+    /// Counts are indexed by the kind's discriminant, so `ALL` must list kinds in declaration
+    /// order.
+    #[test]
+    fn all_is_in_declaration_order() {
+        for (i, k) in ClientErrorKind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i, "{k:?}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use client::RdKafkaSource;
-pub use errors::{client_errors, ClientErrorKind};
+pub use errors::{ClientErrorKind, ClientErrors};
 pub use probe::{Delivery, ProbeClient, ProbeRecord};
 pub use sample::{SampleRead, SampledValue, ValueSampler};
 

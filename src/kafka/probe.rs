@@ -15,7 +15,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{base_config, ExporterContext};
-use super::SourceError;
+use super::{ClientErrors, SourceError};
 use crate::config::ClusterConfig;
 
 /// A produce outcome reported by the delivery callback.
@@ -126,10 +126,14 @@ pub struct ProbeClient {
 impl ProbeClient {
     /// Creates the clients (no connection yet). `message_timeout` bounds how long a record may
     /// wait for its ack before it counts as failed.
-    pub fn new(cfg: &ClusterConfig, topic: &str, group: &str, message_timeout: Duration) -> Result<Self, SourceError> {
-        let ctx = || ExporterContext {
-            cluster: cfg.name.clone(),
-        };
+    pub fn new(
+        cfg: &ClusterConfig,
+        errors: &ClientErrors,
+        topic: &str,
+        group: &str,
+        message_timeout: Duration,
+    ) -> Result<Self, SourceError> {
+        let ctx = || ExporterContext::new(cfg, errors);
         let base = base_config(cfg);
         let mut p: ClientConfig = base.clone();
         p.set("client.id", "kafka-slo-exporter-probe")

@@ -14,7 +14,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::{base_config, ExporterContext};
-use super::{SourceError, TopicPartition};
+use super::{ClientErrors, SourceError, TopicPartition};
 use crate::config::ClusterConfig;
 
 /// Bytes of each value kept: the registry wire-format header (magic byte + 4-byte schema id).
@@ -45,7 +45,7 @@ pub struct ValueSampler {
 
 impl ValueSampler {
     /// Creates the consumer (no connection yet) from the cluster's client properties.
-    pub fn new(cfg: &ClusterConfig) -> Result<Self, SourceError> {
+    pub fn new(cfg: &ClusterConfig, errors: &ClientErrors) -> Result<Self, SourceError> {
         let mut cc = base_config(cfg);
         cc.set("client.id", "kafka-slo-exporter-sampler")
             .set("group.id", "kafka-slo-exporter-sampler")
@@ -58,9 +58,7 @@ impl ValueSampler {
             .set("queued.max.messages.kbytes", "4096")
             .set("fetch.wait.max.ms", "100");
         let consumer = cc
-            .create_with_context(ExporterContext {
-                cluster: cfg.name.clone(),
-            })
+            .create_with_context(ExporterContext::new(cfg, errors))
             .map_err(|e| SourceError::new("Fetch", format!("creating the value sampler: {e}")))?;
         Ok(Self { consumer })
     }

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 
 use super::{encode_payload, ProbeSnapshot, Tracker};
 use crate::config::{ClusterConfig, ProbeConfig};
-use crate::kafka::ProbeClient;
+use crate::kafka::{ClientErrors, ProbeClient};
 
 /// Where the probe of a cluster publishes; scrapes `load()` it.
 pub type ProbeSlot = Arc<ArcSwap<ProbeSnapshot>>;
@@ -20,12 +20,13 @@ pub type ProbeSlot = Arc<ArcSwap<ProbeSnapshot>>;
 pub fn spawn(
     cluster: ClusterConfig,
     probe: ProbeConfig,
+    client_errors: ClientErrors,
     slot: ProbeSlot,
     shutdown: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("kse-probe-{}", cluster.name))
-        .spawn(move || run(&cluster, &probe, &slot, &shutdown))
+        .spawn(move || run(&cluster, &probe, &client_errors, &slot, &shutdown))
 }
 
 /// A run id distinguishing this process's records from an earlier one's.
@@ -37,11 +38,11 @@ fn run_id() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 32)
 }
 
-fn run(cluster: &ClusterConfig, probe: &ProbeConfig, slot: &ProbeSlot, shutdown: &AtomicBool) {
+fn run(cluster: &ClusterConfig, probe: &ProbeConfig, errors: &ClientErrors, slot: &ProbeSlot, shutdown: &AtomicBool) {
     let name = cluster.name.as_str();
     let mut tracker = Tracker::new(run_id(), &probe.topic, probe.timeout);
     let mut client = loop {
-        match ProbeClient::new(cluster, &probe.topic, &probe.group, probe.timeout) {
+        match ProbeClient::new(cluster, errors, &probe.topic, &probe.group, probe.timeout) {
             Ok(c) => break c,
             Err(e) => {
                 tracing::warn!(cluster = name, error = %e, "probe clients cannot be created; retrying");

@@ -36,7 +36,7 @@ use self::inventory::{Inventory, Listings, SubjectCompatibility, SubjectDetail};
 use self::wire::{Framing, IdKnowledge, SampleCounts};
 use crate::config::registry::RegistryConfig;
 use crate::config::ClusterConfig;
-use crate::kafka::ValueSampler;
+use crate::kafka::{ClientErrors, ValueSampler};
 use crate::snapshot::ClusterSnapshot;
 use crate::snapshot::SnapshotSlot;
 
@@ -161,6 +161,8 @@ pub struct Memory {
     ids: HashMap<u32, IdKnowledge>,
     samples: HashMap<String, TopicSample>,
     sampler: Option<ValueSampler>,
+    /// The cluster's Kafka client error counts, which the sampler's consumer reports into.
+    client_errors: ClientErrors,
 }
 
 impl Memory {
@@ -400,7 +402,7 @@ fn sample(
             continue;
         }
         if mem.sampler.is_none() {
-            match ValueSampler::new(cluster) {
+            match ValueSampler::new(cluster, &mem.client_errors) {
                 Ok(s) => mem.sampler = Some(s),
                 Err(e) => {
                     let t = Timed::<()> {
@@ -579,6 +581,7 @@ pub fn poll(
 /// collectors read, and the task, which stops when `shutdown` turns true.
 pub fn spawn(
     cluster: &ClusterConfig,
+    client_errors: &ClientErrors,
     kafka: SnapshotSlot,
     shutdown: watch::Receiver<bool>,
 ) -> Option<(RegistrySlot, tokio::task::JoinHandle<()>)> {
@@ -592,6 +595,7 @@ pub fn spawn(
     );
     let task = tokio::spawn(run(
         Arc::new(cluster.clone()),
+        client_errors.clone(),
         Arc::new(cfg),
         kafka,
         Arc::clone(&slot),
@@ -602,6 +606,7 @@ pub fn spawn(
 
 async fn run(
     cluster: Arc<ClusterConfig>,
+    client_errors: ClientErrors,
     cfg: Arc<RegistryConfig>,
     kafka: SnapshotSlot,
     slot: RegistrySlot,
@@ -610,7 +615,13 @@ async fn run(
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let client = Arc::new(RegistryClient::new(&cfg));
-    let mut memory = Some(Box::<Memory>::default());
+    let fresh = || {
+        Box::new(Memory {
+            client_errors: client_errors.clone(),
+            ..Memory::default()
+        })
+    };
+    let mut memory = Some(fresh());
     let name = cluster.name.as_str();
     loop {
         tokio::select! {
@@ -632,7 +643,7 @@ async fn run(
                 Ok(x) => x,
                 Err(e) => {
                     tracing::error!(cluster = name, error = %e, "schema registry poll panicked; caches reset");
-                    memory = Some(Box::default());
+                    memory = Some(fresh());
                     continue;
                 }
             },
