@@ -1,8 +1,11 @@
 //! Unit tests of the fold from raw stage results to snapshots.
 
 use super::*;
-use crate::config::Config;
-use crate::kafka::{Broker, PartitionMetadata};
+use crate::config::{ClusterConfig, Config};
+use crate::kafka::{
+    Broker, GroupDescription, GroupListing, GroupOffsets, PartitionMetadata, PartitionOffset, RecordAt, SourceError,
+    TopicMetadata, TopicPartition,
+};
 use std::path::Path;
 
 fn t(s: u64) -> SystemTime {

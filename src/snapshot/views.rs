@@ -1,0 +1,269 @@
+//! Building the immutable snapshot from the poller's memory: topic and group views, lag and
+//! status, and the topics' compliance.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::config::ClusterConfig;
+use crate::kafka::{GroupType, TopicMetadata, TopicPartition};
+use crate::lag::{self, PartitionOffsets};
+use crate::policy::{Policy, TopicFacts};
+use crate::status::{self, StatusRules};
+
+use super::fold::*;
+
+impl Memory {
+    /// Builds the snapshot from memory, advances the group status histories when the lag
+    /// inputs are fresh, and evicts cache entries no group needs any more.
+    pub fn snapshot(
+        &mut self,
+        cfg: &ClusterConfig,
+        policy: &Policy,
+        at: SystemTime,
+        duration: Duration,
+        all_ok: bool,
+    ) -> ClusterSnapshot {
+        self.cycles_total += 1;
+        if all_ok {
+            self.last_success = Some(at);
+        }
+        let all_topics = self.metadata.as_ref().map(|md| self.topic_views(&md.value, at));
+        let totals = all_topics.as_deref().map(ClusterTotals::of);
+        let topics = all_topics.map(|mut t| {
+            t.retain(|t| cfg.shard.owns(&t.name));
+            Arc::new(t)
+        });
+        let compliance = topics.as_ref().map(|topics| {
+            Arc::new(
+                topics
+                    .iter()
+                    .map(|t| {
+                        let facts = TopicFacts {
+                            name: &t.name,
+                            partitions: &t.partitions,
+                            settings: t.settings.as_ref(),
+                            replay_window: t.replay_window(),
+                            last_partition_change: t.last_partition_change,
+                        };
+                        crate::policy::evaluate(policy, &facts, at)
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        });
+        let groups_fresh = [
+            &self.group_offsets.as_ref().map(|d| d.collected_at),
+            &self.offsets.as_ref().map(|d| d.collected_at),
+        ]
+        .iter()
+        .all(|t| **t == Some(at));
+        let groups = self
+            .groups
+            .clone()
+            .map(|g| Arc::new(self.group_views(&g.value, cfg, at, groups_fresh)));
+
+        // Keep only cache entries for positions still being measured.
+        let live: HashSet<(TopicPartition, i64)> =
+            self.lag_positions().into_iter().map(|(tp, pos, _)| (tp, pos)).collect();
+        self.record_ts.retain(|k, _| live.contains(k));
+
+        let mut data_at = BTreeMap::new();
+        let mut mark = |stage: Stage, t: Option<SystemTime>| {
+            if let Some(t) = t {
+                data_at.insert(stage, t);
+            }
+        };
+        mark(Stage::Cluster, self.cluster.as_ref().map(|d| d.collected_at));
+        mark(Stage::Topics, self.metadata.as_ref().map(|d| d.collected_at));
+        mark(Stage::TopicConfigs, self.configs.as_ref().map(|d| d.collected_at));
+        mark(Stage::Offsets, self.offsets.as_ref().map(|d| d.collected_at));
+        mark(Stage::Groups, self.groups.as_ref().map(|d| d.collected_at));
+        mark(Stage::GroupOffsets, self.group_offsets.as_ref().map(|d| d.collected_at));
+        mark(
+            Stage::TimeLag,
+            self.stages.get(&Stage::TimeLag).and_then(|s| s.last_success),
+        );
+
+        ClusterSnapshot {
+            name: cfg.name.clone(),
+            labels: cfg.labels.clone(),
+            granularity: cfg.lag.granularity,
+            up: all_ok,
+            cycles_total: self.cycles_total,
+            last_cycle_duration: Some(duration),
+            last_success: self.last_success,
+            stages: Stage::ALL
+                .iter()
+                .map(|s| (*s, self.stages.get(s).cloned().unwrap_or_default()))
+                .collect(),
+            data_at,
+            record_reads_total: self.record_reads_total,
+            replay_reads_total: self.replay_reads_total,
+            record_cache_entries: self.record_ts.len(),
+            partition_offset_errors: self.partition_offset_errors,
+            cluster: self.cluster.as_ref().map(|d| Arc::clone(&d.value)),
+            topics,
+            groups,
+            compliance,
+            built_at: Some(at),
+            shard: cfg.shard,
+            totals,
+        }
+    }
+
+    fn topic_views(&self, metadata: &[TopicMetadata], at: SystemTime) -> Vec<TopicView> {
+        let configs = self.configs.as_ref().map(|c| &c.value);
+        let offsets = self.offsets.as_ref().map(|o| &o.value);
+        metadata
+            .iter()
+            .map(|t| {
+                let settings = configs.and_then(|c| c.get(&t.name)).cloned();
+                let min_isr = settings.as_ref().and_then(|s| s.min_insync_replicas);
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let o = offsets
+                            .and_then(|m| m.get(&TopicPartition::new(t.name.clone(), p.id)))
+                            .copied()
+                            .unwrap_or_default();
+                        let tp = TopicPartition::new(t.name.clone(), p.id);
+                        let replay_window = self.log_start_ts.get(&tp).map(|(_, ts)| record_age(at, *ts));
+                        PartitionView {
+                            id: p.id,
+                            leader: p.leader,
+                            preferred_leader: p.replicas.first().copied(),
+                            replicas: p.replicas.len() as u32,
+                            // Kafka keeps the leader in the ISR; a leaderless partition's ISR is
+                            // reported as Kafka lists it.
+                            isr: p.isr.len() as u32,
+                            min_isr,
+                            log_start: o.log_start,
+                            high_watermark: o.high_watermark,
+                            last_stable: o.last_stable,
+                            replay_window,
+                        }
+                    })
+                    .collect();
+                let pc = self.partition_counts.get(&t.name);
+                TopicView {
+                    name: t.name.clone(),
+                    partitions,
+                    settings,
+                    partition_changes: pc.map(|p| p.changes).unwrap_or(0),
+                    last_partition_change: pc.and_then(|p| p.last_change()),
+                }
+            })
+            .collect()
+    }
+
+    fn group_views(
+        &mut self,
+        groups: &[GroupInfo],
+        cfg: &ClusterConfig,
+        at: SystemTime,
+        fresh: bool,
+    ) -> Vec<GroupView> {
+        let rules = StatusRules {
+            window: cfg.lag.status_window,
+            min_observations: cfg.lag.status_min_observations,
+        };
+        let committed_all = self.group_offsets.clone();
+        let offsets = self.offsets.clone();
+        let configs = self.configs.clone();
+        let known_topics: HashSet<&str> = self
+            .metadata
+            .as_ref()
+            .map(|m| m.value.iter().map(|t| t.name.as_str()).collect())
+            .unwrap_or_default();
+        let mut seen_history: HashSet<(String, TopicPartition)> = HashSet::new();
+
+        let mut views = Vec::with_capacity(groups.len());
+        for g in groups {
+            let d = g.description.as_ref();
+            let members = d.map(|d| d.members.clone()).unwrap_or_default();
+            let committed = committed_all.as_ref().map(|c| c.value.get(&g.listing.group));
+            let has_offsets = matches!(committed, Some(Some(Ok(_))));
+            let parts = group_partitions(g, committed.flatten());
+
+            let mut by_topic: BTreeMap<String, Vec<GroupPartitionView>> = BTreeMap::new();
+            let mut statuses = Vec::new();
+            for (tp, c) in parts {
+                if !known_topics.contains(tp.topic.as_str()) {
+                    continue; // filtered out or deleted topic
+                }
+                let o = offsets
+                    .as_ref()
+                    .and_then(|m| m.value.get(&tp))
+                    .copied()
+                    .unwrap_or_default();
+                let lag = match (o.log_start, o.high_watermark) {
+                    (Some(s), Some(hw)) => Some(lag::offset_lag(
+                        c,
+                        PartitionOffsets {
+                            log_start: s,
+                            high_watermark: hw,
+                        },
+                    )),
+                    _ => None,
+                };
+                let time_lag = lag.and_then(|l| {
+                    let hw = o.high_watermark?;
+                    let ts = self.record_ts.get(&(tp.clone(), l.position)).copied();
+                    lag::time_lag(at, l.position, hw, ts, self.hw_history.get(&tp))
+                });
+                if let Some(l) = lag {
+                    let key = (g.listing.group.clone(), tp.clone());
+                    let h = self.status_history.entry(key.clone()).or_default();
+                    if fresh {
+                        h.observe(at, c, l.lag, rules.window);
+                    }
+                    statuses.push(status::evaluate(h, at, !members.is_empty(), rules));
+                    seen_history.insert(key);
+                }
+                by_topic.entry(tp.topic.clone()).or_default().push(GroupPartitionView {
+                    partition: tp.partition,
+                    committed: c,
+                    assigned: members.iter().any(|m| m.assignment.contains(&tp)),
+                    lag,
+                    time_lag,
+                });
+            }
+            let topics = by_topic
+                .into_iter()
+                .map(|(topic, mut partitions)| {
+                    partitions.sort_by_key(|p| p.partition);
+                    let retention_ms = configs
+                        .as_ref()
+                        .and_then(|c| c.value.get(&topic))
+                        .and_then(|s| s.time_retention_ms());
+                    GroupTopicView {
+                        topic,
+                        partitions,
+                        retention_ms,
+                    }
+                })
+                .collect();
+            views.push(GroupView {
+                name: g.listing.group.clone(),
+                state: d.map(|d| d.state).unwrap_or(g.listing.state),
+                group_type: match d.map(|d| d.group_type) {
+                    Some(t) if t != GroupType::Unknown => t,
+                    _ => g.listing.group_type,
+                },
+                assignor: d.map(|d| d.assignor.clone()).unwrap_or_default(),
+                coordinator: d.and_then(|d| d.coordinator),
+                members,
+                status: has_offsets.then(|| status::worst(statuses)),
+                topics,
+            });
+        }
+        // Histories of vanished groups or partitions are forgotten, so a recreated group starts
+        // clean. Only pruned on fresh data: a failed cycle must not erase history.
+        if fresh {
+            self.status_history.retain(|k, _| seen_history.contains(k));
+        }
+        views
+    }
+}
