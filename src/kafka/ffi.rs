@@ -1005,7 +1005,7 @@ type CommittedOffsets = Result<Vec<(TopicPartition, i64)>, String>;
 /// expires before the connection's socket timeout, librdkafka releases the request's completion
 /// handle twice and aborts the process (`rd_kafka_enq_once_del_source_return: Assertion
 /// 'eonce->refcnt > 0'`). Callers pass a `min_request` longer than the socket timeout
-/// (`client::socket_timeout`), so the socket timeout always fires first and the request fails
+/// (`context::socket_timeout`), so the socket timeout always fires first and the request fails
 /// through its normal response path.
 fn may_start(left: Duration, min_request: Duration) -> bool {
     !left.is_zero() && left >= min_request

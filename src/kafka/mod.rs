@@ -5,9 +5,11 @@
 //! block (admin calls that the `rdkafka` crate does not wrap).
 
 mod client;
+mod context;
 mod errors;
 mod ffi;
 mod probe;
+mod reader;
 mod sample;
 
 use std::collections::BTreeMap;

@@ -14,7 +14,7 @@ use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::client::{base_config, ExporterContext};
+use super::context::{base_config, ExporterContext};
 use super::{ClientErrors, SourceError};
 use crate::config::ClusterConfig;
 

@@ -13,7 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::client::{base_config, ExporterContext};
+use super::context::{base_config, ExporterContext};
 use super::{ClientErrors, SourceError, TopicPartition};
 use crate::config::ClusterConfig;
 
