@@ -34,7 +34,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM ${RUNTIME_IMAGE}
 # libssl3, libcurl4 (OAUTHBEARER OIDC token requests) and zlib1g are the binary's only shared
-# libraries besides libc and libgcc (tests/deploy.rs checks this against the built binary);
+# libraries besides libc and libgcc (tests/deploy_docker.rs checks this against the built binary);
 # ca-certificates for TLS to Kafka and the Schema Registry.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libcurl4 libssl3 zlib1g \

@@ -63,7 +63,7 @@ fail() {
   exit 1
 }
 
-# Helm and kustomize render the deployment manifests in tests/deploy.rs; on PATH (GOBIN, default
+# Helm and kustomize render the deployment manifests in tests/deploy_*.rs; on PATH (GOBIN, default
 # /usr/local/bin as root, ~/go/bin otherwise).
 if [ "$(id -u)" -eq 0 ]; then GO_TOOLS_BIN="${GOBIN:-/usr/local/bin}"; else GO_TOOLS_BIN="${GOBIN:-$HOME/go/bin}"; fi
 for tool in "helm:helm.sh/helm/v3/cmd/helm@v$HELM_VERSION" "kustomize:sigs.k8s.io/kustomize/kustomize/v5@v$KUSTOMIZE_VERSION"; do
