@@ -70,9 +70,9 @@ impl RdKafkaSource {
     }
 
     /// The admin client's handle, after serving its main queue.
-    fn native(&self) -> *mut rdkafka::bindings::rd_kafka_t {
+    fn native(&self) -> ffi::ClientRef<'_> {
         self.serve_main_queue();
-        self.admin.inner().native_ptr()
+        ffi::ClientRef::of(self.admin.inner())
     }
 
     /// Serves the admin client's main queue. librdkafka posts log lines and error events there
@@ -84,7 +84,7 @@ impl RdKafkaSource {
         let extra = self.helpers.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let extra = extra.as_deref().map(Vec::as_slice).unwrap_or_default();
         for client in std::iter::once(&self.admin).chain(extra) {
-            if let Some(events) = ffi::EventQueue::main(client.inner().native_ptr()) {
+            if let Some(events) = ffi::EventQueue::main(ffi::ClientRef::of(client.inner())) {
                 self.drain(&events, client.inner().context());
             }
         }
@@ -137,7 +137,7 @@ impl RdKafkaSource {
 
     /// Routes the events waiting on a client queue to `tracing`. Bounded so a flood cannot
     /// stall a call; the rest waits for the next one.
-    fn drain(&self, events: &ffi::EventQueue, context: &ExporterContext) {
+    fn drain(&self, events: &ffi::EventQueue<'_>, context: &ExporterContext) {
         for _ in 0..10_000 {
             match events.poll(Duration::ZERO) {
                 None => break,
@@ -184,7 +184,7 @@ impl RdKafkaSource {
         let k = clients.len().min(groups.len()).max(1);
         if k == 1 {
             return ffi::group_offsets(
-                clients[0].inner().native_ptr(),
+                ffi::ClientRef::of(clients[0].inner()),
                 groups,
                 concurrency,
                 timeout,
@@ -202,7 +202,13 @@ impl RdKafkaSource {
                 .zip(&shares)
                 .map(|(client, share)| {
                     scope.spawn(move || {
-                        ffi::group_offsets(client.inner().native_ptr(), share, per_client, timeout, timeout / 2)
+                        ffi::group_offsets(
+                            ffi::ClientRef::of(client.inner()),
+                            share,
+                            per_client,
+                            timeout,
+                            timeout / 2,
+                        )
                     })
                 })
                 .collect();
@@ -287,9 +293,9 @@ impl KafkaSource for RdKafkaSource {
     ) -> Result<Vec<PartitionOffset>, SourceError> {
         self.serve_main_queue();
         let helpers = self.helpers();
-        let clients: Vec<*mut rdkafka::bindings::rd_kafka_t> = std::iter::once(&self.admin)
+        let clients: Vec<ffi::ClientRef<'_>> = std::iter::once(&self.admin)
             .chain(helpers.iter())
-            .map(|c| c.inner().native_ptr())
+            .map(|c| ffi::ClientRef::of(c.inner()))
             .collect();
         ffi::list_offsets(&clients, partitions, spec, timeout)
     }
@@ -342,7 +348,7 @@ impl KafkaSource for RdKafkaSource {
             // On a helper client: see `retire_helpers`.
             self.serve_main_queue();
             let helpers = self.helpers();
-            let client = helpers.first().unwrap_or(&self.admin).inner().native_ptr();
+            let client = ffi::ClientRef::of(helpers.first().unwrap_or(&self.admin).inner());
             let described = ffi::describe_groups(client, &rest, left, timeout / 2);
             let timed_out = match &described {
                 Err(e) => is_timeout(&e.message),

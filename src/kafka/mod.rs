@@ -6,6 +6,7 @@
 
 mod client;
 mod context;
+mod decode;
 mod errors;
 mod ffi;
 mod probe;

@@ -66,7 +66,7 @@ impl RdKafkaSource {
             tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
                 .map_err(|e| SourceError::new(OP, e.to_string()))?;
         }
-        let events = ffi::EventQueue::consumer(reader.client().native_ptr())
+        let events = ffi::EventQueue::consumer(ffi::ClientRef::of(reader.client()))
             .ok_or_else(|| SourceError::new(OP, "the record reader has no consumer queue"))?;
         reader
             .assign(&tpl)
