@@ -1,17 +1,47 @@
 //! Kafka cluster state: cluster id, controller, brokers, topics and partition counts. The
 //! cluster-wide series come from shard 0 only; per-topic ones from the topic's shard.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use prometheus_client::encoding::DescriptorEncoder;
 
-use super::{cluster_labels, gauges, infos, with, Area, Labels};
-use crate::snapshot::ClusterSnapshot;
+use super::{base_labels, gauge_family, info_family, Area, Base};
+use crate::kafka::ClusterDescription;
+use crate::snapshot::{ClusterSnapshot, ClusterTotals};
 
 #[derive(Debug)]
 pub struct ClusterArea;
+
+type DescriptionFn = fn(&ClusterDescription) -> Option<f64>;
+
+/// Cluster-wide gauges from DescribeCluster.
+const DESCRIPTION_GAUGES: &[(&str, &str, DescriptionFn)] = &[
+    (
+        "kafka_cluster_controller_id",
+        "Broker id of the active controller.",
+        |d| d.controller_id.map(f64::from),
+    ),
+    ("kafka_brokers", "Number of brokers registered in the cluster.", |d| {
+        Some(d.brokers.len() as f64)
+    }),
+];
+
+type TotalsFn = fn(&ClusterTotals) -> usize;
+
+/// Cluster-wide counts of the exported topics.
+const TOTALS_GAUGES: &[(&str, &str, TotalsFn)] = &[
+    (
+        "kafka_topics",
+        "Number of topics exported (after the topic filter).",
+        |t| t.topics,
+    ),
+    (
+        "kafka_partitions",
+        "Number of partitions of the exported topics.",
+        |t| t.partitions,
+    ),
+];
 
 impl Area for ClusterArea {
     fn encode(
@@ -20,103 +50,73 @@ impl Area for ClusterArea {
         _now: SystemTime,
         enc: &mut DescriptorEncoder,
     ) -> std::fmt::Result {
-        let mut cluster_info: Vec<(Labels, Labels)> = Vec::new();
-        let mut controller: Vec<(Labels, f64)> = Vec::new();
-        let mut broker_count: Vec<(Labels, f64)> = Vec::new();
-        let mut broker_info: Vec<(Labels, Labels)> = Vec::new();
-        let mut is_controller: Vec<(Labels, f64)> = Vec::new();
-        let mut topic_count: Vec<(Labels, f64)> = Vec::new();
-        let mut partition_count: Vec<(Labels, f64)> = Vec::new();
-        let mut topic_partitions: Vec<(Labels, f64)> = Vec::new();
+        // The cluster-wide series come from shard 0 only.
+        let wide: Vec<(Base, &ClusterSnapshot)> = clusters
+            .iter()
+            .filter(|c| c.shard.owns_cluster_wide())
+            .map(|c| (base_labels(c), c.as_ref()))
+            .collect();
+        let described: Vec<(&Base, &ClusterDescription)> = wide
+            .iter()
+            .filter_map(|(b, c)| c.cluster.as_deref().map(|d| (b, d)))
+            .collect();
 
-        for c in clusters {
-            let base = cluster_labels(c);
-            let cluster_wide = c.shard.owns_cluster_wide();
-            if let Some(d) = c.cluster.as_ref().filter(|_| cluster_wide) {
-                cluster_info.push((
-                    base.clone(),
-                    vec![("cluster_id", Cow::Borrowed(d.cluster_id.as_deref().unwrap_or("")))],
-                ));
-                if let Some(id) = d.controller_id {
-                    controller.push((base.clone(), f64::from(id)));
-                }
-                broker_count.push((base.clone(), d.brokers.len() as f64));
-                for b in &d.brokers {
-                    let id: Cow<str> = Cow::Owned(b.id.to_string());
-                    broker_info.push((
-                        with(&base, [("broker_id", id.clone())]),
-                        vec![
-                            ("host", Cow::Borrowed(b.host.as_str())),
-                            ("port", Cow::Owned(b.port.to_string())),
-                            ("rack", Cow::Borrowed(b.rack.as_deref().unwrap_or(""))),
-                        ],
-                    ));
-                    let ctl = d.controller_id == Some(b.id);
-                    is_controller.push((with(&base, [("broker_id", id)]), if ctl { 1.0 } else { 0.0 }));
-                }
-            }
-            if let Some(totals) = c.totals.filter(|_| cluster_wide) {
-                topic_count.push((base.clone(), totals.topics as f64));
-                partition_count.push((base.clone(), totals.partitions as f64));
-            }
-            if let Some(topics) = &c.topics {
-                for t in topics.iter() {
-                    topic_partitions.push((
-                        with(&base, [("topic", Cow::Borrowed(t.name.as_str()))]),
-                        t.partitions.len() as f64,
-                    ));
-                }
-            }
+        let ids = described
+            .iter()
+            .map(|(b, d)| (b.as_slice(), [("cluster_id", d.cluster_id.as_deref().unwrap_or(""))]));
+        info_family(enc, "kafka_cluster", "Kafka cluster identity (value 1).", ids)?;
+        for (name, help, f) in DESCRIPTION_GAUGES {
+            let samples = described.iter().filter_map(|(b, d)| f(d).map(|v| (b.as_slice(), v)));
+            gauge_family(enc, name, help, None, samples)?;
         }
-
-        infos(enc, "kafka_cluster", "Kafka cluster identity (value 1).", &cluster_info)?;
-        gauges(
-            enc,
-            "kafka_cluster_controller_id",
-            "Broker id of the active controller.",
-            None,
-            &controller,
-        )?;
-        gauges(
-            enc,
-            "kafka_brokers",
-            "Number of brokers registered in the cluster.",
-            None,
-            &broker_count,
-        )?;
-        infos(
+        let brokers = || {
+            described
+                .iter()
+                .flat_map(|(b, d)| d.brokers.iter().map(move |br| (b.as_slice(), *d, br)))
+        };
+        let info = brokers().map(|(b, _, br)| {
+            let host = [("host", br.host.as_str())];
+            let rack = [("rack", br.rack.as_deref().unwrap_or(""))];
+            ((b, [("broker_id", br.id)]), (host, ([("port", br.port)], rack)))
+        });
+        info_family(
             enc,
             "kafka_broker",
             "Registered broker with its advertised address and rack (value 1).",
-            &broker_info,
+            info,
         )?;
-        gauges(
+        let is_controller = brokers().map(|(b, d, br)| {
+            let v = if d.controller_id == Some(br.id) { 1.0 } else { 0.0 };
+            ((b, [("broker_id", br.id)]), v)
+        });
+        gauge_family(
             enc,
             "kafka_broker_is_controller",
             "1 if this broker is the active controller, else 0.",
             None,
-            &is_controller,
+            is_controller,
         )?;
-        gauges(
-            enc,
-            "kafka_topics",
-            "Number of topics exported (after the topic filter).",
-            None,
-            &topic_count,
-        )?;
-        gauges(
-            enc,
-            "kafka_partitions",
-            "Number of partitions of the exported topics.",
-            None,
-            &partition_count,
-        )?;
-        gauges(
+        for (name, help, f) in TOTALS_GAUGES {
+            let samples = wide
+                .iter()
+                .filter_map(|(b, c)| c.totals.map(|t| (b.as_slice(), f(&t) as f64)));
+            gauge_family(enc, name, help, None, samples)?;
+        }
+        let topics = clusters
+            .iter()
+            .filter_map(|c| c.topics.as_ref().map(|t| (base_labels(c), t)));
+        let per_topic: Vec<_> = topics.collect();
+        let samples = per_topic.iter().flat_map(|(b, topics)| {
+            topics
+                .iter()
+                .map(move |t| ((b.as_slice(), [("topic", t.name.as_str())]), t.partitions.len() as f64))
+        });
+        gauge_family(
             enc,
             "kafka_topic_partitions",
             "Number of partitions of the topic.",
             None,
-            &topic_partitions,
+            samples,
         )
     }
 }
