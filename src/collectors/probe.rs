@@ -2,18 +2,17 @@
 //! Encoded on every scrape from the probe's own snapshot, which changes every probe round
 //! rather than every collection cycle.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
 use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use super::{cluster_labels, counters, gauges, unix_seconds, with, Area, Labels};
-use crate::probe::{Histogram, PartitionCounters, ProbeSlot};
+use super::{base_labels, counter_family, gauge_family, unix_seconds, Area, Base};
+use crate::probe::{Histogram, PartitionCounters, ProbeSlot, ProbeSnapshot};
 use crate::snapshot::ClusterSnapshot;
 
 #[derive(Debug)]
@@ -62,26 +61,38 @@ const PARTITION_COUNTERS: &[(&str, &str, CounterFn)] = &[
     ),
 ];
 
-fn histograms(
+/// Encodes a histogram family (buckets of [`crate::probe::LATENCY_BUCKETS`], in seconds) from
+/// an iterator; nothing is written when there are no samples.
+fn histogram_family<'h, L: EncodeLabelSet>(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    samples: &[(Labels<'_>, &Histogram)],
+    samples: impl Iterator<Item = (L, &'h Histogram)>,
 ) -> std::fmt::Result {
-    if samples.is_empty() {
+    let mut samples = samples.peekable();
+    if samples.peek().is_none() {
         return Ok(());
     }
     let mut m = enc.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
     for (labels, h) in samples {
-        let buckets = h.buckets();
-        m.encode_family(labels)?.encode_histogram::<Labels<'_>>(
+        m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
             h.sum,
             h.count,
-            &buckets,
-            None::<&HashMap<usize, Exemplar<Labels<'_>, f64>>>,
+            &h.buckets(),
+            None::<&HashMap<usize, Exemplar<NoLabelSet, f64>>>,
         )?;
     }
     Ok(())
+}
+
+/// A cluster's base labels with its probe's latest snapshot.
+type Probed<'a> = (Base<'a>, Arc<ProbeSnapshot>);
+
+/// The label set of every probe series: the cluster's labels plus `topic`.
+type TopicLabels<'a> = (&'a [(&'a str, &'a str)], [(&'static str, &'a str); 1]);
+
+fn topic<'a>((base, s): &'a Probed<'_>) -> TopicLabels<'a> {
+    (base.as_slice(), [("topic", s.topic.as_str())])
 }
 
 impl Area for ProbeArea {
@@ -91,127 +102,107 @@ impl Area for ProbeArea {
         _now: SystemTime,
         enc: &mut DescriptorEncoder,
     ) -> std::fmt::Result {
-        let snaps: Vec<_> = clusters
+        let snaps: Vec<Probed<'_>> = clusters
             .iter()
             .filter_map(|c| {
                 let (_, slot) = self.probes.iter().find(|(n, _)| *n == c.name)?;
-                Some((cluster_labels(c), slot.load_full()))
+                Some((base_labels(c), slot.load_full()))
             })
             .collect();
-        let mut up = Vec::new();
-        let mut rounds = Vec::new();
-        let mut last = Vec::new();
-        let mut errors = Vec::new();
-        let mut leader = Vec::new();
-        let mut failed = Vec::new();
-        let mut per: Vec<Vec<(Labels, u64)>> = vec![Vec::new(); PARTITION_COUNTERS.len()];
-        let mut produce = Vec::new();
-        let mut e2e = Vec::new();
-        let mut commit = Vec::new();
-        for (base, s) in &snaps {
-            let base = with(base, [("topic", Cow::Borrowed(s.topic.as_str()))]);
-            up.push((base.clone(), if s.up { 1.0 } else { 0.0 }));
-            rounds.push((base.clone(), s.rounds_total));
-            if let Some(t) = s.last_success {
-                last.push((base.clone(), unix_seconds(t)));
-            }
-            for (stage, n) in &s.errors {
-                errors.push((with(&base, [("stage", Cow::Borrowed(*stage))]), *n));
-            }
-            for (p, l) in &s.leaders {
-                if let Some(l) = l {
-                    leader.push((with(&base, [("partition", Cow::Owned(p.to_string()))]), f64::from(*l)));
-                }
-            }
-            for (p, c) in &s.partitions {
-                let pl = with(&base, [("partition", Cow::Owned(p.to_string()))]);
-                for (i, (_, _, f)) in PARTITION_COUNTERS.iter().enumerate() {
-                    per[i].push((pl.clone(), f(c)));
-                }
-                for (class, n) in &c.failed {
-                    failed.push((with(&pl, [("error", Cow::Borrowed(class.as_str()))]), *n));
-                }
-            }
-            for ((p, b), h) in &s.produce_latency {
-                let l = with(
-                    &base,
-                    [
-                        ("partition", Cow::Owned(p.to_string())),
-                        ("broker_id", Cow::Owned(b.to_string())),
-                    ],
-                );
-                produce.push((l, h));
-            }
-            for ((p, b), h) in &s.end_to_end_latency {
-                let l = with(
-                    &base,
-                    [
-                        ("partition", Cow::Owned(p.to_string())),
-                        ("broker_id", Cow::Owned(b.to_string())),
-                    ],
-                );
-                e2e.push((l, h));
-            }
-            if s.commit_latency.count > 0 {
-                commit.push((base.clone(), &s.commit_latency));
-            }
-        }
-        gauges(enc, "kafka_probe_up", "1 if the probe's last round reached Kafka (topic metadata, consumer assignment and offset commit worked), else 0.", None, &up)?;
-        counters(
+        let up = snaps.iter().map(|x| (topic(x), if x.1.up { 1.0 } else { 0.0 }));
+        gauge_family(enc, "kafka_probe_up", "1 if the probe's last round reached Kafka (topic metadata, consumer assignment and offset commit worked), else 0.", None, up)?;
+        let rounds = snaps.iter().map(|x| (topic(x), x.1.rounds_total));
+        counter_family(
             enc,
             "kafka_probe_rounds",
             "Probe rounds run (one record per partition each).",
             None,
-            &rounds,
+            rounds,
         )?;
-        gauges(
+        let last = snaps
+            .iter()
+            .filter_map(|x| x.1.last_success.map(|t| (topic(x), unix_seconds(t))));
+        gauge_family(
             enc,
             "kafka_probe_last_success_timestamp",
             "Unix time of the probe's last successful round.",
-            Some(Unit::Seconds),
-            &last,
+            Some(&Unit::Seconds),
+            last,
         )?;
-        counters(
+        let errors = snaps.iter().flat_map(|x| {
+            x.1.errors
+                .iter()
+                .map(move |(stage, n)| ((topic(x), [("stage", *stage)]), *n))
+        });
+        counter_family(
             enc,
             "kafka_probe_errors",
             "Probe failures by stage (topic, produce, consume, commit, client).",
             None,
-            &errors,
+            errors,
         )?;
-        gauges(
+        let leaders = snaps.iter().flat_map(|x| {
+            x.1.leaders
+                .iter()
+                .filter_map(move |(p, l)| l.map(|l| ((topic(x), [("partition", *p)]), f64::from(l))))
+        });
+        gauge_family(
             enc,
             "kafka_probe_partition_leader",
             "Leader broker of the probe partition.",
             None,
-            &leader,
+            leaders,
         )?;
-        for (i, (name, help, _)) in PARTITION_COUNTERS.iter().enumerate() {
-            counters(enc, name, help, None, &per[i])?;
+        for (name, help, f) in PARTITION_COUNTERS {
+            let samples = snaps.iter().flat_map(|x| {
+                x.1.partitions
+                    .iter()
+                    .map(move |(p, c)| ((topic(x), [("partition", *p)]), f(c)))
+            });
+            counter_family(enc, name, help, None, samples)?;
         }
-        counters(
+        let failed = snaps.iter().flat_map(|x| {
+            x.1.partitions.iter().flat_map(move |(p, c)| {
+                c.failed
+                    .iter()
+                    .map(move |(class, n)| ((topic(x), ([("partition", *p)], [("error", class.as_str())])), *n))
+            })
+        });
+        counter_family(
             enc,
             "kafka_probe_records_failed",
             "Probe records the producer gave up on, by error class (e.g. timeout, not_enough_replicas).",
             None,
-            &failed,
+            failed,
         )?;
-        histograms(
+        let latency = |of: fn(&ProbeSnapshot) -> &std::collections::BTreeMap<(i32, i32), Histogram>| {
+            snaps.iter().flat_map(move |x| {
+                of(&x.1)
+                    .iter()
+                    .map(move |((p, b), h)| ((topic(x), ([("partition", *p)], [("broker_id", *b)])), h))
+            })
+        };
+        histogram_family(
             enc,
             "kafka_probe_produce_latency",
             "Time from send to acknowledgement (acks=all), by partition and leader broker at send time.",
-            &produce,
+            latency(|s| &s.produce_latency),
         )?;
-        histograms(
+        histogram_family(
             enc,
             "kafka_probe_end_to_end_latency",
             "Time from send to receipt by the probe consumer, by partition and leader broker at send time.",
-            &e2e,
+            latency(|s| &s.end_to_end_latency),
         )?;
-        histograms(
+        let commit = snaps
+            .iter()
+            .filter(|x| x.1.commit_latency.count > 0)
+            .map(|x| (topic(x), &x.1.commit_latency));
+        histogram_family(
             enc,
             "kafka_probe_commit_latency",
             "Duration of the probe consumer's synchronous offset commit.",
-            &commit,
+            commit,
         )
     }
 
