@@ -5,12 +5,14 @@
 //! [`admission`] keeps at most [`HttpOptions::max_connections`] connections past their first
 //! request and [`HttpOptions::max_pending_connections`] before it, closing the oldest waiting
 //! one rather than making a new client wait; a client has [`HttpOptions::header_read_timeout`]
-//! for its TLS handshake and for each request head, a head may hold [`MAX_HEADERS`] fields in
+//! for its TLS handshake and for each request head and [`HttpOptions::write_timeout`] to read
+//! each part of a response ([`write_deadline`]), a head may hold [`MAX_HEADERS`] fields in
 //! [`MAX_HEADER_BYTES`], and as no endpoint takes a body, a request with one is refused.
 
 pub mod admission;
 pub mod rejections;
 pub mod web_config;
+pub mod write_deadline;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,6 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use admission::{Admission, Limits, Ticket};
+use write_deadline::WriteDeadline;
 
 use crate::collectors::{Exposition, Format};
 use crate::poller::SnapshotSlot;
@@ -57,6 +60,9 @@ pub struct HttpOptions {
     pub max_pending_connections: usize,
     /// Time a client has for its TLS handshake and to send each request head.
     pub header_read_timeout: Duration,
+    /// Time a response write may make no progress (a client not reading) before the connection
+    /// is closed.
+    pub write_timeout: Duration,
     /// Exporter-toolkit web config (TLS, basic auth, headers); `None` for plain HTTP.
     pub web_config_file: Option<std::path::PathBuf>,
 }
@@ -160,6 +166,7 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let header_timeout = state.options.header_read_timeout;
+    let write_timeout = state.options.write_timeout;
     let svc_ticket = Arc::clone(ticket);
     let svc = service_fn(move |req| {
         let state = Arc::clone(&state);
@@ -177,7 +184,7 @@ where
         .max_buf_size(64 * 1024)
         .max_header_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS)
-        .serve_connection(TokioIo::new(io), svc);
+        .serve_connection(TokioIo::new(WriteDeadline::new(io, write_timeout)), svc);
     if let Err(e) = watcher.watch(conn).await {
         let rejection = if e.is_parse_too_large() {
             Some(rejections::Rejection::HeaderTooLarge)

@@ -58,6 +58,9 @@ struct Cli {
     /// Time a client has for the TLS handshake and for sending each request's headers.
     #[arg(long = "web.read-header-timeout", value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
     read_header_timeout: Duration,
+    /// Time a client may read nothing of a response being written before it is disconnected.
+    #[arg(long = "web.write-timeout", value_name = "DURATION", default_value = "30s", value_parser = positive_duration)]
+    write_timeout: Duration,
     /// How long shutdown waits for open HTTP connections and collection tasks.
     #[arg(long = "shutdown.timeout", value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     shutdown_timeout: Duration,
@@ -201,6 +204,7 @@ fn main() -> ExitCode {
             max_connections: cli.max_connections as usize,
             max_pending_connections: cli.max_pending_connections as usize,
             header_read_timeout: cli.read_header_timeout,
+            write_timeout: cli.write_timeout,
             web_config_file: cli.web_config_file,
         },
         shutdown_timeout: cli.shutdown_timeout,

@@ -1,7 +1,8 @@
-//! Connection admission under hostile load, with the real exporter and raw sockets: hundreds of
-//! connections that never finish their request head or TLS handshake must not delay a scrape,
-//! whose new connection takes the place of the one waiting longest. The header timeout is set
-//! far beyond the time bounds, so a scrape admitted only when a slow client times out fails.
+//! Slow clients against the real exporter, with raw sockets. Hundreds of connections that never
+//! finish their request head or TLS handshake must not delay a scrape, whose new connection
+//! takes the place of the one waiting longest; the header timeout is set far beyond the time
+//! bounds, so a scrape admitted only when a slow client times out fails. A client that stops
+//! reading its responses is disconnected after the write timeout.
 
 mod common;
 
@@ -162,4 +163,41 @@ fn unfinished_tls_handshakes_do_not_delay_scrapes() {
         Some(0.0),
         "an eviction is not a failed handshake"
     );
+}
+
+#[test]
+fn a_client_that_stops_reading_is_disconnected() {
+    let exporter = Exporter::start(CONFIG, &["--web.write-timeout", "1s"]);
+    let addr = exporter.addr;
+    // A small receive buffer, so that unread responses soon fill what the kernels hold.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(addr).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    // Pipelined scrapes whose responses are never read, from a thread: once the exporter stops
+    // reading, this write blocks until the connection is closed.
+    let sender = std::thread::spawn(move || {
+        let requests = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1000);
+        let _ = writer.write_all(requests.as_bytes());
+    });
+    let t0 = Instant::now();
+    let m = exporter.wait_for(Duration::from_secs(30), "write_timeout counted", |m| {
+        m.value(
+            "kafka_slo_exporter_http_rejections_total",
+            &[("reason", "write_timeout")],
+        ) == Some(1.0)
+    });
+    eprintln!("non-reading client disconnected after {:?}", t0.elapsed());
+    assert!(m
+        .value("kafka_slo_exporter_cluster_up", &[("cluster", "nowhere")])
+        .is_some());
+    sender.join().unwrap();
+    drop(stream);
 }

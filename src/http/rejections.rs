@@ -26,10 +26,12 @@ pub enum Rejection {
     HeaderTimeout,
     /// A connection closed to make room for another (see [`super::admission`]).
     Evicted,
+    /// A client that read nothing of its response for the write timeout.
+    WriteTimeout,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 9] = [
+    pub const ALL: [Rejection; 10] = [
         Rejection::Unauthorized,
         Rejection::TlsHandshake,
         Rejection::PlainHttp,
@@ -39,6 +41,7 @@ impl Rejection {
         Rejection::Malformed,
         Rejection::HeaderTimeout,
         Rejection::Evicted,
+        Rejection::WriteTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +55,7 @@ impl Rejection {
             Rejection::Malformed => "malformed",
             Rejection::HeaderTimeout => "header_timeout",
             Rejection::Evicted => "evicted",
+            Rejection::WriteTimeout => "write_timeout",
         }
     }
 }
