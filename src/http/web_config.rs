@@ -131,8 +131,12 @@ pub struct WebSecurity {
     bcrypt_slots: tokio::sync::Semaphore,
 }
 
-/// bcrypt verifications running at once, at most.
-const BCRYPT_CONCURRENCY: usize = 4;
+/// bcrypt verifications running at once, at most: half the CPUs (at least one, at most four),
+/// so that a flood of wrong passwords leaves the other half to the scrapes.
+fn bcrypt_concurrency() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus / 2).clamp(1, 4)
+}
 
 /// Why a request is refused by basic auth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +157,7 @@ impl WebSecurity {
             active: ArcSwap::from_pointee(active),
             mac_key,
             verified: Mutex::new(HashMap::new()),
-            bcrypt_slots: tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY),
+            bcrypt_slots: tokio::sync::Semaphore::new(bcrypt_concurrency()),
         })
     }
 
