@@ -10,6 +10,7 @@
 //! [`MAX_HEADER_BYTES`], and as no endpoint takes a body, a request with one is refused.
 
 pub mod admission;
+pub mod first_message;
 pub mod rejections;
 pub mod web_config;
 pub mod write_deadline;
@@ -35,6 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use admission::{Admission, Limits, Ticket};
+use first_message::{First, Stalled};
 use write_deadline::WriteDeadline;
 
 use crate::collectors::{Exposition, Format};
@@ -130,7 +132,8 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
     }
 }
 
-/// One accepted connection: the TLS handshake when configured, then its requests.
+/// One accepted connection: the TLS handshake when configured, then its requests. Neither
+/// starts before the client's first message is complete ([`first_message`]).
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -138,10 +141,25 @@ async fn connection(
     watcher: Watcher,
     ticket: &Arc<Ticket>,
 ) {
+    let timeout = state.options.header_read_timeout;
     let tls = state.web.as_ref().and_then(|w| w.tls());
+    let first = if tls.is_some() {
+        First::TlsRecord
+    } else {
+        First::HttpHead
+    };
+    if let Err(e) = first_message::wait(&stream, first, timeout).await {
+        match (first, &e) {
+            (First::HttpHead, Stalled::TimedOut(_)) => rejections::count(rejections::Rejection::HeaderTimeout),
+            (First::HttpHead, _) => {}
+            (First::TlsRecord, _) => rejections::count(rejections::Rejection::TlsHandshake),
+        }
+        tracing::debug!(%peer, error = %e, "connection closed before its first message");
+        return;
+    }
     match tls {
         None => serve_connection(stream, peer, state, watcher, ticket).await,
-        Some(tls) => match tls_handshake(stream, tls, state.options.header_read_timeout).await {
+        Some(tls) => match tls_handshake(stream, tls, timeout).await {
             Ok(stream) => serve_connection(stream, peer, state, watcher, ticket).await,
             Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         },
