@@ -50,7 +50,7 @@ struct Cli {
     max_connections: u32,
     /// Maximum number of connections still in their TLS handshake or first request head; at
     /// the limit the one waiting longest is closed.
-    #[arg(long = "web.max-pending-connections", value_name = "N", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    #[arg(long = "web.max-pending-connections", value_name = "N", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     max_pending_connections: u32,
     /// Exporter-toolkit web config file: TLS, client certificates, basic auth, response headers.
     #[arg(long = "web.config.file", value_name = "PATH")]

@@ -47,24 +47,32 @@ impl std::fmt::Display for Stalled {
 /// Largest look: a request head over [`MAX_HEADER_BYTES`] or a TLS record of 16 KiB plus its
 /// header is handed on as it is, to be refused by hyper (431) or rustls.
 const PEEK: usize = MAX_HEADER_BYTES + 64;
+/// First look: enough for the messages of ordinary clients, and cheap to repeat.
+const SMALL_PEEK: usize = 4096;
 const FIRST_PAUSE: Duration = Duration::from_millis(5);
-/// Longest pause between two looks at a message that trickles in.
-pub const MAX_PAUSE: Duration = Duration::from_millis(200);
+/// Longest pause between two looks at a message that trickles in: the delay a client that
+/// sends its head in pieces may see, and what bounds the looks at thousands of stalled ones.
+pub const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// Waits until the client's first message is complete (nothing is consumed), for at most
 /// `timeout`.
 pub async fn wait(stream: &TcpStream, first: First, timeout: Duration) -> Result<(), Stalled> {
     let look = async {
         let mut pause = FIRST_PAUSE;
+        let mut size = SMALL_PEEK;
         loop {
             stream.readable().await.map_err(Stalled::Io)?;
-            let mut buf = vec![0u8; PEEK];
+            let mut buf = vec![0u8; size];
             let n = stream.peek(&mut buf).await.map_err(Stalled::Io)?;
             if n == 0 {
                 return Err(Stalled::Closed);
             }
             if n == PEEK || complete(first, &buf[..n]) {
                 return Ok(());
+            }
+            if n == size {
+                size = PEEK;
+                continue;
             }
             drop(buf);
             tokio::time::sleep(pause).await;

@@ -35,13 +35,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const USAGE: &str = "\
 usage: kse-bench-hostile --exporter PATH [--modes plain,tls] [--clients 0,500,2000,10000]
-                         [--duration 20] [--workdir DIR]
+                         [--duration 20] [--workdir DIR] [--exporter-arg ARG]...
 
   --exporter PATH   the exporter binary (a release build)
   --modes LIST      plain, tls or both (default both)
   --clients LIST    numbers of stalled clients, one run each (default 0,500,2000,10000)
   --duration S      measurement window of each run in seconds (default 20)
   --workdir DIR     where certificates and configs are written (default: a temporary dir)
+  --exporter-arg A  one more exporter flag (repeat for several), e.g. --web.max-pending-connections=8192
 ";
 
 const HONEST: usize = 10;
@@ -61,6 +62,7 @@ struct Args {
     clients: Vec<usize>,
     duration: Duration,
     workdir: Option<PathBuf>,
+    exporter_args: Vec<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -70,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
         clients: vec![0, 500, 2000, 10000],
         duration: Duration::from_secs(20),
         workdir: None,
+        exporter_args: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -88,6 +91,7 @@ fn parse_args() -> Result<Args, String> {
                 a.duration = Duration::from_secs(v.parse().map_err(|e| format!("{v}: {e}"))?)
             }
             "--workdir" => a.workdir = Some(PathBuf::from(value()?)),
+            "--exporter-arg" => a.exporter_args.push(value()?),
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -119,7 +123,7 @@ impl Drop for Target {
 }
 
 impl Target {
-    fn start(exporter: &Path, dir: &Path, tls: bool) -> Result<Target, String> {
+    fn start(exporter: &Path, extra: &[String], dir: &Path, tls: bool) -> Result<Target, String> {
         let hash = bcrypt::hash(PASSWORD, 10).map_err(|e| e.to_string())?;
         let config = dir.join("config.yml");
         // A cluster nobody listens on: collection fails, the endpoint serves all the same.
@@ -147,6 +151,7 @@ impl Target {
             .arg("--web.config.file")
             .arg(&web_file)
             .args(["--web.listen-address", "127.0.0.1:0", "--log.format", "json"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -533,7 +538,7 @@ fn main() {
     for mode in &args.modes {
         let dir = workdir.join(mode);
         std::fs::create_dir_all(&dir).expect("work directory");
-        let target = match Target::start(&args.exporter, &dir, mode == "tls") {
+        let target = match Target::start(&args.exporter, &args.exporter_args, &dir, mode == "tls") {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: {mode}: {e}");
@@ -552,7 +557,11 @@ fn main() {
         let rest_rss = usage(target.pid()).1;
         for &n in &args.clients {
             eprintln!("{mode}: {n} stalled clients, {:?} window", args.duration);
-            let r = run(&target, mode, n, args.duration, rest_rss);
+            let label = std::iter::once(mode.as_str())
+                .chain(args.exporter_args.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let r = run(&target, &label, n, args.duration, rest_rss);
             println!("{r}");
             let _ = std::io::stdout().flush();
             rows.push(table_row(&r));
