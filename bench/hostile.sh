@@ -6,7 +6,16 @@
 #
 #   bench/hostile.sh                              # N = 0, 500, 2000, 10000; plain and TLS
 #   bench/hostile.sh --clients 0,2000 --modes tls --duration 10
+#   bench/hostile.sh --tag cap-8192 --clients 10000 --exporter-arg --web.max-pending-connections=8192
+# (--tag NAME, first if given, names the result files DATE-hostile-NAME.*; the rest goes to
+# kse-bench-hostile.)
 set -euo pipefail
+
+tag=""
+if [ "${1:-}" = --tag ]; then
+    tag="-$2"
+    shift 2
+fi
 
 cd "$(dirname "$0")/.."
 log() { printf '[hostile.sh] %s\n' "$*" >&2; }
@@ -22,7 +31,7 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 12000 ]; then
     log "warning: open files limit $(ulimit -n); the 10,000-client run needs about 12,000"
 fi
 
-out="bench/results/$(date -u +%F)-hostile"
+out="bench/results/$(date -u +%F)-hostile$tag"
 log "writing $out.jsonl and $out.md"
 {
     echo "# Honest scrapes under hostile load"
