@@ -10,7 +10,7 @@
 //! * N stalled clients that reconnect whenever the exporter closes them: in the plain mode
 //!   they send a request line and one header field and stop; in the TLS mode half send nothing
 //!   and half the first bytes of a ClientHello, so none finishes a handshake;
-//! * a flood of requests with wrong passwords (4 connections, back to back, a new password
+//! * a flood of requests with wrong passwords (16 connections, back to back, a new password
 //!   each time, so no cache can help);
 //! * requests with a 20 KiB header field (over the 16 KiB limit), back to back.
 //!
@@ -46,7 +46,7 @@ usage: kse-bench-hostile --exporter PATH [--modes plain,tls] [--clients 0,500,20
 ";
 
 const HONEST: usize = 10;
-const FLOODERS: usize = 4;
+const FLOODERS: usize = 16;
 const USER: &str = "prometheus";
 const PASSWORD: &str = "bench-password";
 const SCRAPE_INTERVAL: Duration = Duration::from_millis(100);
