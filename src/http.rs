@@ -118,10 +118,12 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
         let ticket = Arc::new(admission.admit());
         let state = Arc::clone(&state);
         let watcher = graceful.watcher();
+        let stop = shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = ticket.closed() => tracing::debug!(%peer, "connection evicted"),
                 _ = connection(stream, peer, state, watcher, &ticket) => {}
+                _ = pending_at_shutdown(stop, &ticket) => {}
             }
         });
     }
@@ -129,6 +131,19 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
     tokio::select! {
         _ = graceful.shutdown() => tracing::debug!("all HTTP connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!("HTTP connections still open after {grace:?}; closing them"),
+    }
+}
+
+/// Completes when shutdown begins while the connection has not sent a complete request: hyper
+/// closes the idle connections it serves on shutdown, but has not seen these yet.
+async fn pending_at_shutdown(mut stop: watch::Receiver<bool>, ticket: &Ticket) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            break;
+        }
+    }
+    if !ticket.is_pending() {
+        std::future::pending::<()>().await;
     }
 }
 

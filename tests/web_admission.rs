@@ -201,3 +201,27 @@ fn a_client_that_stops_reading_is_disconnected() {
     sender.join().unwrap();
     drop(stream);
 }
+
+#[test]
+fn clients_that_never_finish_a_request_do_not_hold_up_shutdown() {
+    let mut exporter = Exporter::start(
+        CONFIG,
+        &["--web.read-header-timeout", "60s", "--shutdown.timeout", "10s"],
+    );
+    let mut slow = stalled(exporter.addr, 3, b"GET /metrics HTTP/1.1\r\nHost: x\r\n");
+    slow.extend(stalled(exporter.addr, 3, b""));
+    assert_eq!(exporter.get("/-/healthy", None).0, 200, "all accepted by now");
+    let t0 = Instant::now();
+    let status = exporter
+        .terminate(Duration::from_secs(20))
+        .expect("exporter exits after SIGTERM");
+    let took = t0.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "shutdown took {took:?} with stalled clients open"
+    );
+    for s in &mut slow {
+        assert!(closed_by_server(s, Duration::from_secs(1)));
+    }
+}
