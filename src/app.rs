@@ -90,6 +90,21 @@ pub fn load(config_file: &std::path::Path, policy_file: Option<&std::path::Path>
     })
 }
 
+/// Connections the kernel may queue before they are accepted (capped by `net.core.somaxconn`):
+/// a burst of thousands of connections must not make new ones time out in SYN retries.
+const LISTEN_BACKLOG: u32 = 65535;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Parses `host:port`, `:port` (all interfaces) or `[v6]:port`.
 pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
     let full = if s.starts_with(':') {
@@ -123,7 +138,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
         address: opts.listen_address.clone(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
     })?;
-    let listener = TcpListener::bind(addr).await.map_err(|source| AppError::Listen {
+    let listener = listen(addr).map_err(|source| AppError::Listen {
         address: opts.listen_address.clone(),
         source,
     })?;

@@ -1,14 +1,19 @@
 //! The HTTP endpoint: telemetry path, landing page, health and readiness.
 //!
 //! Every response is computed from the current snapshots; no request waits on Kafka.
-//! [`web_config`] adds TLS, client certificates and basic auth. Each connection is bounded: at
-//! most [`HttpOptions::max_connections`] are served at once, a client has
-//! [`HttpOptions::header_read_timeout`] for its TLS handshake and for each request head, a head
-//! may hold [`MAX_HEADERS`] fields in [`MAX_HEADER_BYTES`], and as no endpoint takes a body, a
-//! request with one is refused.
+//! [`web_config`] adds TLS, client certificates and basic auth. Each connection is bounded:
+//! [`admission`] keeps at most [`HttpOptions::max_connections`] connections past their first
+//! request and [`HttpOptions::max_pending_connections`] before it, closing the oldest waiting
+//! one rather than making a new client wait; a client has [`HttpOptions::header_read_timeout`]
+//! for its TLS handshake and for each request head and [`HttpOptions::write_timeout`] to read
+//! each part of a response ([`write_deadline`]), a head may hold [`MAX_HEADERS`] fields in
+//! [`MAX_HEADER_BYTES`], and as no endpoint takes a body, a request with one is refused.
 
+pub mod admission;
+pub mod first_message;
 pub mod rejections;
 pub mod web_config;
+pub mod write_deadline;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,7 +33,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
+
+use admission::{Admission, Limits, Ticket};
+use first_message::{First, Stalled};
+use write_deadline::WriteDeadline;
 
 use crate::collectors::{Exposition, Format};
 use crate::snapshot::SnapshotSlot;
@@ -45,10 +54,17 @@ pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; versio
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub telemetry_path: String,
-    /// Connections served at once; further connections wait in the kernel backlog.
+    /// Connections past their first request head (busy or idle keep-alive) kept at once; at
+    /// the limit, the one idle longest is closed for a new request.
     pub max_connections: usize,
+    /// Connections still in their TLS handshake or first request head kept at once; at the
+    /// limit, the one waiting longest is closed for a new connection.
+    pub max_pending_connections: usize,
     /// Time a client has for its TLS handshake and to send each request head.
     pub header_read_timeout: Duration,
+    /// Time a response write may make no progress (a client not reading) before the connection
+    /// is closed.
+    pub write_timeout: Duration,
     /// Exporter-toolkit web config (TLS, basic auth, headers); `None` for plain HTTP.
     pub web_config_file: Option<std::path::PathBuf>,
 }
@@ -74,12 +90,11 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
         tracing::info!("{}", web.summary());
         tokio::spawn(watch_web_config(Arc::clone(web), shutdown.clone()));
     }
-    let limit = Arc::new(Semaphore::new(state.options.max_connections.max(1)));
+    let admission = Admission::new(Limits {
+        max_served: state.options.max_connections,
+        max_pending: state.options.max_pending_connections,
+    });
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&limit).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.changed() => break,
-        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => break,
@@ -87,30 +102,82 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
         let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
-                // Typically EMFILE: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Typically EMFILE: the connection pending longest gives up its descriptor;
+                // with none pending, back off briefly instead of spinning.
+                if admission.evict_oldest_pending() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                } else {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 continue;
             }
         };
+        // Responses are written whole; waiting for more data to fill a segment only adds latency.
+        let _ = stream.set_nodelay(true);
+        let ticket = Arc::new(admission.admit());
         let state = Arc::clone(&state);
         let watcher = graceful.watcher();
-        let tls = state.web.as_ref().and_then(|w| w.tls());
+        let stop = shutdown.clone();
         tokio::spawn(async move {
-            match tls {
-                None => serve_connection(stream, peer, state, watcher).await,
-                Some(tls) => match tls_handshake(stream, tls, state.options.header_read_timeout).await {
-                    Ok(stream) => serve_connection(stream, peer, state, watcher).await,
-                    Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                },
+            tokio::select! {
+                _ = ticket.closed() => tracing::debug!(%peer, "connection evicted"),
+                _ = connection(stream, peer, state, watcher, &ticket) => {}
+                _ = pending_at_shutdown(stop, &ticket) => {}
             }
-            drop(permit);
         });
     }
     drop(listener);
     tokio::select! {
         _ = graceful.shutdown() => tracing::debug!("all HTTP connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!("HTTP connections still open after {grace:?}; closing them"),
+    }
+}
+
+/// Completes when shutdown begins while the connection has not sent a complete request: hyper
+/// closes the idle connections it serves on shutdown, but has not seen these yet.
+async fn pending_at_shutdown(mut stop: watch::Receiver<bool>, ticket: &Ticket) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            break;
+        }
+    }
+    if !ticket.is_pending() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// One accepted connection: the TLS handshake when configured, then its requests. Neither
+/// starts before the client's first message is complete ([`first_message`]).
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<HttpState>,
+    watcher: Watcher,
+    ticket: &Arc<Ticket>,
+) {
+    let timeout = state.options.header_read_timeout;
+    let tls = state.web.as_ref().and_then(|w| w.tls());
+    let first = if tls.is_some() {
+        First::TlsRecord
+    } else {
+        First::HttpHead
+    };
+    if let Err(e) = first_message::wait(&stream, first, timeout).await {
+        match (first, &e) {
+            (First::HttpHead, Stalled::TimedOut(_)) => rejections::count(rejections::Rejection::HeaderTimeout),
+            (First::HttpHead, _) => {}
+            (First::TlsRecord, _) => rejections::count(rejections::Rejection::TlsHandshake),
+        }
+        tracing::debug!(%peer, error = %e, "connection closed before its first message");
+        return;
+    }
+    match tls {
+        None => serve_connection(stream, peer, state, watcher, ticket).await,
+        Some(tls) => match tls_handshake(stream, tls, timeout).await {
+            Ok(stream) => serve_connection(stream, peer, state, watcher, ticket).await,
+            Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        },
     }
 }
 
@@ -127,14 +194,22 @@ async fn watch_web_config(web: Arc<web_config::WebSecurity>, mut shutdown: watch
 }
 
 /// Serves HTTP/1.1 requests on one connection (plain or TLS) until it closes.
-async fn serve_connection<I>(io: I, peer: SocketAddr, state: Arc<HttpState>, watcher: Watcher)
+async fn serve_connection<I>(io: I, peer: SocketAddr, state: Arc<HttpState>, watcher: Watcher, ticket: &Arc<Ticket>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let header_timeout = state.options.header_read_timeout;
+    let write_timeout = state.options.write_timeout;
+    let svc_ticket = Arc::clone(ticket);
     let svc = service_fn(move |req| {
         let state = Arc::clone(&state);
-        async move { Ok::<_, Infallible>(respond(&state, req, peer).await) }
+        let ticket = Arc::clone(&svc_ticket);
+        async move {
+            ticket.begin_request().await;
+            let response = respond(&state, req, peer).await;
+            ticket.end_request();
+            Ok::<_, Infallible>(response)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -142,10 +217,21 @@ where
         .max_buf_size(64 * 1024)
         .max_header_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS)
-        .serve_connection(TokioIo::new(io), svc);
+        .serve_connection(TokioIo::new(WriteDeadline::new(io, write_timeout)), svc);
     if let Err(e) = watcher.watch(conn).await {
-        if e.is_parse_too_large() {
-            rejections::count(rejections::Rejection::HeaderTooLarge);
+        let rejection = if e.is_parse_too_large() {
+            Some(rejections::Rejection::HeaderTooLarge)
+        } else if e.is_parse() {
+            Some(rejections::Rejection::Malformed)
+        } else if e.is_timeout() && ticket.is_pending() {
+            // Only a connection that never completed a request: a keep-alive connection idle
+            // past the timeout is a client's ordinary pause between scrapes.
+            Some(rejections::Rejection::HeaderTimeout)
+        } else {
+            None
+        };
+        if let Some(r) = rejection {
+            rejections::count(r);
         }
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }

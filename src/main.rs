@@ -44,15 +44,23 @@ struct Cli {
     /// Path under which metrics are exposed.
     #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", value_parser = telemetry_path)]
     telemetry_path: String,
-    /// Maximum number of concurrently served HTTP connections.
+    /// Maximum number of HTTP connections past their first request; at the limit a new request
+    /// takes over the connection idle longest.
     #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
     max_connections: u32,
+    /// Maximum number of connections still in their TLS handshake or first request head; at
+    /// the limit the one waiting longest is closed.
+    #[arg(long = "web.max-pending-connections", value_name = "N", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    max_pending_connections: u32,
     /// Exporter-toolkit web config file: TLS, client certificates, basic auth, response headers.
     #[arg(long = "web.config.file", value_name = "PATH")]
     web_config_file: Option<PathBuf>,
     /// Time a client has for the TLS handshake and for sending each request's headers.
     #[arg(long = "web.read-header-timeout", value_name = "DURATION", default_value = "10s", value_parser = positive_duration)]
     read_header_timeout: Duration,
+    /// Time a client may read nothing of a response being written before it is disconnected.
+    #[arg(long = "web.write-timeout", value_name = "DURATION", default_value = "30s", value_parser = positive_duration)]
+    write_timeout: Duration,
     /// How long shutdown waits for open HTTP connections and collection tasks.
     #[arg(long = "shutdown.timeout", value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     shutdown_timeout: Duration,
@@ -168,6 +176,12 @@ fn main() -> ExitCode {
     }
 
     init_logging(cli.log_level, cli.log_format);
+    // Every pending connection holds a descriptor: the soft limit (often 1024) would cut the
+    // endpoint off long before --web.max-pending-connections.
+    match kafka_slo_exporter::kafka::raise_open_files_limit() {
+        Some(limit) => tracing::debug!(limit, "open files limit"),
+        None => tracing::warn!("cannot read or raise the open files limit"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("kse-worker")
@@ -188,7 +202,9 @@ fn main() -> ExitCode {
         http: HttpOptions {
             telemetry_path: cli.telemetry_path,
             max_connections: cli.max_connections as usize,
+            max_pending_connections: cli.max_pending_connections as usize,
             header_read_timeout: cli.read_header_timeout,
+            write_timeout: cli.write_timeout,
             web_config_file: cli.web_config_file,
         },
         shutdown_timeout: cli.shutdown_timeout,

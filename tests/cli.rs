@@ -122,6 +122,8 @@ fn bad_flags_exit_2() {
         vec!["--web.telemetry-path", "metrics"],
         vec!["--web.max-connections", "0"],
         vec!["--web.read-header-timeout", "0s"],
+        vec!["--web.max-pending-connections", "0"],
+        vec!["--web.write-timeout", "0s"],
     ] {
         let (code, _, stderr) = run(&args);
         assert_eq!(code, 2, "{args:?}: {stderr}");

@@ -271,6 +271,15 @@ fn request_limits_hold_against_raw_clients() {
         wait,
     );
     assert!(answer.starts_with("HTTP/1.1 405"), "POST: {answer}");
+    let answer = raw(addr, b"BREW /metrics HTTP/1.1\r\nHost: x\r\n\r\n", wait);
+    assert!(answer.starts_with("HTTP/1.1 405"), "unknown method: {answer}");
+    for malformed in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET /metrics HTTP/1.1\r\nNo colon here\r\n\r\n",
+    ] {
+        let answer = raw(addr, malformed, wait);
+        assert!(answer.starts_with("HTTP/1.1 400"), "malformed head: {answer}");
+    }
 
     // Slowloris: a head that never ends is cut off after the header read timeout.
     let mut slow = TcpStream::connect(addr).unwrap();
@@ -287,30 +296,26 @@ fn request_limits_hold_against_raw_clients() {
     );
     assert!(!String::from_utf8_lossy(&sink).contains("200 OK"));
 
-    // Connection limit: two connections in progress hold both slots; a third waits until
-    // one of them is gone.
-    let mut a = TcpStream::connect(addr).unwrap();
-    let b = TcpStream::connect(addr).unwrap();
-    a.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // Connection limit: two connections past their first request hold both slots; a third
+    // request takes over the one idle longest instead of waiting for a slot.
     let mut buf = [0u8; 256];
-    a.set_read_timeout(Some(wait)).unwrap();
-    assert!(a.read(&mut buf).unwrap() > 0, "first connection served");
+    let mut a = TcpStream::connect(addr).unwrap();
+    let mut b = TcpStream::connect(addr).unwrap();
+    for s in [&mut a, &mut b] {
+        s.set_read_timeout(Some(wait)).unwrap();
+        s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert!(s.read(&mut buf).unwrap() > 0, "served");
+    }
     let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(wait)).unwrap();
     c.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
-    c.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
-    let blocked = c.read(&mut buf);
-    assert!(
-        blocked.is_err(),
-        "third connection answered while two are open: {blocked:?}"
-    );
-    drop(a);
-    let t0 = Instant::now();
-    c.set_read_timeout(Some(wait)).unwrap();
     let n = c.read(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    eprintln!("third connection served {:?} after a slot freed", t0.elapsed());
-    drop(b);
+    b.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    assert!(b.read(&mut buf).is_err(), "the newer idle connection stays open");
+    assert_eq!(a.read(&mut buf).unwrap_or(0), 0, "the older idle connection gave way");
+    drop((a, b, c));
 
     // Idle connections, before the first request and between requests, are closed after the
     // same timeout, so they cannot hold the slots.
@@ -335,7 +340,14 @@ fn request_limits_hold_against_raw_clients() {
     let rejected = |reason: &str| m.value("kafka_slo_exporter_http_rejections_total", &[("reason", reason)]);
     assert_eq!(rejected("header_too_large"), Some(2.0));
     assert_eq!(rejected("body"), Some(1.0));
-    assert_eq!(rejected("method"), Some(1.0));
+    assert_eq!(rejected("method"), Some(2.0));
+    assert_eq!(rejected("malformed"), Some(2.0));
+    assert_eq!(
+        rejected("header_timeout"),
+        Some(2.0),
+        "the slow head and the silent connection"
+    );
+    assert_eq!(rejected("evicted"), Some(1.0));
     assert_eq!(rejected("unauthorized"), Some(0.0));
 }
 

@@ -67,7 +67,7 @@ impl Area for ExporterArea {
         counters(
             enc,
             "kafka_slo_exporter_http_rejections",
-            "Requests and connections the HTTP endpoint refused, by reason: unauthorized, tls_handshake, plain_http, header_too_large, body, method.",
+            "Requests and connections the HTTP endpoint refused, by reason: unauthorized, tls_handshake, plain_http, header_too_large, body, method, malformed, header_timeout, evicted, write_timeout.",
             None,
             &rejected,
         )?;

@@ -1,6 +1,7 @@
 //! Counts of the requests and connections the endpoint refused, by reason, for the self-metric
 //! `kafka_slo_exporter_http_rejections_total`: a burst of `unauthorized` is someone guessing
-//! passwords, `tls_handshake` a client without a valid certificate.
+//! passwords, `tls_handshake` a client without a valid certificate, `evicted` and
+//! `header_timeout` many connections that never finish a request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,16 +20,28 @@ pub enum Rejection {
     Body,
     /// A method other than GET and HEAD (405).
     Method,
+    /// A request head that does not parse: a malformed request line or header field (400).
+    Malformed,
+    /// A connection that sent no complete first request head within the header read timeout.
+    HeaderTimeout,
+    /// A connection closed to make room for another (see [`super::admission`]).
+    Evicted,
+    /// A client that read nothing of its response for the write timeout.
+    WriteTimeout,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 6] = [
+    pub const ALL: [Rejection; 10] = [
         Rejection::Unauthorized,
         Rejection::TlsHandshake,
         Rejection::PlainHttp,
         Rejection::HeaderTooLarge,
         Rejection::Body,
         Rejection::Method,
+        Rejection::Malformed,
+        Rejection::HeaderTimeout,
+        Rejection::Evicted,
+        Rejection::WriteTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,18 +52,15 @@ impl Rejection {
             Rejection::HeaderTooLarge => "header_too_large",
             Rejection::Body => "body",
             Rejection::Method => "method",
+            Rejection::Malformed => "malformed",
+            Rejection::HeaderTimeout => "header_timeout",
+            Rejection::Evicted => "evicted",
+            Rejection::WriteTimeout => "write_timeout",
         }
     }
 }
 
-static COUNTS: [AtomicU64; 6] = [
-    AtomicU64::new(0),
-    AtomicU64::new(0),
-    AtomicU64::new(0),
-    AtomicU64::new(0),
-    AtomicU64::new(0),
-    AtomicU64::new(0),
-];
+static COUNTS: [AtomicU64; Rejection::ALL.len()] = [const { AtomicU64::new(0) }; Rejection::ALL.len()];
 
 pub(super) fn count(r: Rejection) {
     COUNTS[r as usize].fetch_add(1, Ordering::Relaxed);

@@ -129,10 +129,42 @@ pub struct WebSecurity {
     /// Bounds the bcrypt verifications running at once, so that a flood of wrong passwords
     /// cannot take the blocking pool that Kafka collection runs on.
     bcrypt_slots: tokio::sync::Semaphore,
+    /// Verifications running or waiting for a slot. Each holds a served connection's slot, so
+    /// beyond [`BCRYPT_QUEUE_PER_SLOT`] per slot a flood could take them all from scrapes:
+    /// further attempts are refused at once.
+    bcrypt_queued: std::sync::atomic::AtomicUsize,
 }
 
-/// bcrypt verifications running at once, at most.
-const BCRYPT_CONCURRENCY: usize = 4;
+/// Verifications that may wait for each bcrypt slot.
+const BCRYPT_QUEUE_PER_SLOT: usize = 8;
+
+/// One verification counted in [`WebSecurity::bcrypt_queued`] until dropped.
+struct Queued<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicUsize, max: usize) -> Option<Queued<'a>> {
+        use std::sync::atomic::Ordering::AcqRel;
+        count
+            .fetch_update(AcqRel, std::sync::atomic::Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Queued(count))
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// bcrypt verifications running at once, at most: half the CPUs (at least one, at most four),
+/// so that a flood of wrong passwords leaves the other half to the scrapes.
+fn bcrypt_concurrency() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus / 2).clamp(1, 4)
+}
 
 /// Why a request is refused by basic auth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +185,8 @@ impl WebSecurity {
             active: ArcSwap::from_pointee(active),
             mac_key,
             verified: Mutex::new(HashMap::new()),
-            bcrypt_slots: tokio::sync::Semaphore::new(BCRYPT_CONCURRENCY),
+            bcrypt_slots: tokio::sync::Semaphore::new(bcrypt_concurrency()),
+            bcrypt_queued: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -211,6 +244,10 @@ impl WebSecurity {
                 return Ok(());
             }
         }
+        let max_queued = bcrypt_concurrency() * BCRYPT_QUEUE_PER_SLOT;
+        let Some(_queued) = Queued::enter(&self.bcrypt_queued, max_queued) else {
+            return Err(AuthFailure::Invalid);
+        };
         let Ok(_slot) = self.bcrypt_slots.acquire().await else {
             return Err(AuthFailure::Invalid);
         };
@@ -768,5 +805,48 @@ mod tests {
             rt.block_on(w.authorize(Some(&header("alice", "righ")))),
             Err(AuthFailure::Invalid)
         );
+    }
+
+    #[test]
+    fn a_flood_of_wrong_passwords_waits_in_a_bounded_queue() {
+        let hash = bcrypt::hash("right", 8).unwrap();
+        let w = Arc::new(load_text(&format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let wrong = |i: usize| {
+            let v = base64::engine::general_purpose::STANDARD.encode(format!("alice:guess-{i}"));
+            HeaderValue::from_str(&format!("Basic {v}")).unwrap()
+        };
+        let t0 = std::time::Instant::now();
+        assert!(rt.block_on(w.authorize(Some(&wrong(0)))).is_err());
+        let one = t0.elapsed();
+        let queue = bcrypt_concurrency() * BCRYPT_QUEUE_PER_SLOT;
+        let flood = queue + 20;
+        let t0 = std::time::Instant::now();
+        let times: Vec<std::time::Duration> = rt.block_on(async {
+            let tasks: Vec<_> = (0..flood)
+                .map(|i| {
+                    let (w, h) = (Arc::clone(&w), wrong(i + 1));
+                    tokio::spawn(async move {
+                        assert_eq!(w.authorize(Some(&h)).await, Err(AuthFailure::Invalid));
+                        t0.elapsed()
+                    })
+                })
+                .collect();
+            let mut times = Vec::new();
+            for t in tasks {
+                times.push(t.await.unwrap());
+            }
+            times
+        });
+        let at_once = times.iter().filter(|t| **t < one / 2).count();
+        assert!(
+            at_once >= flood - queue,
+            "{at_once} of {flood} refused without bcrypt ({one:?} each)"
+        );
+        assert_eq!(w.bcrypt_queued.load(std::sync::atomic::Ordering::Acquire), 0);
     }
 }

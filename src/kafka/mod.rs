@@ -273,6 +273,12 @@ pub fn limit_malloc_arenas() -> bool {
     std::env::var_os("MALLOC_ARENA_MAX").is_none() && ffi::limit_malloc_arenas(MALLOC_ARENAS)
 }
 
+/// Raises this process's soft limit of open files to its hard limit; returns the limit now in
+/// force, `None` if it cannot be read or set.
+pub fn raise_open_files_limit() -> Option<u64> {
+    ffi::raise_open_files_limit()
+}
+
 /// Returns heap pages that are free but still resident to the kernel. glibc gives back only
 /// the free top of an arena; pages freed in its middle (a record reader's buffers and threads,
 /// the previous cycle's metadata) stay resident and the RSS steps up after each large cycle

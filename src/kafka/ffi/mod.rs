@@ -1,6 +1,7 @@
 //! Every `unsafe` call of the exporter lives here: librdkafka admin operations that the
 //! `rdkafka` crate does not wrap ([`cluster`], [`groups`]), polling of client queues
-//! ([`events`]), and two allocator calls ([`limit_malloc_arenas`], [`release_free_heap`]).
+//! ([`events`]), two allocator calls ([`limit_malloc_arenas`], [`release_free_heap`]) and the
+//! open files limit ([`raise_open_files_limit`]).
 //! Each native handle is owned by an RAII guard so it is released on every path, including
 //! early returns and panics; a client handle is only ever passed as a [`ClientRef`], which
 //! borrows its live client. Pure decoding that needs no FFI lives in `kafka::decode`.
@@ -30,6 +31,29 @@ pub(super) fn limit_malloc_arenas(n: i32) -> bool {
         let _ = n;
         false
     }
+}
+
+/// Sets the soft `RLIMIT_NOFILE` to the hard one; returns the soft limit now in force.
+pub(super) fn raise_open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct through a pointer to a valid, owned one.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct passed by reference.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    Some(limit.rlim_cur)
 }
 
 /// Hands free heap pages back to the kernel (`malloc_trim(0)`). Returns whether any memory was
