@@ -1,12 +1,13 @@
 //! Every dashboard query against real data: a Kafka cluster running the demo workload
 //! (ADR-shaped topics, producers, a healthy and a lagging consumer group), an Apicurio Schema
-//! Registry, the exporter with the delivery probe and registry watch, and Prometheus scraping
+//! Registry, the exporter with the delivery probe and registry watch, and Prometheus 3.x scraping
 //! it with the alert pack's rule files loaded (the SLO panels read its recording rules). Each
 //! panel target, with the dashboard variables set to real values, must return at least one
 //! series, except the few panels listed in [`EMPTY_BY_DESIGN`].
 
 mod common;
 mod dashboards_support;
+mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
@@ -57,7 +58,7 @@ fn start_prometheus(dir: &Path, exporter: &str) -> (Proc, u16) {
     std::fs::write(&cfg_path, cfg).unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let p = Proc::spawn(
-        Command::new("prometheus")
+        Command::new(tools::prometheus3())
             .arg(format!("--config.file={}", cfg_path.display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}")),
