@@ -233,6 +233,12 @@ fn alerts_follow_the_conventions_and_have_runbooks() {
         if !text.starts_with(&format!("# {name}\n")) {
             problems.push(format!("{name}.md: must start with '# {name}'"));
         }
+        // Runbooks are read as Markdown, not rendered by Alertmanager.
+        if text.contains("{{") {
+            problems.push(format!(
+                "{name}.md: an alert template ({{{{ ... }}}}) in plain Markdown"
+            ));
+        }
         for section in ["## Meaning", "## Impact", "## Diagnosis", "## Mitigation"] {
             if !text.contains(&format!("\n{section}\n")) {
                 problems.push(format!("{name}.md: no '{section}' section"));
