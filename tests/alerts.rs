@@ -403,3 +403,51 @@ fn alertmanager_example_routes_by_severity() {
         assert!(ok, "{labels:?} should go to {receiver}:\n{out}");
     }
 }
+
+/// docs/adr-alerts.md maps every ADR-0007 clause to alerts of the pack: each row names at least
+/// one alert, and every name is an alert of the rule files (which all have firing and
+/// non-firing tests, see above).
+#[test]
+fn adr_table_names_only_tested_alerts() {
+    let text = std::fs::read_to_string(root().join("docs/adr-alerts.md")).expect("docs/adr-alerts.md");
+    let alerts: BTreeSet<String> = alerts_of(&groups_of(&rule_files()))
+        .iter()
+        .map(|a| a["alert"].as_str().unwrap().to_string())
+        .collect();
+    let name = regex::Regex::new(r"`(Kafka[A-Za-z]+)`").unwrap();
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| ADR-0007 clause"))
+        .collect();
+    assert!(rows.len() >= 10, "clauses: {rows:#?}");
+    let mut problems = Vec::new();
+    let mut named = BTreeSet::new();
+    for row in &rows {
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").collect();
+        let [clause, cell] = cells[..] else {
+            problems.push(format!("not a two-column row: {row}"));
+            continue;
+        };
+        let names: Vec<String> = name.captures_iter(cell).map(|c| c[1].to_string()).collect();
+        if names.is_empty() {
+            problems.push(format!("{clause}: no alert"));
+        }
+        for n in names {
+            if !alerts.contains(&n) {
+                problems.push(format!("{clause}: {n} is no alert of the pack"));
+            }
+            named.insert(n);
+        }
+    }
+    // The Avro mandate, the replication factor and the retention classes have alerts.
+    for n in [
+        "KafkaSchemaNotAvro",
+        "KafkaTopicRecordsWithoutSchema",
+        "KafkaTopicReplicationFactorBelowPolicy",
+    ] {
+        if !named.contains(n) {
+            problems.push(format!("{n} is in no clause's row"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -21,7 +21,7 @@ use serde_json::Value as Json;
 
 /// The pack with durations and windows short enough for a test: same rules, same expressions.
 const OVERLAY: &str = r#"
-replication: {under_replicated_for: 5s, under_replicated_window: 2s}
+replication: {under_replicated_for: 5s, under_replicated_window: 2s, keep_firing_for: 5s}
 cluster: {broker_count_for: 5s}
 slo:
   page: [{long: 1m, short: 10s, factor: 14.4}, {long: 2m, short: 20s, factor: 6}]
