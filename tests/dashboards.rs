@@ -405,6 +405,16 @@ fn dashboards_follow_the_conventions() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// Functions that treat their input as a counter.
+const COUNTER_FUNCTIONS: [&str; 4] = ["rate", "irate", "increase", "resets"];
+
+/// Series that are counters: `_total` families and the histogram series.
+fn is_counter_series(name: &str) -> bool {
+    ["_total", "_bucket", "_count", "_sum"]
+        .iter()
+        .any(|s| name.ends_with(s))
+}
+
 /// Functions over a range that must use Grafana's `$__rate_interval`.
 const RATE_FUNCTIONS: [&str; 9] = [
     "rate",
@@ -438,16 +448,24 @@ impl Walker {
             return;
         };
         let name = m.vs.name.clone().unwrap_or_default();
+        // Offsets and other gauges go back on a replay; rate() would read that as a counter
+        // reset and spike. Their slope is deriv().
+        if COUNTER_FUNCTIONS.contains(&func) && !is_counter_series(&name) {
+            self.problems.push(format!(
+                "{func}({name}): a gauge; use deriv() (clamped) or a difference"
+            ));
+        }
         if RATE_FUNCTIONS.contains(&func) {
             if m.range != RATE_INTERVAL_SENTINEL {
                 self.problems
                     .push(format!("{func}({name}[...]) must use [$__rate_interval]"));
             }
         } else if func.ends_with("_over_time") {
-            // A fixed window (an SLO's 30 days) only over a recorded SLI, never raw series.
-            if m.range != RATE_INTERVAL_SENTINEL && !name.contains(':') {
+            // A fixed window (an SLO's 30 days) is scanned on every refresh: the rule pack
+            // records it instead (`<record>30d`).
+            if m.range != RATE_INTERVAL_SENTINEL {
                 self.problems.push(format!(
-                    "{func}({name}[...]): fixed windows are for recording rules; use [$__rate_interval]"
+                    "{func}({name}[...]): fixed windows belong in recording rules; use [$__rate_interval]"
                 ));
             }
         } else {
@@ -489,6 +507,8 @@ impl ExprVisitor for Walker {
 /// Values standing in for the Grafana variables while parsing.
 fn parse_values() -> BTreeMap<&'static str, String> {
     BTreeMap::from([
+        ("job", "j".to_string()),
+        ("env", "e".to_string()),
         ("cluster", "c".to_string()),
         ("topic", "t".to_string()),
         ("group", "g".to_string()),
@@ -595,23 +615,27 @@ fn every_query_parses_and_reads_only_exported_metrics() {
     eprintln!("{count} queries read {} distinct metrics", read.len());
 }
 
-/// The checks above catch what they should: a renamed metric, a fixed rate window, an
-/// unknown variable and a syntax error.
+/// The checks above catch what they should: a renamed metric, a fixed rate window, a fixed
+/// `_over_time` window, rate() of a gauge, an unknown variable and a syntax error.
 #[test]
 fn the_query_checks_reject_broken_queries() {
     let readable = readable_metrics();
     let metrics =
-        analyse(r#"sum by (cluster) (rate(kafka_topic_high_watermark{cluster=~"$cluster"}[$__rate_interval]))"#)
-            .unwrap();
+        analyse(r#"sum by (cluster) (rate(kafka_probe_round_total{cluster=~"$cluster"}[$__rate_interval]))"#).unwrap();
     assert!(
         !metrics.iter().all(|m| readable.contains(m)),
         "a misspelt metric must be caught"
     );
-    let e = analyse(r#"rate(kafka_topic_high_watermarks[5m])"#).unwrap_err();
+    let e = analyse(r#"rate(kafka_probe_rounds_total[5m])"#).unwrap_err();
     assert!(e[0].contains("$__rate_interval"), "{e:?}");
     let e = analyse(r#"avg_over_time(kafka_probe_up[30d])"#).unwrap_err();
     assert!(e[0].contains("recording rules"), "{e:?}");
-    assert!(analyse(r#"avg_over_time(cluster:kafka_slo_delivery_errors:ratio_rate5m[30d])"#).is_ok());
+    let e = analyse(r#"avg_over_time(cluster:kafka_slo_delivery_errors:ratio_rate5m[30d])"#).unwrap_err();
+    assert!(e[0].contains("recording rules"), "{e:?}");
+    let e = analyse(r#"rate(kafka_consumergroup_committed_offset[$__rate_interval])"#).unwrap_err();
+    assert!(e[0].contains("a gauge"), "{e:?}");
+    assert!(analyse(r#"clamp_min(deriv(kafka_consumergroup_committed_offset[$__rate_interval]), 0)"#).is_ok());
+    assert!(analyse(r#"rate(kafka_probe_rounds_total[$__rate_interval])"#).is_ok());
     let e = analyse(r#"kafka_brokers{cluster=~"$cluser"}"#).unwrap_err();
     assert!(e[0].contains("cluser"), "{e:?}");
     let e = analyse(r#"sum by (cluster (kafka_brokers)"#).unwrap_err();
