@@ -178,8 +178,8 @@ fn var(vars: &HashMap<String, String>, key: &str, used: &mut BTreeSet<String>) -
 
 /// Values computed from the configuration, available as placeholders too.
 fn derive_vars(vars: &mut HashMap<String, String>, used: &mut BTreeSet<String>) -> Result<(), String> {
-    // The latency SLI reads one bucket of the end-to-end histogram. Prometheus 2 keeps `le`
-    // as exposed ("1.0"), Prometheus 3 normalises it ("1"); the matcher accepts both.
+    // The latency SLI reads one bucket of the end-to-end histogram. Prometheus 2 stores `le` as
+    // exposed, Prometheus 3 in float form ("1.0"); the matcher accepts both spellings.
     let t = var(vars, "slo.delivery_latency.threshold_seconds", used)?;
     let secs: f64 = t
         .parse()
