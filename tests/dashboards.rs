@@ -711,3 +711,23 @@ fn provisioning_example_matches_the_dashboards() {
         );
     }
 }
+
+/// Every family of docs/metrics.md is read by some panel, so no documented family (the series
+/// guard, client errors, refused requests, ...) goes unseen on the dashboards.
+#[test]
+fn every_documented_family_is_on_a_dashboard() {
+    let docs = std::fs::read_to_string(root().join("docs/metrics.md")).unwrap();
+    let exprs: Vec<String> = committed()
+        .iter()
+        .flat_map(|(_, d)| queries(d))
+        .map(|q| q.expr)
+        .collect();
+    let missing: Vec<&str> = docs
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once('`').map(|(n, _)| n))
+        .filter(|n| n.starts_with("kafka_"))
+        .filter(|n| !exprs.iter().any(|e| e.contains(n)))
+        .collect();
+    assert!(missing.is_empty(), "documented families on no dashboard: {missing:?}");
+}
