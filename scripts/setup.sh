@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   cmake pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev   # bundled librdkafka build
   openjdk-17-jre-headless maven                                  # Kafka brokers from Maven Central
-  prometheus prometheus-alertmanager                             # promtool, real Prometheus/Alertmanager
+  prometheus                                                     # Prometheus and promtool 2.x (Prometheus 3 and Alertmanager are built below)
   chromium                                                       # headless browser test of the compliance page
   curl ca-certificates procps iproute2
   binutils                                                       # readelf: the container test checks linked libraries
@@ -29,8 +29,8 @@ if ((${#missing[@]})); then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The Debian prometheus packages start their daemons where an init system exists; the tests
-# start their own instances on free ports, so a system instance is harmless but not needed.
+# The Debian prometheus package starts its daemon where an init system exists; the tests start
+# their own instances on free ports, so a system instance is harmless but not needed.
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: installing Rust (rustup, stable)"

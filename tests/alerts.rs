@@ -5,8 +5,9 @@
 //! runbook, every metric it reads is documented, and `amtool` accepts and routes the example.
 
 mod alerts_support;
+mod tools;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -68,15 +69,18 @@ fn prometheusrule_manifest_equals_the_rule_files() {
     }
 }
 
+/// Debian's promtool 2.x and promtool 3.x both accept the pack with every lint fatal.
 #[test]
 fn promtool_check_rules_with_all_lints_fatal() {
     let files = rule_files();
     assert!(files.len() >= 5, "rule files: {files:?}");
-    let (ok, out) = run(Command::new("promtool")
-        .args(["check", "rules", "--lint=all", "--lint-fatal"])
-        .args(&files));
-    assert!(ok, "promtool check rules:\n{out}");
-    assert!(!out.contains("WARNING") && !out.contains("lint"), "{out}");
+    for (name, promtool) in tools::promtools() {
+        let (ok, out) = run(Command::new(&promtool)
+            .args(["check", "rules", "--lint=all", "--lint-fatal"])
+            .args(&files));
+        assert!(ok, "{name} check rules:\n{out}");
+        assert!(!out.contains("WARNING") && !out.contains("lint"), "{name}: {out}");
+    }
 }
 
 fn test_files() -> Vec<PathBuf> {
@@ -89,12 +93,15 @@ fn test_files() -> Vec<PathBuf> {
     v
 }
 
+/// The unit tests pass under Debian's promtool 2.x and under promtool 3.x.
 #[test]
 fn promtool_unit_tests_pass() {
     let files = test_files();
     assert!(!files.is_empty());
-    let (ok, out) = run(Command::new("promtool").args(["test", "rules"]).args(&files));
-    assert!(ok, "promtool test rules:\n{out}");
+    for (name, promtool) in tools::promtools() {
+        let (ok, out) = run(Command::new(&promtool).args(["test", "rules"]).args(&files));
+        assert!(ok, "{name} test rules:\n{out}");
+    }
 }
 
 /// Every alerting rule — each (alert, severity) pair — has a unit test in which it fires, and
@@ -226,6 +233,12 @@ fn alerts_follow_the_conventions_and_have_runbooks() {
         if !text.starts_with(&format!("# {name}\n")) {
             problems.push(format!("{name}.md: must start with '# {name}'"));
         }
+        // Runbooks are read as Markdown, not rendered by Alertmanager.
+        if text.contains("{{") {
+            problems.push(format!(
+                "{name}.md: an alert template ({{{{ ... }}}}) in plain Markdown"
+            ));
+        }
         for section in ["## Meaning", "## Impact", "## Diagnosis", "## Mitigation"] {
             if !text.contains(&format!("\n{section}\n")) {
                 problems.push(format!("{name}.md: no '{section}' section"));
@@ -330,7 +343,7 @@ fn generator_rejects_unknown_keys_and_bad_values() {
 }
 
 fn amtool(args: &[&str]) -> (bool, String) {
-    run(Command::new("amtool").args(args))
+    run(Command::new(tools::amtool()).args(args))
 }
 
 #[test]
@@ -341,19 +354,20 @@ fn alertmanager_example_is_valid() {
     assert!(out.contains("SUCCESS"), "{out}");
 }
 
-/// The routing tree sends each severity where deploy/alertmanager/README.md says.
+/// The routing tree sends each severity where deploy/alertmanager/README.md says, and an alert
+/// with a severity no route knows to a ticket rather than nowhere.
 #[test]
 fn alertmanager_example_routes_by_severity() {
     let cfg = root().join("deploy/alertmanager/alertmanager.yml");
     let cfg = cfg.to_str().unwrap();
-    let cases: BTreeMap<&str, &[&str]> = BTreeMap::from([
+    let cases: [(&str, &[&str]); 6] = [
         (
             "pagerduty",
             &[
                 "alertname=KafkaUnderReplicatedPartitions",
                 "severity=critical",
                 "cluster=prod",
-            ][..],
+            ],
         ),
         (
             "ticket",
@@ -361,14 +375,19 @@ fn alertmanager_example_routes_by_severity() {
                 "alertname=KafkaTopicNamingViolation",
                 "severity=warning",
                 "cluster=prod",
-            ][..],
+            ],
         ),
-        ("watchdog", &["alertname=KafkaWatchdog", "severity=info"][..]),
+        ("watchdog", &["alertname=KafkaWatchdog", "severity=info"]),
         (
             "null",
-            &["alertname=KafkaConsumerGroupRewound", "severity=info", "cluster=prod"][..],
+            &["alertname=KafkaConsumerGroupRewound", "severity=info", "cluster=prod"],
         ),
-    ]);
+        (
+            "ticket",
+            &["alertname=KafkaOfflinePartitions", "severity=crit", "cluster=prod"],
+        ),
+        ("ticket", &["alertname=KafkaOfflinePartitions", "cluster=prod"]),
+    ];
     for (receiver, labels) in cases {
         let mut args = vec![
             "config",
@@ -383,4 +402,52 @@ fn alertmanager_example_routes_by_severity() {
         let (ok, out) = amtool(&args);
         assert!(ok, "{labels:?} should go to {receiver}:\n{out}");
     }
+}
+
+/// docs/adr-alerts.md maps every ADR-0007 clause to alerts of the pack: each row names at least
+/// one alert, and every name is an alert of the rule files (which all have firing and
+/// non-firing tests, see above).
+#[test]
+fn adr_table_names_only_tested_alerts() {
+    let text = std::fs::read_to_string(root().join("docs/adr-alerts.md")).expect("docs/adr-alerts.md");
+    let alerts: BTreeSet<String> = alerts_of(&groups_of(&rule_files()))
+        .iter()
+        .map(|a| a["alert"].as_str().unwrap().to_string())
+        .collect();
+    let name = regex::Regex::new(r"`(Kafka[A-Za-z]+)`").unwrap();
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| ADR-0007 clause"))
+        .collect();
+    assert!(rows.len() >= 10, "clauses: {rows:#?}");
+    let mut problems = Vec::new();
+    let mut named = BTreeSet::new();
+    for row in &rows {
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").collect();
+        let [clause, cell] = cells[..] else {
+            problems.push(format!("not a two-column row: {row}"));
+            continue;
+        };
+        let names: Vec<String> = name.captures_iter(cell).map(|c| c[1].to_string()).collect();
+        if names.is_empty() {
+            problems.push(format!("{clause}: no alert"));
+        }
+        for n in names {
+            if !alerts.contains(&n) {
+                problems.push(format!("{clause}: {n} is no alert of the pack"));
+            }
+            named.insert(n);
+        }
+    }
+    // The Avro mandate, the replication factor and the retention classes have alerts.
+    for n in [
+        "KafkaSchemaNotAvro",
+        "KafkaTopicRecordsWithoutSchema",
+        "KafkaTopicReplicationFactorBelowPolicy",
+    ] {
+        if !named.contains(n) {
+            problems.push(format!("{n} is in no clause's row"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

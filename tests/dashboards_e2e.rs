@@ -1,12 +1,14 @@
 //! Every dashboard query against real data: a Kafka cluster running the demo workload
 //! (ADR-shaped topics, producers, a healthy and a lagging consumer group), an Apicurio Schema
-//! Registry, the exporter with the delivery probe and registry watch, and Prometheus scraping
-//! it with the alert pack's rule files loaded (the SLO panels read its recording rules). Each
+//! Registry, the exporter with the delivery probe and registry watch, and Prometheus 3.x scraping
+//! it with the alert pack's rules loaded (the SLO panels read its recording rules). Each
 //! panel target, with the dashboard variables set to real values, must return at least one
 //! series, except the few panels listed in [`EMPTY_BY_DESIGN`].
 
+mod alerts_support;
 mod common;
 mod dashboards_support;
+mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
@@ -15,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{block_on, bootstrap_yaml, Exporter, Proc};
-use dashboards_support::{committed, label_values, queries, root, substitute, Query};
+use dashboards_support::{committed, label_values, queries, substitute, Query};
 use kafka_harness::demo::{Workload, HEALTHY_GROUP, LAGGING_GROUP};
 use kafka_harness::{ClusterOptions, KafkaCluster, SchemaRegistry};
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
@@ -24,17 +26,31 @@ use serde_json::Value;
 
 /// Panels that return no series on a healthy cluster, each with the reason; reviewed, keep short.
 /// `(dashboard uid, panel title, reason)`.
-const EMPTY_BY_DESIGN: [(&str, &str, &str); 1] = [(
-    "kafka-slo-probe",
-    "Failed sends by error",
-    "the series exists per error class only once a probe send has failed",
-)];
+const EMPTY_BY_DESIGN: [(&str, &str, &str); 2] = [
+    (
+        "kafka-slo-probe",
+        "Failed sends by error",
+        "the series exists per error class only once a probe send has failed",
+    ),
+    (
+        "kafka-slo-exporter",
+        "Dropped series by family",
+        "the series exist only while global.max_series drops a family; the test's limit drops none",
+    ),
+];
+
+/// The rule pack as committed, but with the 30-day budget ratios recorded every 2 s instead of
+/// every 5 minutes, so that the budget panels have data within the test.
+const RULES_OVERLAY: &str = "slo: {budget: {interval: 2s}}";
 
 /// The topics and groups selected, as Grafana sends a multi-value selection: a regex
 /// alternative. legacy_orders violates the policy; payment.payment.events has no subject.
 const TOPICS: &str = "(order.order.events|payment.payment.events|legacy_orders)";
 const GROUPS: &str = "(analytics-batch|order-service)";
 const CLUSTER: &str = "demo";
+const JOB: &str = "kafka-slo-exporter";
+/// The cluster's constant label (exporter_config).
+const ENV: &str = "demo";
 /// What Grafana makes of `$__rate_interval` for a 1 s scrape interval and a short range, with
 /// room for a missed scrape.
 const RATE_INTERVAL: &str = "15s";
@@ -44,20 +60,27 @@ const ORDER_SCHEMA: &str =
 const CUSTOMER_SCHEMA: &str =
     r#"{"type":"record","name":"Customer","namespace":"demo","fields":[{"name":"id","type":"string"}]}"#;
 
-/// Starts Prometheus scraping `exporter` every second and evaluating the committed rule pack
-/// every second.
+/// Starts Prometheus scraping `exporter` every second and evaluating the rule pack (with
+/// [`RULES_OVERLAY`]) every second.
 fn start_prometheus(dir: &Path, exporter: &str) -> (Proc, u16) {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    for f in alerts_support::generate(Some(RULES_OVERLAY)).unwrap() {
+        if let Some(name) = f.path.strip_prefix("alerts/") {
+            std::fs::write(rules.join(name), &f.text).unwrap();
+        }
+    }
     let cfg = format!(
         "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
-         rule_files: ['{}/alerts/*.rules.yml']\n\
+         rule_files: ['{}/*.rules.yml']\n\
          scrape_configs:\n  - job_name: kafka-slo-exporter\n    static_configs: [{{targets: ['{exporter}']}}]\n",
-        root().display()
+        rules.display()
     );
     let cfg_path = dir.join("prometheus.yml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let p = Proc::spawn(
-        Command::new("prometheus")
+        Command::new(tools::prometheus3())
             .arg(format!("--config.file={}", cfg_path.display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}")),
@@ -111,7 +134,7 @@ fn run_query(port: u16, q: &Query, values: &BTreeMap<&str, String>) -> Result<us
 
 fn exporter_config(bootstrap: &str, registry: &str) -> String {
     format!(
-        "global:\n  interval: 1s\n  timeout: 5s\n  lag: {{status_window: 5m}}\n\
+        "global:\n  interval: 1s\n  timeout: 5s\n  max_series: 1000000\n  lag: {{status_window: 5m}}\n\
          clusters:\n  - name: {CLUSTER}\n    bootstrap_servers: {bootstrap}\n    labels: {{env: demo}}\n\
          \x20   probe: {{interval: 1s}}\n\
          \x20   schema_registry:\n      urls: [\"{registry}\"]\n      interval: 2s\n      subject_labels: true\n\
@@ -184,6 +207,8 @@ fn every_panel_query_returns_data_from_a_real_stack() {
     assert!(grown.iter().all(|r| r.is_ok()), "{grown:?}");
 
     let values: BTreeMap<&str, String> = BTreeMap::from([
+        ("job", JOB.to_string()),
+        ("env", ENV.to_string()),
         ("cluster", CLUSTER.to_string()),
         ("topic", TOPICS.to_string()),
         ("group", GROUPS.to_string()),
@@ -263,6 +288,8 @@ fn every_panel_query_returns_data_from_a_real_stack() {
 
     // Template variables: label_values(selector, label) as Grafana asks Prometheus for it.
     let expected: BTreeMap<&str, Vec<&str>> = BTreeMap::from([
+        ("job", vec![JOB]),
+        ("env", vec![ENV]),
         ("cluster", vec![CLUSTER]),
         (
             "topic",
@@ -297,7 +324,7 @@ fn every_panel_query_returns_data_from_a_real_stack() {
             checked.insert(name.to_string());
         }
     }
-    assert_eq!(checked.len(), 3, "{checked:?}");
+    assert_eq!(checked.len(), 5, "{checked:?}");
     drop(workload);
     eprintln!("dashboards e2e: done in {:?}", started.elapsed());
 }

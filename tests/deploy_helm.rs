@@ -169,3 +169,23 @@ fn helm_rejects_impossible_sharding() {
     assert!(String::from_utf8_lossy(&old.stderr).contains("sharding needs Kubernetes 1.28"));
     assert!(template(&["--kube-version", "1.27.9"]).status.success());
 }
+
+/// prometheusRule.runbookBaseUrl points every alert's runbook_url at the team's copy of the
+/// runbooks (a trailing slash is dropped); nothing else of the pack changes.
+#[test]
+fn runbook_base_url_value_rewrites_every_runbook_link() {
+    let base = "https://runbooks.example.internal/kafka";
+    let objs = helm_template(&["--set", &format!("prometheusRule.runbookBaseUrl={base}/")]);
+    let mut expected = alert_pack_spec();
+    let mut rewritten = 0;
+    for g in expected["groups"].as_sequence_mut().unwrap() {
+        for r in g["rules"].as_sequence_mut().unwrap() {
+            if let Some(a) = r.get("alert").and_then(Value::as_str).map(str::to_string) {
+                r["annotations"]["runbook_url"] = format!("{base}/{a}.md").into();
+                rewritten += 1;
+            }
+        }
+    }
+    assert!(rewritten > 30, "{rewritten} alerts");
+    assert_eq!(one(&objs, "PrometheusRule")["spec"], expected);
+}

@@ -178,8 +178,8 @@ fn var(vars: &HashMap<String, String>, key: &str, used: &mut BTreeSet<String>) -
 
 /// Values computed from the configuration, available as placeholders too.
 fn derive_vars(vars: &mut HashMap<String, String>, used: &mut BTreeSet<String>) -> Result<(), String> {
-    // The latency SLI reads one bucket of the end-to-end histogram. Prometheus 2 keeps `le`
-    // as exposed ("1.0"), Prometheus 3 normalises it ("1"); the matcher accepts both.
+    // The latency SLI reads one bucket of the end-to-end histogram. Prometheus 2 stores `le` as
+    // exposed, Prometheus 3 in float form ("1.0"); the matcher accepts both spellings.
     let t = var(vars, "slo.delivery_latency.threshold_seconds", used)?;
     let secs: f64 = t
         .parse()
@@ -311,6 +311,7 @@ fn expand_slos(doc: &Value, config: &Value, used: &mut BTreeSet<String>) -> Resu
         duration_seconds(w).ok_or_else(|| format!("not a duration: {w}"))?;
     }
 
+    let budget = budget_spec(config, used)?;
     let slos = doc.get("slos").and_then(Value::as_sequence).ok_or("no `slos` list")?;
     let mut groups = Vec::new();
     for slo in slos {
@@ -349,7 +350,7 @@ fn expand_slos(doc: &Value, config: &Value, used: &mut BTreeSet<String>) -> Resu
                 ("expr", format!("{}\n", sli.replace("$window", w)).into()),
             ]));
         }
-        let budget = format!("(1 - {})", fmt_num(objective));
+        let allowed = format!("(1 - {})", fmt_num(objective));
         for (severity, pairs, for_) in [("critical", &page, &page_for), ("warning", &ticket, &ticket_for)] {
             let mut expr = String::new();
             let mut text = Vec::new();
@@ -360,7 +361,7 @@ fn expand_slos(doc: &Value, config: &Value, used: &mut BTreeSet<String>) -> Resu
                 let f = fmt_num(*factor);
                 let _ = write!(
                     expr,
-                    "(\n  {record}{long} > ({f} * {budget})\n  and\n  {record}{short} > ({f} * {budget})\n)\n"
+                    "(\n  {record}{long} > ({f} * {allowed})\n  and\n  {record}{short} > ({f} * {allowed})\n)\n"
                 );
                 text.push(format!("{f}x over {long} and {short}"));
             }
@@ -388,8 +389,52 @@ fn expand_slos(doc: &Value, config: &Value, used: &mut BTreeSet<String>) -> Resu
             ("name", format!("kafka-slo-{}", name.replace('_', "-")).into()),
             ("rules", Value::Sequence(rules)),
         ]));
+        groups.push(budget_group(name, record, &windows[0], &budget)?);
     }
     Ok(groups)
+}
+
+/// The error ratio over the whole budget window (`slo.budget.window`, 30 days), recorded in a
+/// group of its own evaluated every `slo.budget.interval`, so that dashboards read one recorded
+/// sample instead of scanning 30 days of the short-window ratio on every refresh.
+fn budget_group(name: &str, record: &str, shortest: &str, budget: &BudgetSpec) -> Result<Value, String> {
+    Ok(rule(vec![
+        ("name", format!("kafka-slo-{}-budget", name.replace('_', "-")).into()),
+        ("interval", budget.interval.as_str().into()),
+        (
+            "rules",
+            Value::Sequence(vec![rule(vec![
+                ("record", format!("{record}{}", budget.window).into()),
+                (
+                    "expr",
+                    format!("avg_over_time({record}{shortest}[{}])\n", budget.window).into(),
+                ),
+            ])]),
+        ),
+    ]))
+}
+
+/// `slo.budget`: the window the objectives are defined over and how often its ratio is recorded.
+struct BudgetSpec {
+    window: String,
+    interval: String,
+}
+
+fn budget_spec(config: &Value, used: &mut BTreeSet<String>) -> Result<BudgetSpec, String> {
+    let b = config
+        .get("slo")
+        .and_then(|s| s.get("budget"))
+        .ok_or("alerts/config.yml has no `slo.budget`")?;
+    used.insert("slo.budget.window".into());
+    used.insert("slo.budget.interval".into());
+    let spec = BudgetSpec {
+        window: str_field(b, "window")?.to_string(),
+        interval: str_field(b, "interval")?.to_string(),
+    };
+    for d in [&spec.window, &spec.interval] {
+        duration_seconds(d).ok_or_else(|| format!("slo.budget: not a duration: {d}"))?;
+    }
+    Ok(spec)
 }
 
 /// The recording rule giving every consumer group its freshness threshold: the first override

@@ -33,24 +33,41 @@ pub fn datasource_ref() -> Value {
     json!({"type": "prometheus", "uid": "${datasource}"})
 }
 
-/// The template variables a spec may ask for, with the query filling each.
-pub const VARIABLES: [(&str, &str, &str); 3] = [
+/// The template variables a spec may ask for, with the query filling each. `job` and `env`
+/// come first on every dashboard: two environments (or two Prometheus jobs) may name a cluster
+/// alike, and without them their series would merge.
+pub const VARIABLES: [(&str, &str, &str); 5] = [
+    ("job", "Job", "label_values(kafka_slo_exporter_cluster_up, job)"),
+    (
+        "env",
+        "Environment",
+        "label_values(kafka_slo_exporter_cluster_up{job=~\"$job\"}, env)",
+    ),
     (
         "cluster",
         "Cluster",
-        "label_values(kafka_slo_exporter_cluster_up, cluster)",
+        "label_values(kafka_slo_exporter_cluster_up{job=~\"$job\", env=~\"$env\"}, cluster)",
     ),
     (
         "topic",
         "Topic",
-        "label_values(kafka_topic_partitions{cluster=~\"$cluster\"}, topic)",
+        "label_values(kafka_topic_partitions{job=~\"$job\", env=~\"$env\", cluster=~\"$cluster\"}, topic)",
     ),
     (
         "group",
         "Consumer group",
-        "label_values(kafka_consumergroup_info{cluster=~\"$cluster\"}, group)",
+        "label_values(kafka_consumergroup_info{job=~\"$job\", env=~\"$env\", cluster=~\"$cluster\"}, group)",
     ),
 ];
+
+/// Variables every dashboard has, whatever its spec lists.
+const SCOPE_VARIABLES: [&str; 2] = ["job", "env"];
+
+/// The cluster matcher of a spec's queries, and what it becomes: the same cluster of the
+/// selected job and environment. Series without a cluster (the exporter process's own) select
+/// `job=~"$job"` in the spec.
+const CLUSTER_MATCHER: &str = r#"cluster=~"$cluster""#;
+const SCOPED_CLUSTER_MATCHER: &str = r#"job=~"$job", env=~"$env", cluster=~"$cluster""#;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -282,7 +299,7 @@ fn dashboard(spec: &Spec, uids: &BTreeMap<String, String>) -> Result<Value, Stri
         "type": "datasource",
     })];
     for (name, label, query) in VARIABLES {
-        if !spec.variables.iter().any(|v| v == name) {
+        if !spec.variables.iter().any(|v| v == name) && !SCOPE_VARIABLES.contains(&name) {
             continue;
         }
         templating.push(json!({
@@ -382,7 +399,7 @@ fn panel(p: &PanelSpec, id: u64, grid: Value, uids: &BTreeMap<String, String>) -
             json!({
                 "datasource": datasource_ref(),
                 "editorMode": "code",
-                "expr": t.expr.trim(),
+                "expr": t.expr.trim().replace(CLUSTER_MATCHER, SCOPED_CLUSTER_MATCHER),
                 "format": if p.kind == Kind::Table { "table" } else { "time_series" },
                 "instant": instant,
                 "legendFormat": t.legend.clone().unwrap_or_else(|| "__auto".into()),
