@@ -197,12 +197,14 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
         );
     }
 
+    let rejections = side.rejections.clone();
     let state = Arc::new(HttpState {
         registry: crate::collectors::registry(slots.clone(), side, opts.shard, config.max_series),
         slots,
         policy_source: policy.source.clone(),
         options: opts.http.clone(),
         web,
+        rejections,
     });
     tracing::info!(address = %bound, telemetry_path = opts.http.telemetry_path.as_str(), "listening");
     let server = tokio::spawn(crate::http::serve(

@@ -11,7 +11,6 @@
 
 pub mod admission;
 pub mod first_message;
-pub mod rejections;
 pub mod web_config;
 pub mod write_deadline;
 
@@ -35,6 +34,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::selfmetrics::{Rejection, Rejections};
 use admission::{Admission, Limits, Ticket};
 use first_message::{First, Stalled};
 use write_deadline::WriteDeadline;
@@ -79,6 +79,8 @@ pub struct HttpState {
     pub options: HttpOptions,
     /// TLS and basic auth from `--web.config.file`; `None` serves plain HTTP to anyone.
     pub web: Option<Arc<web_config::WebSecurity>>,
+    /// Where refused requests and connections are counted (exported by the collectors).
+    pub rejections: Rejections,
 }
 
 type Body = Full<Bytes>;
@@ -90,10 +92,13 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, mut shutdown: w
         tracing::info!("{}", web.summary());
         tokio::spawn(watch_web_config(Arc::clone(web), shutdown.clone()));
     }
-    let admission = Admission::new(Limits {
-        max_served: state.options.max_connections,
-        max_pending: state.options.max_pending_connections,
-    });
+    let admission = Admission::new(
+        Limits {
+            max_served: state.options.max_connections,
+            max_pending: state.options.max_pending_connections,
+        },
+        state.rejections.clone(),
+    );
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -165,16 +170,16 @@ async fn connection(
     };
     if let Err(e) = first_message::wait(&stream, first, timeout).await {
         match (first, &e) {
-            (First::HttpHead, Stalled::TimedOut(_)) => rejections::count(rejections::Rejection::HeaderTimeout),
+            (First::HttpHead, Stalled::TimedOut(_)) => state.rejections.count(Rejection::HeaderTimeout),
             (First::HttpHead, _) => {}
-            (First::TlsRecord, _) => rejections::count(rejections::Rejection::TlsHandshake),
+            (First::TlsRecord, _) => state.rejections.count(Rejection::TlsHandshake),
         }
         tracing::debug!(%peer, error = %e, "connection closed before its first message");
         return;
     }
     match tls {
         None => serve_connection(stream, peer, state, watcher, ticket).await,
-        Some(tls) => match tls_handshake(stream, tls, timeout).await {
+        Some(tls) => match tls_handshake(stream, tls, timeout, &state.rejections).await {
             Ok(stream) => serve_connection(stream, peer, state, watcher, ticket).await,
             Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         },
@@ -200,6 +205,7 @@ where
 {
     let header_timeout = state.options.header_read_timeout;
     let write_timeout = state.options.write_timeout;
+    let rejections = state.rejections.clone();
     let svc_ticket = Arc::clone(ticket);
     let svc = service_fn(move |req| {
         let state = Arc::clone(&state);
@@ -217,21 +223,24 @@ where
         .max_buf_size(64 * 1024)
         .max_header_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS)
-        .serve_connection(TokioIo::new(WriteDeadline::new(io, write_timeout)), svc);
+        .serve_connection(
+            TokioIo::new(WriteDeadline::new(io, write_timeout, rejections.clone())),
+            svc,
+        );
     if let Err(e) = watcher.watch(conn).await {
         let rejection = if e.is_parse_too_large() {
-            Some(rejections::Rejection::HeaderTooLarge)
+            Some(Rejection::HeaderTooLarge)
         } else if e.is_parse() {
-            Some(rejections::Rejection::Malformed)
+            Some(Rejection::Malformed)
         } else if e.is_timeout() && ticket.is_pending() {
             // Only a connection that never completed a request: a keep-alive connection idle
             // past the timeout is a client's ordinary pause between scrapes.
-            Some(rejections::Rejection::HeaderTimeout)
+            Some(Rejection::HeaderTimeout)
         } else {
             None
         };
         if let Some(r) = rejection {
-            rejections::count(r);
+            rejections.count(r);
         }
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
@@ -243,11 +252,12 @@ async fn tls_handshake(
     stream: TcpStream,
     config: Arc<rustls::ServerConfig>,
     timeout: Duration,
+    rejections: &Rejections,
 ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
-    use rejections::Rejection::{PlainHttp, TlsHandshake};
+    use Rejection::{PlainHttp, TlsHandshake};
     // Every refusal is counted where it happens, before anything else waits.
     let refused = |kind, reason: String| {
-        rejections::count(kind);
+        rejections.count(kind);
         reason
     };
     let handshake = async {
@@ -299,7 +309,7 @@ async fn respond(state: &HttpState, req: Request<Incoming>, peer: SocketAddr) ->
     let mut r = match web.authorize(req.headers().get(AUTHORIZATION)).await {
         Ok(()) => handle(state, req, peer),
         Err(failure) => {
-            rejections::count(rejections::Rejection::Unauthorized);
+            state.rejections.count(Rejection::Unauthorized);
             if failure == web_config::AuthFailure::Invalid {
                 tracing::debug!(%peer, path = req.uri().path(), "basic auth failed");
             }
@@ -316,14 +326,14 @@ async fn respond(state: &HttpState, req: Request<Incoming>, peer: SocketAddr) ->
 fn handle(state: &HttpState, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path();
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        rejections::count(rejections::Rejection::Method);
+        state.rejections.count(Rejection::Method);
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
     // The body is never read: answering without it makes hyper close the connection.
     if !hyper::body::Body::is_end_stream(req.body()) {
-        rejections::count(rejections::Rejection::Body);
+        state.rejections.count(Rejection::Body);
         return text(StatusCode::PAYLOAD_TOO_LARGE, "request bodies are not accepted\n");
     }
     if path == state.options.telemetry_path {

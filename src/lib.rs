@@ -31,6 +31,8 @@
 //! - [`http`] serves the telemetry path (OpenMetrics or Prometheus text), a landing page,
 //!   `/-/healthy` and `/-/ready`, with bounded connections and requests; its `web_config`
 //!   adds TLS, client certificates and basic auth from an exporter-toolkit web config file.
+//! - [`selfmetrics`] holds counters about the exporter itself that no snapshot carries (the
+//!   HTTP endpoint's refusals), created at start-up and passed to [`http`] and [`collectors`].
 //! - [`shard`] splits topics and groups between exporter processes by a stable hash of their
 //!   name; the poller asks Kafka only about its own share.
 //! - [`app`] wires it together and owns the shutdown order.
@@ -50,6 +52,7 @@ pub mod poller;
 pub mod probe;
 pub mod registry;
 pub mod report;
+pub mod selfmetrics;
 pub mod shard;
 pub mod snapshot;
 pub mod status;

@@ -492,6 +492,7 @@ fn render(format: Format) -> String {
         probes: vec![("golden".to_string(), probe)],
         registries: vec![("golden".to_string(), registry)],
         client_errors: vec![("golden".to_string(), ClientErrors::new())],
+        rejections: Default::default(),
     };
     let exposition = kafka_slo_exporter::collectors::registry(vec![slot], side, cfg.shard, Some(100_000));
     let body = exposition

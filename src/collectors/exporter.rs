@@ -9,6 +9,7 @@ use prometheus_client::registry::Unit;
 
 use super::{cluster_labels, counters, gauges, infos, unix_seconds, with, Area, Labels};
 use crate::kafka::{ClientErrorKind, ClientErrors};
+use crate::selfmetrics::Rejections;
 use crate::shard::Shard;
 use crate::snapshot::{age, ClusterSnapshot};
 
@@ -18,6 +19,8 @@ pub struct ExporterArea {
     pub shard: Shard,
     /// Each cluster's Kafka client error counts, by cluster name.
     pub client_errors: Vec<(String, ClientErrors)>,
+    /// The HTTP endpoint's refusals.
+    pub rejections: Rejections,
 }
 
 impl ExporterArea {
@@ -60,7 +63,9 @@ impl Area for ExporterArea {
             "Build of the running exporter (value 1).",
             &build,
         )?;
-        let rejected: Vec<(Labels, u64)> = crate::http::rejections::rejections()
+        let rejected: Vec<(Labels, u64)> = self
+            .rejections
+            .counts()
             .into_iter()
             .map(|(r, n)| (vec![("reason", Cow::Borrowed(r.as_str()))], n))
             .collect();

@@ -56,14 +56,17 @@ pub trait Area: Send + Sync + std::fmt::Debug {
 }
 
 /// What the areas read beside the Kafka snapshots, by cluster name: the snapshots of delivery
-/// probes and Schema Registry watches (only of the clusters that have them) and every
-/// cluster's Kafka client error counters. All are created at start-up and passed in.
+/// probes and Schema Registry watches (only of the clusters that have them), every cluster's
+/// Kafka client error counters and the HTTP endpoint's refusals. All are created at start-up
+/// and passed in.
 #[derive(Debug, Default)]
 pub struct SideSlots {
     pub probes: Vec<(String, crate::probe::ProbeSlot)>,
     pub registries: Vec<(String, crate::registry::RegistrySlot)>,
     /// Not a snapshot but live counters: the Kafka client errors of each cluster.
     pub client_errors: Vec<(String, crate::kafka::ClientErrors)>,
+    /// Live counters too: the HTTP endpoint's refusals.
+    pub rejections: crate::selfmetrics::Rejections,
 }
 
 /// The registration list: every area, in output order. `shard` is this process's shard.
@@ -72,6 +75,7 @@ pub fn all(side: SideSlots, shard: crate::shard::Shard) -> Vec<Box<dyn Area>> {
         Box::new(exporter::ExporterArea {
             shard,
             client_errors: side.client_errors,
+            rejections: side.rejections,
         }),
         Box::new(cluster::ClusterArea),
         Box::new(partitions::PartitionsArea),

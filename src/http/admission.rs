@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use super::rejections::{self, Rejection};
+use crate::selfmetrics::{Rejection, Rejections};
 
 /// The bounds of [`Admission`].
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +55,8 @@ struct Book {
     /// Tick at which a connection became idle → its id.
     idle: BTreeMap<u64, u64>,
     served: usize,
+    /// Where evictions are counted.
+    rejections: Rejections,
 }
 
 impl Book {
@@ -83,7 +85,7 @@ impl Book {
     fn evict(&mut self, id: u64) {
         if let Some(entry) = self.remove(id) {
             entry.close.notify_one();
-            rejections::count(Rejection::Evicted);
+            self.rejections.count(Rejection::Evicted);
         }
     }
 
@@ -112,14 +114,17 @@ pub struct Ticket {
 }
 
 impl Admission {
-    pub fn new(limits: Limits) -> Arc<Admission> {
+    pub fn new(limits: Limits, rejections: Rejections) -> Arc<Admission> {
         let limits = Limits {
             max_served: limits.max_served.max(1),
             max_pending: limits.max_pending.max(1),
         };
         Arc::new(Admission {
             limits,
-            book: Mutex::new(Book::default()),
+            book: Mutex::new(Book {
+                rejections,
+                ..Book::default()
+            }),
             freed: Notify::new(),
         })
     }
@@ -262,10 +267,13 @@ mod tests {
     use std::time::Duration;
 
     fn admission(max_served: usize, max_pending: usize) -> Arc<Admission> {
-        Admission::new(Limits {
-            max_served,
-            max_pending,
-        })
+        Admission::new(
+            Limits {
+                max_served,
+                max_pending,
+            },
+            Rejections::default(),
+        )
     }
 
     fn closed_now(t: &Ticket) -> bool {

@@ -14,21 +14,23 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-use super::rejections::{self, Rejection};
+use crate::selfmetrics::{Rejection, Rejections};
 
 /// Wraps a connection's I/O: reads pass through, writes fail after `limit` without progress.
 pub struct WriteDeadline<I> {
     inner: I,
     limit: Duration,
+    rejections: Rejections,
     /// Running while a write, flush or shutdown is pending; reset by every bit of progress.
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl<I> WriteDeadline<I> {
-    pub fn new(inner: I, limit: Duration) -> WriteDeadline<I> {
+    pub fn new(inner: I, limit: Duration, rejections: Rejections) -> WriteDeadline<I> {
         WriteDeadline {
             inner,
             limit,
+            rejections,
             stalled: None,
         }
     }
@@ -43,7 +45,7 @@ impl<I> WriteDeadline<I> {
         let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => {
-                rejections::count(Rejection::WriteTimeout);
+                self.rejections.count(Rejection::WriteTimeout);
                 self.stalled = None;
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -103,7 +105,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_without_progress_fails_after_the_limit() {
         let (client, server) = tokio::io::duplex(64);
-        let mut w = WriteDeadline::new(server, Duration::from_millis(200));
+        let mut w = WriteDeadline::new(server, Duration::from_millis(200), Rejections::default());
         let write = w.write_all(&[7u8; 1024]);
         let err = tokio::time::timeout(Duration::from_secs(5), write)
             .await
@@ -116,7 +118,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_but_steady_reader_is_not_cut_off() {
         let (mut client, server) = tokio::io::duplex(64);
-        let mut w = WriteDeadline::new(server, Duration::from_millis(500));
+        let mut w = WriteDeadline::new(server, Duration::from_millis(500), Rejections::default());
         let reader = tokio::spawn(async move {
             let mut total = 0;
             let mut buf = [0u8; 64];

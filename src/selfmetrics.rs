@@ -1,9 +1,13 @@
-//! Counts of the requests and connections the endpoint refused, by reason, for the self-metric
+//! Counters the exporter keeps about itself that no snapshot holds, created once at start-up
+//! and handed both to the code that counts and to the collectors that export them.
+//!
+//! [`Rejections`]: the requests and connections the HTTP endpoint refused, by reason, for
 //! `kafka_slo_exporter_http_rejections_total`: a burst of `unauthorized` is someone guessing
 //! passwords, `tls_handshake` a client without a valid certificate, `evicted` and
 //! `header_timeout` many connections that never finish a request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Why a request or connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +28,7 @@ pub enum Rejection {
     Malformed,
     /// A connection that sent no complete first request head within the header read timeout.
     HeaderTimeout,
-    /// A connection closed to make room for another (see [`super::admission`]).
+    /// A connection closed to make room for another (see `http::admission`).
     Evicted,
     /// A client that read nothing of its response for the write timeout.
     WriteTimeout,
@@ -60,16 +64,40 @@ impl Rejection {
     }
 }
 
-static COUNTS: [AtomicU64; Rejection::ALL.len()] = [const { AtomicU64::new(0) }; Rejection::ALL.len()];
+/// The refusal counts by reason; clones share them.
+#[derive(Debug, Clone, Default)]
+pub struct Rejections(Arc<[AtomicU64; Rejection::ALL.len()]>);
 
-pub(super) fn count(r: Rejection) {
-    COUNTS[r as usize].fetch_add(1, Ordering::Relaxed);
+impl Rejections {
+    pub fn count(&self, r: Rejection) {
+        self.0[r as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every reason with its count so far (zero included).
+    pub fn counts(&self) -> Vec<(Rejection, u64)> {
+        Rejection::ALL
+            .iter()
+            .map(|r| (*r, self.0[*r as usize].load(Ordering::Relaxed)))
+            .collect()
+    }
 }
 
-/// Every reason with its count so far (zero included).
-pub fn rejections() -> Vec<(Rejection, u64)> {
-    Rejection::ALL
-        .iter()
-        .map(|r| (*r, COUNTS[*r as usize].load(Ordering::Relaxed)))
-        .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts are indexed by the reason's discriminant, so `ALL` must list reasons in
+    /// declaration order.
+    #[test]
+    fn all_is_in_declaration_order_and_clones_share_counts() {
+        for (i, r) in Rejection::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+        let a = Rejections::default();
+        let b = a.clone();
+        a.count(Rejection::Evicted);
+        b.count(Rejection::Evicted);
+        assert!(b.counts().contains(&(Rejection::Evicted, 2)));
+        assert!(Rejections::default().counts().iter().all(|(_, n)| *n == 0));
+    }
 }
