@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::error::{AppError, ConfigError};
@@ -17,6 +16,7 @@ use crate::policy::Policy;
 use crate::poller::Poller;
 use crate::snapshot::ClusterSnapshot;
 use crate::snapshot::SnapshotSlot;
+use crate::supervisor::Supervisor;
 
 /// Default port: 9100–9999 of the Prometheus default-port allocation list is exhausted, so the
 /// exporter uses one from the continuation above 10000.
@@ -134,37 +134,80 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
         Some(f) => Some(Arc::new(crate::http::web_config::WebSecurity::load(f)?)),
         None => None,
     };
-    let addr = parse_listen_address(&opts.listen_address).map_err(|reason| AppError::Listen {
-        address: opts.listen_address.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
-    })?;
-    let listener = listen(addr).map_err(|source| AppError::Listen {
-        address: opts.listen_address.clone(),
-        source,
-    })?;
-    let bound = listener.local_addr().map_err(|e| AppError::Runtime(e.to_string()))?;
+    let (listener, bound) = bind(&opts.listen_address)?;
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut supervisor = Supervisor::new();
+    let (slots, side) = start_clusters(&config, &policy, sources, client_errors, opts.shard, &mut supervisor)?;
+    let rejections = side.rejections.clone();
+    let state = Arc::new(HttpState {
+        registry: crate::collectors::registry(slots.clone(), side, opts.shard, config.max_series),
+        slots,
+        policy_source: policy.source.clone(),
+        options: opts.http.clone(),
+        web,
+        rejections,
+    });
+    tracing::info!(address = %bound, telemetry_path = opts.http.telemetry_path.as_str(), "listening");
+    let stop = supervisor.signal();
+    supervisor.task(
+        "http server",
+        crate::http::serve(listener, state, stop, opts.shutdown_timeout),
+    );
+
+    let signal = wait_for_signal().await?;
+    tracing::info!(signal, "shutting down");
+    let running = supervisor
+        .shutdown(opts.shutdown_timeout + Duration::from_millis(500))
+        .await;
+    if running.is_empty() {
+        tracing::info!("stopped");
+    } else {
+        let running = running.join(", ");
+        tracing::warn!(running, "shutdown timeout reached; exiting with tasks still running");
+    }
+    Ok(())
+}
+
+/// Binds the listen address.
+fn bind(address: &str) -> Result<(TcpListener, SocketAddr), AppError> {
+    let listen_error = |source| AppError::Listen {
+        address: address.to_string(),
+        source,
+    };
+    let addr = parse_listen_address(address)
+        .map_err(|reason| listen_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, reason)))?;
+    let listener = listen(addr).map_err(listen_error)?;
+    let bound = listener.local_addr().map_err(|e| AppError::Runtime(e.to_string()))?;
+    Ok((listener, bound))
+}
+
+/// Starts, under `supervisor`, each cluster's poller and (on the shard that runs cluster-wide
+/// work) its delivery probe and Schema Registry task. Returns the clusters' snapshot slots and
+/// what the collectors read beside them.
+fn start_clusters(
+    config: &Config,
+    policy: &Arc<Policy>,
+    sources: Vec<Arc<dyn KafkaSource>>,
+    client_errors: Vec<ClientErrors>,
+    shard: crate::shard::Shard,
+    supervisor: &mut Supervisor,
+) -> Result<(Vec<SnapshotSlot>, crate::collectors::SideSlots), AppError> {
     let mut slots: Vec<SnapshotSlot> = Vec::with_capacity(config.clusters.len());
-    let mut pollers = Vec::with_capacity(config.clusters.len());
-    let probe_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut side = crate::collectors::SideSlots::default();
-    // The probe and the Schema Registry watch are cluster-wide: shard 0 runs them.
-    let cluster_wide = opts.shard.owns_cluster_wide();
+    let cluster_wide = shard.owns_cluster_wide();
     for ((cfg, source), errors) in config.clusters.iter().zip(sources).zip(client_errors) {
         side.client_errors.push((cfg.name.clone(), errors.clone()));
         if let Some(probe) = cfg.probe.as_ref().filter(|_| cluster_wide) {
             let slot: crate::probe::ProbeSlot = Arc::new(ArcSwap::from_pointee(crate::probe::ProbeSnapshot::default()));
-            // The probe thread is detached: it checks `probe_stop` every 100 ms and holds
-            // nothing that needs an orderly close beyond its Kafka clients.
-            crate::probe::spawn(
+            let thread = crate::probe::spawn(
                 cfg.clone(),
                 probe.clone(),
                 errors.clone(),
                 Arc::clone(&slot),
-                Arc::clone(&probe_stop),
+                supervisor.signal(),
             )
             .map_err(|e| AppError::Runtime(format!("cannot start the probe thread: {e}")))?;
+            supervisor.adopt_thread(format!("probe {}", cfg.name), thread);
             side.probes.push((cfg.name.clone(), slot));
             tracing::info!(
                 cluster = cfg.name.as_str(),
@@ -180,58 +223,23 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
         slots.push(Arc::clone(&slot));
         // The Schema Registry task (if configured) only reads this cluster's snapshots.
         if cluster_wide {
-            if let Some((registry, task)) = crate::registry::spawn(cfg, &errors, Arc::clone(&slot), shutdown_rx.clone())
+            if let Some((registry, task)) = crate::registry::spawn(cfg, &errors, Arc::clone(&slot), supervisor.signal())
             {
                 side.registries.push((cfg.name.clone(), registry));
-                pollers.push(task);
+                supervisor.adopt_task(format!("schema registry {}", cfg.name), task);
             }
         }
-        let poller = Poller::new(cfg.clone(), Arc::clone(&policy), source, slot);
-        pollers.push(tokio::spawn(poller.run(shutdown_rx.clone())));
+        let poller = Poller::new(cfg.clone(), Arc::clone(policy), source, slot);
+        supervisor.task(format!("poller {}", cfg.name), poller.run(supervisor.signal()));
         tracing::info!(
             cluster = cfg.name.as_str(),
             bootstrap_servers = cfg.bootstrap_servers.join(",").as_str(),
             interval = %humantime::format_duration(cfg.interval),
-            shard = %opts.shard,
+            shard = %shard,
             "watching cluster"
         );
     }
-
-    let rejections = side.rejections.clone();
-    let state = Arc::new(HttpState {
-        registry: crate::collectors::registry(slots.clone(), side, opts.shard, config.max_series),
-        slots,
-        policy_source: policy.source.clone(),
-        options: opts.http.clone(),
-        web,
-        rejections,
-    });
-    tracing::info!(address = %bound, telemetry_path = opts.http.telemetry_path.as_str(), "listening");
-    let server = tokio::spawn(crate::http::serve(
-        listener,
-        state,
-        shutdown_rx.clone(),
-        opts.shutdown_timeout,
-    ));
-
-    let signal = wait_for_signal().await?;
-    tracing::info!(signal, "shutting down");
-    let _ = shutdown_tx.send(true);
-    probe_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-
-    let deadline = tokio::time::sleep(opts.shutdown_timeout + Duration::from_millis(500));
-    tokio::pin!(deadline);
-    let all = async {
-        let _ = server.await;
-        for p in pollers {
-            let _ = p.await;
-        }
-    };
-    tokio::select! {
-        _ = all => tracing::info!("stopped"),
-        _ = &mut deadline => tracing::warn!("shutdown timeout reached; exiting with tasks still running"),
-    }
-    Ok(())
+    Ok((slots, side))
 }
 
 async fn wait_for_signal() -> Result<&'static str, AppError> {

@@ -35,7 +35,8 @@
 //!   HTTP endpoint's refusals), created at start-up and passed to [`http`] and [`collectors`].
 //! - [`shard`] splits topics and groups between exporter processes by a stable hash of their
 //!   name; the poller asks Kafka only about its own share.
-//! - [`app`] wires it together and owns the shutdown order.
+//! - [`app`] wires it together; [`supervisor`] holds the one shutdown signal of every
+//!   poller, registry task, probe and the server, and waits for them on exit.
 #![deny(unsafe_code)]
 
 pub mod app;
@@ -56,3 +57,4 @@ pub mod selfmetrics;
 pub mod shard;
 pub mod snapshot;
 pub mod status;
+pub mod supervisor;

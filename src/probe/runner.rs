@@ -2,13 +2,14 @@
 //! publishes a [`ProbeSnapshot`] after each round.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
 use super::{encode_payload, ProbeSnapshot, Tracker};
+use tokio::sync::watch;
+
 use crate::config::{ClusterConfig, ProbeConfig};
 use crate::kafka::{ClientErrors, ProbeClient};
 
@@ -22,7 +23,7 @@ pub fn spawn(
     probe: ProbeConfig,
     client_errors: ClientErrors,
     slot: ProbeSlot,
-    shutdown: Arc<AtomicBool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("kse-probe-{}", cluster.name))
@@ -38,7 +39,13 @@ fn run_id() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 32)
 }
 
-fn run(cluster: &ClusterConfig, probe: &ProbeConfig, errors: &ClientErrors, slot: &ProbeSlot, shutdown: &AtomicBool) {
+fn run(
+    cluster: &ClusterConfig,
+    probe: &ProbeConfig,
+    errors: &ClientErrors,
+    slot: &ProbeSlot,
+    shutdown: &watch::Receiver<bool>,
+) {
     let name = cluster.name.as_str();
     let mut tracker = Tracker::new(run_id(), &probe.topic, probe.timeout);
     let mut client = loop {
@@ -59,7 +66,7 @@ fn run(cluster: &ClusterConfig, probe: &ProbeConfig, errors: &ClientErrors, slot
     let mut seq: u64 = 0;
     let mut next = Instant::now();
     let mut was_up = true;
-    while !shutdown.load(Ordering::Relaxed) {
+    while !*shutdown.borrow() {
         let round_end = next + probe.interval;
         let mut ok = true;
 
@@ -100,7 +107,7 @@ fn run(cluster: &ClusterConfig, probe: &ProbeConfig, errors: &ClientErrors, slot
         }
 
         // Read back until the round ends.
-        while Instant::now() < round_end && !shutdown.load(Ordering::Relaxed) {
+        while Instant::now() < round_end && !*shutdown.borrow() {
             for d in client.take_deliveries() {
                 match d.result {
                     Ok(latency) => tracker.acknowledged(d.partition, d.seq, latency),
@@ -174,12 +181,12 @@ fn create_topic(
 }
 
 /// Sleeps until `until` in short steps; returns true if shutdown was requested.
-fn sleep_until(until: Instant, shutdown: &AtomicBool) -> bool {
+fn sleep_until(until: Instant, shutdown: &watch::Receiver<bool>) -> bool {
     while Instant::now() < until {
-        if shutdown.load(Ordering::Relaxed) {
+        if *shutdown.borrow() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    shutdown.load(Ordering::Relaxed)
+    *shutdown.borrow()
 }
