@@ -10,10 +10,9 @@ mod common;
 mod tools;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use alertmanager_support::{class, free_port, runbook, start_alertmanager, wait_ready, Receiver, ROUTING_KEY};
+use alertmanager_support::{class, runbook, start_alertmanager, Receiver, ROUTING_KEY};
 use alerts_support::generate;
 use common::{Exporter, Proc};
 use kafka_harness::{ClusterOptions, ConsumerOptions, KafkaCluster};
@@ -47,21 +46,9 @@ fn start_prometheus(dir: &Path, exporter: &str, am_port: u16) -> (Proc, u16) {
          scrape_configs:\n  - job_name: kafka-slo-exporter\n    static_configs: [{{targets: ['{exporter}']}}]\n",
         rules.display()
     );
-    let cfg_path = dir.join("prometheus.yml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let port = free_port();
-    let p = Proc::spawn(
-        Command::new(tools::prometheus3())
-            .arg(format!("--config.file={}", cfg_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            // Alerts that fire before the Alertmanager is discovered are dropped and re-sent
-            // only after this delay (default 1m).
-            .arg("--rules.alert.resend-delay=2s"),
-        dir.join("prometheus.log"),
-    );
-    wait_ready(&format!("http://127.0.0.1:{port}/-/ready"), &p);
-    (p, port)
+    // Alerts that fire before the Alertmanager is discovered are dropped and re-sent only
+    // after this delay (default 1m).
+    common::start_prometheus(&tools::prometheus3(), dir, &cfg, &["--rules.alert.resend-delay=2s"])
 }
 
 /// Active alerts in Prometheus, for failure messages.

@@ -12,9 +12,7 @@ mod dashboards_support;
 mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{bootstrap_yaml, Exporter, Proc};
@@ -61,23 +59,7 @@ fn start_prometheus(dir: &Path, exporter: &str) -> (Proc, u16) {
             cfg.push_str(&format!("    {extra}\n"));
         }
     }
-    let cfg_path = dir.join("prometheus.yml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let p = Proc::spawn(
-        Command::new(tools::prometheus3())
-            .arg(format!("--config.file={}", cfg_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}")),
-        dir.join("prometheus.log"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let ready = format!("http://127.0.0.1:{port}/-/ready");
-    while ureq::get(&ready).timeout(Duration::from_secs(2)).call().is_err() {
-        assert!(Instant::now() < deadline, "prometheus not ready:\n{}", p.tail());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    (p, port)
+    common::start_prometheus(&tools::prometheus3(), dir, &cfg, &[])
 }
 
 fn api(port: u16, path: &str, params: &[(&str, &str)]) -> Value {

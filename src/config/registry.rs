@@ -27,17 +27,17 @@ pub struct RawSchemaRegistry {
     bearer_token: Option<RawToken>,
     #[serde(default)]
     tls: Option<RawTls>,
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "super::duration::opt")]
     interval: Option<Duration>,
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "super::duration::opt")]
     timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "super::duration::opt")]
     max_staleness: Option<Duration>,
     #[serde(default)]
     page_size: Option<usize>,
     #[serde(default)]
     lookups_per_poll: Option<usize>,
-    #[serde(default, deserialize_with = "opt_duration")]
+    #[serde(default, deserialize_with = "super::duration::opt")]
     subject_refresh: Option<Duration>,
     #[serde(default)]
     subject_labels: Option<bool>,
@@ -482,16 +482,6 @@ pub fn tls_config(
                 .map_err(|e| ("key_file", format!("cannot be used with cert_file: {e}")))
         }
     }
-}
-
-/// Optional humantime durations, as elsewhere in the configuration.
-fn opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let Some(s) = Option::<String>::deserialize(d)? else {
-        return Ok(None);
-    };
-    humantime::parse_duration(s.trim())
-        .map(Some)
-        .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e}); use e.g. 30s, 1m30s, 500ms")))
 }
 
 #[cfg(test)]

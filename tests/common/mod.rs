@@ -468,3 +468,31 @@ pub fn https_get(agent: &ureq::Agent, url: &str, auth: Option<(&str, &str)>) -> 
         Err(e) => Err(e.to_string()),
     }
 }
+
+/// Starts the Prometheus `binary` with `config` (written to `dir/prometheus.yml`, data in
+/// `dir/tsdb`, log in `dir/prometheus.log`) on a free port plus `extra_args`, and waits until it
+/// is ready. Returns the process and its port.
+pub fn start_prometheus(binary: &Path, dir: &Path, config: &str, extra_args: &[&str]) -> (Proc, u16) {
+    let cfg_path = dir.join("prometheus.yml");
+    std::fs::write(&cfg_path, config).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = Proc::spawn(
+        Command::new(binary)
+            .arg(format!("--config.file={}", cfg_path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(extra_args),
+        dir.join("prometheus.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = format!("http://127.0.0.1:{port}/-/ready");
+    while ureq::get(&ready).timeout(Duration::from_secs(2)).call().is_err() {
+        assert!(Instant::now() < deadline, "prometheus not ready:\n{}", p.tail());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (p, port)
+}
