@@ -234,7 +234,7 @@ impl RegistryConfig {
 /// Validates the section. `Ok(None)` when it is disabled. Errors carry the field path below
 /// `schema_registry` and the reason.
 pub fn validate(
-    raw: RawSchemaRegistry,
+    mut raw: RawSchemaRegistry,
     base_dir: &Path,
     resolve_secret: impl Fn(Option<&str>, Option<&Path>) -> Result<String, String>,
 ) -> Result<Option<RegistryConfig>, (String, String)> {
@@ -250,7 +250,66 @@ pub fn validate(
         urls.push(check_url(u).map_err(|r| e(&format!("urls[{i}]"), r))?);
     }
 
-    let auth = match (raw.basic_auth, raw.bearer_token) {
+    let auth = auth(raw.basic_auth.take(), raw.bearer_token.take(), &resolve_secret)?;
+    if auth.is_some() && urls.iter().any(|u| u.starts_with("http://")) {
+        tracing::warn!("schema registry credentials are configured for a plain http:// URL; they travel unencrypted");
+    }
+
+    let (tls, tls_files) = match raw.tls.take() {
+        None => (None, Vec::new()),
+        Some(t) => tls(t, base_dir, &urls)?,
+    };
+
+    let limits = limits(&raw)?;
+
+    let required_classes = match raw.cross_check.classes {
+        None => DEFAULT_REQUIRED_CLASSES.iter().map(|c| c.to_string()).collect(),
+        Some(list) => {
+            for (i, c) in list.iter().enumerate() {
+                if c.trim().is_empty() {
+                    return Err(e(&format!("cross_check.classes[{i}]"), "must not be empty".into()));
+                }
+            }
+            list
+        }
+    };
+    let sample_records = raw.sampling.records.unwrap_or(0);
+    if sample_records > 10_000 {
+        return Err(e(
+            "sampling.records",
+            "must be at most 10000 (0 disables sampling)".into(),
+        ));
+    }
+
+    Ok(Some(RegistryConfig {
+        urls,
+        auth,
+        tls,
+        tls_files,
+        interval: limits.interval,
+        timeout: limits.timeout,
+        max_staleness: limits.max_staleness,
+        page_size: limits.page_size,
+        lookups_per_poll: limits.lookups_per_poll,
+        subject_refresh: limits.subject_refresh,
+        subject_labels: raw.subject_labels.unwrap_or(false),
+        required_classes,
+        strategy: raw
+            .cross_check
+            .subject_name_strategy
+            .unwrap_or(SubjectNameStrategy::TopicName),
+        sample_records,
+    }))
+}
+
+/// The registry credentials: basic auth or a bearer token (not both), from env or file.
+fn auth(
+    basic: Option<RawBasicAuth>,
+    bearer: Option<RawToken>,
+    resolve_secret: &impl Fn(Option<&str>, Option<&Path>) -> Result<String, String>,
+) -> Result<Option<RegistryAuth>, (String, String)> {
+    let e = |f: &str, r: String| (f.to_string(), r);
+    Ok(match (basic, bearer) {
         (Some(_), Some(_)) => {
             return Err(e(
                 "bearer_token",
@@ -283,39 +342,54 @@ pub fn validate(
             Some(RegistryAuth::Bearer(Secret(token)))
         }
         (None, None) => None,
-    };
-    if auth.is_some() && urls.iter().any(|u| u.starts_with("http://")) {
-        tracing::warn!("schema registry credentials are configured for a plain http:// URL; they travel unencrypted");
-    }
+    })
+}
 
-    let (tls, tls_files) = match raw.tls {
-        None => (None, Vec::new()),
-        Some(t) => {
-            if !urls.iter().any(|u| u.starts_with("https://")) {
-                return Err(e("tls", "is set but no URL uses https://".into()));
-            }
-            let at = |p: &PathBuf| {
-                if p.is_absolute() {
-                    p.clone()
-                } else {
-                    base_dir.join(p)
-                }
-            };
-            let ca = t.ca_file.as_ref().map(at);
-            let cert = t.cert_file.as_ref().map(at);
-            let key = t.key_file.as_ref().map(at);
-            let config = tls_config(ca.as_deref(), cert.as_deref(), key.as_deref())
-                .map_err(|(f, r)| e(&format!("tls.{f}"), r))?;
-            let mut files = Vec::new();
-            for (k, p) in [("ca_file", ca), ("cert_file", cert), ("key_file", key)] {
-                if let Some(p) = p {
-                    files.push((k, p));
-                }
-            }
-            (Some(Arc::new(config)), files)
+/// A rejected field (below `schema_registry`) and the reason.
+type Rejected = (String, String);
+
+/// The files TLS settings were read from, by field (reloaded when they change).
+type TlsFiles = Vec<(&'static str, PathBuf)>;
+
+/// The TLS settings of the registry client and the files they were read from.
+fn tls(t: RawTls, base_dir: &Path, urls: &[String]) -> Result<(Option<Arc<rustls::ClientConfig>>, TlsFiles), Rejected> {
+    let e = |f: &str, r: String| (f.to_string(), r);
+    if !urls.iter().any(|u| u.starts_with("https://")) {
+        return Err(e("tls", "is set but no URL uses https://".into()));
+    }
+    let at = |p: &PathBuf| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            base_dir.join(p)
         }
     };
+    let ca = t.ca_file.as_ref().map(at);
+    let cert = t.cert_file.as_ref().map(at);
+    let key = t.key_file.as_ref().map(at);
+    let config =
+        tls_config(ca.as_deref(), cert.as_deref(), key.as_deref()).map_err(|(f, r)| e(&format!("tls.{f}"), r))?;
+    let mut files = Vec::new();
+    for (k, p) in [("ca_file", ca), ("cert_file", cert), ("key_file", key)] {
+        if let Some(p) = p {
+            files.push((k, p));
+        }
+    }
+    Ok((Some(Arc::new(config)), files))
+}
 
+/// Intervals, timeouts and per-poll budgets of the registry watch.
+struct Limits {
+    interval: Duration,
+    timeout: Duration,
+    max_staleness: Duration,
+    page_size: usize,
+    lookups_per_poll: usize,
+    subject_refresh: Duration,
+}
+
+fn limits(raw: &RawSchemaRegistry) -> Result<Limits, (String, String)> {
+    let e = |f: &str, r: String| (f.to_string(), r);
     let interval = raw.interval.unwrap_or(DEFAULT_INTERVAL);
     if interval < Duration::from_secs(1) || interval > Duration::from_secs(3600) {
         return Err(e("interval", "must be between 1s and 1h".into()));
@@ -340,45 +414,14 @@ pub fn validate(
     if subject_refresh < interval {
         return Err(e("subject_refresh", "must be at least the registry interval".into()));
     }
-
-    let required_classes = match raw.cross_check.classes {
-        None => DEFAULT_REQUIRED_CLASSES.iter().map(|c| c.to_string()).collect(),
-        Some(list) => {
-            for (i, c) in list.iter().enumerate() {
-                if c.trim().is_empty() {
-                    return Err(e(&format!("cross_check.classes[{i}]"), "must not be empty".into()));
-                }
-            }
-            list
-        }
-    };
-    let sample_records = raw.sampling.records.unwrap_or(0);
-    if sample_records > 10_000 {
-        return Err(e(
-            "sampling.records",
-            "must be at most 10000 (0 disables sampling)".into(),
-        ));
-    }
-
-    Ok(Some(RegistryConfig {
-        urls,
-        auth,
-        tls,
-        tls_files,
+    Ok(Limits {
         interval,
         timeout,
         max_staleness,
         page_size,
         lookups_per_poll,
         subject_refresh,
-        subject_labels: raw.subject_labels.unwrap_or(false),
-        required_classes,
-        strategy: raw
-            .cross_check
-            .subject_name_strategy
-            .unwrap_or(SubjectNameStrategy::TopicName),
-        sample_records,
-    }))
+    })
 }
 
 /// Checks a base URL and returns it without a trailing slash. Credentials in the URL are
