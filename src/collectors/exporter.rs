@@ -1,17 +1,60 @@
 //! Self-metrics: build, per-cluster health of collection, per-stage duration, errors and age.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 
-use super::{cluster_labels, counters, gauges, infos, unix_seconds, with, Area, Labels};
+use super::{base_labels, counter_family, gauge_family, info_family, unix_seconds, Area, Base};
 use crate::kafka::{ClientErrorKind, ClientErrors};
 use crate::selfmetrics::Rejections;
 use crate::shard::Shard;
-use crate::snapshot::{age, ClusterSnapshot};
+use crate::snapshot::{age, ClusterSnapshot, StageStats};
+
+/// The label set of the process-wide families.
+const NO_LABELS: [(&str, &str); 0] = [];
+
+type GaugeFn = fn(&ClusterSnapshot) -> Option<f64>;
+
+/// Per-cluster health of collection: name, help, unit, value.
+const CLUSTER_HEALTH: &[(&str, &str, Option<Unit>, GaugeFn)] = &[
+    (
+        "kafka_slo_exporter_cycle_duration",
+        "Duration of the most recent collection cycle.",
+        Some(Unit::Seconds),
+        |c| c.last_cycle_duration.map(|d| d.as_secs_f64()),
+    ),
+    (
+        "kafka_slo_exporter_last_success_timestamp",
+        "Unix time at which the most recent fully successful cycle ended.",
+        Some(Unit::Seconds),
+        |c| c.last_success.map(unix_seconds),
+    ),
+];
+
+type StageFn = fn(&StageStats) -> Option<f64>;
+
+/// Per-stage gauges from the stage's statistics.
+const STAGE_GAUGES: &[(&str, &str, StageFn)] = &[(
+    "kafka_slo_exporter_stage_duration",
+    "Duration of the stage in the most recent cycle.",
+    |s| s.last_duration.map(|d| d.as_secs_f64()),
+)];
+
+/// Per-cluster gauges of the record reads and offsets.
+const READ_GAUGES: &[(&str, &str, GaugeFn)] = &[
+    (
+        "kafka_slo_exporter_record_cache_entries",
+        "Cached timestamps of records at committed offsets.",
+        |c| Some(c.record_cache_entries as f64),
+    ),
+    (
+        "kafka_slo_exporter_partition_offset_errors",
+        "Partitions whose ListOffsets failed in the most recent cycle; their offset series are withdrawn.",
+        |c| Some(c.partition_offset_errors as f64),
+    ),
+];
 
 #[derive(Debug)]
 pub struct ExporterArea {
@@ -46,184 +89,120 @@ impl Area for ExporterArea {
         now: SystemTime,
         enc: &mut DescriptorEncoder,
     ) -> std::fmt::Result {
-        let build: Vec<(Labels, Labels)> = vec![(
-            Vec::new(),
-            vec![
-                ("version", Cow::Borrowed(env!("CARGO_PKG_VERSION"))),
-                (
-                    "revision",
-                    Cow::Borrowed(option_env!("KSE_GIT_REVISION").unwrap_or("unknown")),
-                ),
-                ("rdkafka_version", Cow::Owned(crate::kafka::librdkafka_version())),
-            ],
-        )];
-        infos(
+        self.encode_process(enc)?;
+        let bases: Vec<(Base, &ClusterSnapshot)> = clusters.iter().map(|c| (base_labels(c), c.as_ref())).collect();
+        encode_cycles(&bases, now, enc)?;
+        let client_errors = bases.iter().flat_map(|(b, c)| {
+            self.client_errors(&c.name)
+                .into_iter()
+                .map(move |(kind, n)| ((b.as_slice(), [("kind", kind.as_str())]), n))
+        });
+        counter_family(enc, "kafka_slo_exporter_kafka_client_errors", "Errors librdkafka reported for the cluster's connections, by kind: authentication, tls, transport, resolve, all_brokers_down, other.", None, client_errors)?;
+        let reads = bases.iter().flat_map(|(b, c)| {
+            [
+                ("time_lag", c.record_reads_total),
+                ("replay_window", c.replay_reads_total),
+            ]
+            .map(|(purpose, n)| ((b.as_slice(), [("purpose", purpose)]), n))
+        });
+        counter_family(enc, "kafka_slo_exporter_record_reads", "Records read (cache misses) to timestamp committed offsets (purpose time_lag) or log start offsets (purpose replay_window).", None, reads)?;
+        for (name, help, f) in READ_GAUGES {
+            let samples = bases.iter().filter_map(|(b, c)| f(c).map(|v| (b.as_slice(), v)));
+            gauge_family(enc, name, help, None, samples)?;
+        }
+        Ok(())
+    }
+}
+
+impl ExporterArea {
+    /// The process's own families: build, HTTP refusals, shard.
+    fn encode_process(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
+        let rdkafka = crate::kafka::librdkafka_version();
+        let build = [
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("revision", option_env!("KSE_GIT_REVISION").unwrap_or("unknown")),
+            ("rdkafka_version", rdkafka.as_str()),
+        ];
+        let build = std::iter::once((NO_LABELS, build));
+        info_family(
             enc,
             "kafka_slo_exporter_build",
             "Build of the running exporter (value 1).",
-            &build,
+            build,
         )?;
-        let rejected: Vec<(Labels, u64)> = self
+        let rejected = self
             .rejections
             .counts()
             .into_iter()
-            .map(|(r, n)| (vec![("reason", Cow::Borrowed(r.as_str()))], n))
-            .collect();
-        counters(
-            enc,
-            "kafka_slo_exporter_http_rejections",
-            "Requests and connections the HTTP endpoint refused, by reason: unauthorized, tls_handshake, plain_http, header_too_large, body, method, malformed, header_timeout, evicted, write_timeout.",
-            None,
-            &rejected,
-        )?;
-        let shard: Vec<(Labels, Labels)> = vec![(
-            Vec::new(),
-            vec![
-                ("shard", Cow::Owned(self.shard.index().to_string())),
-                ("total_shards", Cow::Owned(self.shard.total().to_string())),
-            ],
-        )];
-        infos(
+            .map(|(r, n)| ([("reason", r.as_str())], n));
+        counter_family(enc, "kafka_slo_exporter_http_rejections", "Requests and connections the HTTP endpoint refused, by reason: unauthorized, tls_handshake, plain_http, header_too_large, body, method, malformed, header_timeout, evicted, write_timeout.", None, rejected)?;
+        let shard = [("shard", self.shard.index()), ("total_shards", self.shard.total())];
+        let shard = std::iter::once((NO_LABELS, shard));
+        info_family(
             enc,
             "kafka_slo_exporter_shard",
             "This process's shard of the topics and consumer groups, and the number of shards (value 1).",
-            &shard,
-        )?;
-
-        let mut up = Vec::new();
-        let mut cycles = Vec::new();
-        let mut cycle_duration = Vec::new();
-        let mut last_success = Vec::new();
-        let mut stage_duration = Vec::new();
-        let mut stage_errors = Vec::new();
-        let mut stage_success = Vec::new();
-        let mut data_age = Vec::new();
-        let mut reads = Vec::new();
-        let mut cache = Vec::new();
-        let mut client_errors = Vec::new();
-        let mut offset_errors = Vec::new();
-
-        for c in clusters {
-            let base = cluster_labels(c);
-            up.push((base.clone(), if c.up { 1.0 } else { 0.0 }));
-            cycles.push((base.clone(), c.cycles_total));
-            if let Some(d) = c.last_cycle_duration {
-                cycle_duration.push((base.clone(), d.as_secs_f64()));
-            }
-            if let Some(t) = c.last_success {
-                last_success.push((base.clone(), unix_seconds(t)));
-            }
-            reads.push((
-                with(&base, [("purpose", Cow::Borrowed("time_lag"))]),
-                c.record_reads_total,
-            ));
-            reads.push((
-                with(&base, [("purpose", Cow::Borrowed("replay_window"))]),
-                c.replay_reads_total,
-            ));
-            cache.push((base.clone(), c.record_cache_entries as f64));
-            for (kind, n) in self.client_errors(&c.name) {
-                client_errors.push((with(&base, [("kind", Cow::Borrowed(kind.as_str()))]), n));
-            }
-            offset_errors.push((base.clone(), c.partition_offset_errors as f64));
-            for (stage, st) in &c.stages {
-                let l = with(&base, [("stage", Cow::Borrowed(stage.as_str()))]);
-                stage_errors.push((l.clone(), st.errors_total));
-                if let Some(d) = st.last_duration {
-                    stage_duration.push((l.clone(), d.as_secs_f64()));
-                }
-                if let Some(t) = st.last_success {
-                    stage_success.push((l.clone(), unix_seconds(t)));
-                }
-                if let Some(t) = c.data_at.get(stage) {
-                    data_age.push((l, age(now, *t).as_secs_f64()));
-                }
-            }
-        }
-
-        gauges(
-            enc,
-            "kafka_slo_exporter_cluster_up",
-            "1 if the most recent collection cycle of the cluster completed every stage, else 0.",
-            None,
-            &up,
-        )?;
-        counters(
-            enc,
-            "kafka_slo_exporter_cycles",
-            "Collection cycles run for the cluster.",
-            None,
-            &cycles,
-        )?;
-        gauges(
-            enc,
-            "kafka_slo_exporter_cycle_duration",
-            "Duration of the most recent collection cycle.",
-            Some(Unit::Seconds),
-            &cycle_duration,
-        )?;
-        gauges(
-            enc,
-            "kafka_slo_exporter_last_success_timestamp",
-            "Unix time at which the most recent fully successful cycle ended.",
-            Some(Unit::Seconds),
-            &last_success,
-        )?;
-        gauges(
-            enc,
-            "kafka_slo_exporter_stage_duration",
-            "Duration of the stage in the most recent cycle.",
-            Some(Unit::Seconds),
-            &stage_duration,
-        )?;
-        counters(
-            enc,
-            "kafka_slo_exporter_errors",
-            "Failed runs of a collection stage, by cluster and stage.",
-            None,
-            &stage_errors,
-        )?;
-        gauges(
-            enc,
-            "kafka_slo_exporter_stage_last_success_timestamp",
-            "Unix time of the most recent successful run of the stage.",
-            Some(Unit::Seconds),
-            &stage_success,
-        )?;
-        gauges(
-            enc,
-            "kafka_slo_exporter_data_age",
-            "Age of the stage's data being served; grows while collection fails, series vanish after max_staleness.",
-            Some(Unit::Seconds),
-            &data_age,
-        )?;
-        counters(
-            enc,
-            "kafka_slo_exporter_kafka_client_errors",
-            "Errors librdkafka reported for the cluster's connections, by kind: authentication, tls, transport, resolve, all_brokers_down, other.",
-            None,
-            &client_errors,
-        )?;
-        counters(
-            enc,
-            "kafka_slo_exporter_record_reads",
-            "Records read (cache misses) to timestamp committed offsets (purpose time_lag) or log start offsets (purpose replay_window).",
-            None,
-            &reads,
-        )?;
-        gauges(
-            enc,
-            "kafka_slo_exporter_record_cache_entries",
-            "Cached timestamps of records at committed offsets.",
-            None,
-            &cache,
-        )?;
-        gauges(
-            enc,
-            "kafka_slo_exporter_partition_offset_errors",
-            "Partitions whose ListOffsets failed in the most recent cycle; their offset series are withdrawn.",
-            None,
-            &offset_errors,
+            shard,
         )
     }
+}
+
+/// Health of each cluster's collection cycles and of their stages.
+fn encode_cycles(bases: &[(Base, &ClusterSnapshot)], now: SystemTime, enc: &mut DescriptorEncoder) -> std::fmt::Result {
+    let up = bases.iter().map(|(b, c)| (b.as_slice(), if c.up { 1.0 } else { 0.0 }));
+    gauge_family(
+        enc,
+        "kafka_slo_exporter_cluster_up",
+        "1 if the most recent collection cycle of the cluster completed every stage, else 0.",
+        None,
+        up,
+    )?;
+    let cycles = bases.iter().map(|(b, c)| (b.as_slice(), c.cycles_total));
+    counter_family(
+        enc,
+        "kafka_slo_exporter_cycles",
+        "Collection cycles run for the cluster.",
+        None,
+        cycles,
+    )?;
+    for (name, help, unit, f) in CLUSTER_HEALTH {
+        let samples = bases.iter().filter_map(|(b, c)| f(c).map(|v| (b.as_slice(), v)));
+        gauge_family(enc, name, help, unit.as_ref(), samples)?;
+    }
+    let stages = || {
+        bases.iter().flat_map(|(b, c)| {
+            c.stages
+                .iter()
+                .map(move |(stage, st)| ((b.as_slice(), [("stage", stage.as_str())]), *c, *stage, st))
+        })
+    };
+    for (name, help, f) in STAGE_GAUGES {
+        let samples = stages().filter_map(|(l, _, _, st)| f(st).map(|v| (l, v)));
+        gauge_family(enc, name, help, Some(&Unit::Seconds), samples)?;
+    }
+    let errors = stages().map(|(l, _, _, st)| (l, st.errors_total));
+    counter_family(
+        enc,
+        "kafka_slo_exporter_errors",
+        "Failed runs of a collection stage, by cluster and stage.",
+        None,
+        errors,
+    )?;
+    let success = stages().filter_map(|(l, _, _, st)| st.last_success.map(|t| (l, unix_seconds(t))));
+    gauge_family(
+        enc,
+        "kafka_slo_exporter_stage_last_success_timestamp",
+        "Unix time of the most recent successful run of the stage.",
+        Some(&Unit::Seconds),
+        success,
+    )?;
+    let data_age =
+        stages().filter_map(|(l, c, stage, _)| c.data_at.get(&stage).map(|t| (l, age(now, *t).as_secs_f64())));
+    gauge_family(
+        enc,
+        "kafka_slo_exporter_data_age",
+        "Age of the stage's data being served; grows while collection fails, series vanish after max_staleness.",
+        Some(&Unit::Seconds),
+        data_age,
+    )
 }
