@@ -29,7 +29,10 @@ use kafka_slo_exporter::kafka::{
 use kafka_slo_exporter::policy::Policy;
 use kafka_slo_exporter::poller::collect_io;
 use kafka_slo_exporter::probe::{Histogram, PartitionCounters, ProbeSnapshot, ERROR_STAGES};
-use kafka_slo_exporter::registry::RegistrySnapshot;
+use kafka_slo_exporter::registry::crosscheck::CrossCheck;
+use kafka_slo_exporter::registry::inventory::Inventory;
+use kafka_slo_exporter::registry::wire::SampleCounts;
+use kafka_slo_exporter::registry::{Operation, OperationStats, RegistrySnapshot};
 use kafka_slo_exporter::snapshot::{ClusterSnapshot, IoOutcome, Memory, StageOutcome};
 
 /// The first cycle's instant (2026-01-01T00:00:00Z); cycles run every [`INTERVAL`].
@@ -473,6 +476,58 @@ fn probe_snapshot(at: SystemTime) -> ProbeSnapshot {
     }
 }
 
+/// The Schema Registry after a successful poll: a small inventory with one soft-deleted
+/// subject, the audit topic without a value subject, an orphan subject, and sampled records of
+/// the orders topic of every framing.
+fn registry_snapshot(at: SystemTime) -> RegistrySnapshot {
+    let mut s = RegistrySnapshot::empty(true);
+    s.up = true;
+    s.last_success = Some(at);
+    for (i, op) in Operation::ALL.into_iter().enumerate() {
+        let n = i as u64;
+        s.operations.insert(
+            op,
+            OperationStats {
+                requests_total: 3 + n,
+                errors_total: u64::from(op == Operation::SubjectConfig),
+                last_duration: Some(Duration::from_millis(2 + n)),
+            },
+        );
+    }
+    s.inventory = Some(Arc::new(Inventory {
+        at,
+        subjects_live: 2,
+        subjects_soft_deleted: 1,
+        versions_live: Some(3),
+        versions_soft_deleted: Some(1),
+        subject_versions: BTreeMap::from([
+            ("orders.order.events-value".into(), 2),
+            ("retired.topic-value".into(), 1),
+        ]),
+        latest_types: BTreeMap::from([("AVRO".into(), 1), ("JSON".into(), 1)]),
+        global_compatibility: Some("BACKWARD".into()),
+        mode: Some("READWRITE".into()),
+        by_compatibility: BTreeMap::from([("BACKWARD".into(), 1), ("NONE".into(), 1)]),
+        unresolved: 0,
+        contexts: Some(1),
+        subjects: ["orders.order.events-value", "retired.topic-value"]
+            .map(String::from)
+            .into(),
+        ids: [1, 2, 3].into(),
+    }));
+    s.cross_check = Some(Arc::new(CrossCheck {
+        topics: vec![("audit.payments".into(), true), ("orders.order.events".into(), false)],
+        orphans: vec!["retired.topic-value".into()],
+    }));
+    s.samples = Some(Arc::new(BTreeMap::from([(
+        "orders.order.events".to_string(),
+        SampleCounts {
+            counts: [40, 3, 5, 1, 2],
+        },
+    )])));
+    s
+}
+
 /// The whole `/metrics` body in `format`, scraped 2 s after the last cycle.
 fn render(format: Format) -> String {
     let cfg = cluster_config();
@@ -487,7 +542,7 @@ fn render(format: Format) -> String {
     let at = t0() + INTERVAL * (CYCLES - 1);
     let slot = Arc::new(ArcSwap::from_pointee(last.expect("at least one cycle")));
     let probe = Arc::new(ArcSwap::from_pointee(probe_snapshot(at)));
-    let registry = Arc::new(ArcSwap::from_pointee(RegistrySnapshot::empty(false)));
+    let registry = Arc::new(ArcSwap::from_pointee(registry_snapshot(at)));
     let side = SideSlots {
         probes: vec![("golden".to_string(), probe)],
         registries: vec![("golden".to_string(), registry)],
