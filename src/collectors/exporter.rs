@@ -6,14 +6,11 @@ use std::time::SystemTime;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 
-use super::{base_labels, counter_family, gauge_family, info_family, unix_seconds, Area, Base};
+use super::{base_labels, counter_family, gauge_family, info_family, unix_seconds, Area, Base, NO_LABELS};
 use crate::kafka::{ClientErrorKind, ClientErrors};
 use crate::selfmetrics::Rejections;
 use crate::shard::Shard;
 use crate::snapshot::{age, ClusterSnapshot, StageStats};
-
-/// The label set of the process-wide families.
-const NO_LABELS: [(&str, &str); 0] = [];
 
 type GaugeFn = fn(&ClusterSnapshot) -> Option<f64>;
 

@@ -12,14 +12,13 @@
 //! The plan is applied while encoding ([`FamilyFilter`]), in both formats, and published as
 //! self-metrics by [`GuardArea`]; a warning is logged at most once per [`WARN_EVERY`].
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use prometheus_client::encoding::DescriptorEncoder;
 
-use super::{counters, gauges, Area, Labels};
+use super::{counter_family, gauge_family, Area, NO_LABELS};
 use crate::snapshot::ClusterSnapshot;
 
 /// Minimum time between two warnings about dropped series.
@@ -222,36 +221,37 @@ impl Area for GuardArea {
             let state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
             (Arc::clone(&state.plan), state.dropped_total.clone())
         };
-        gauges(
+        let limit = std::iter::once((NO_LABELS, self.0.limit as f64));
+        gauge_family(
             enc,
             "kafka_slo_exporter_series_limit",
             "Ceiling on the series of the Kafka state families (global.max_series).",
             None,
-            &[(Labels::new(), self.0.limit as f64)],
+            limit,
         )?;
-        gauges(
+        let kept = std::iter::once((NO_LABELS, plan.kept as f64));
+        gauge_family(
             enc,
             "kafka_slo_exporter_series",
             "Series of the Kafka state families in the current output, after the limit.",
             None,
-            &[(Labels::new(), plan.kept as f64)],
+            kept,
         )?;
-        let family = |name: &str| -> Labels<'static> { vec![("family", Cow::Owned(name.to_string()))] };
-        let dropped: Vec<(Labels<'_>, f64)> = plan.dropped.iter().map(|(f, n)| (family(f), *n as f64)).collect();
-        gauges(
+        let dropped = plan.dropped.iter().map(|(f, n)| ([("family", f.as_str())], *n as f64));
+        gauge_family(
             enc,
             "kafka_slo_exporter_dropped_series",
             "Series of the family left out of the current output by the limit.",
             None,
-            &dropped,
+            dropped,
         )?;
-        let totals: Vec<(Labels<'_>, u64)> = totals.iter().map(|(f, n)| (family(f), *n)).collect();
-        counters(
+        let totals = totals.iter().map(|(f, n)| ([("family", f.as_str())], *n));
+        counter_family(
             enc,
             "kafka_slo_exporter_series_dropped",
             "Series left out by the limit, summed over the collection cycles (each set of snapshots counts once).",
             None,
-            &totals,
+            totals,
         )
     }
 }

@@ -20,14 +20,10 @@ mod partitions;
 mod probe;
 mod registry;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::info::Info;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
@@ -35,9 +31,6 @@ pub use exposition::{Exposition, Format};
 
 use crate::snapshot::ClusterSnapshot;
 use crate::snapshot::SnapshotSlot;
-
-/// A label set: borrowed names, borrowed or formatted values.
-pub type Labels<'a> = Vec<(&'a str, Cow<'a, str>)>;
 
 /// One area of metrics (cluster, exporter self-metrics, ...), encoded from snapshots.
 pub trait Area: Send + Sync + std::fmt::Debug {
@@ -107,76 +100,8 @@ pub fn registry(
     }
 }
 
-/// Labels every series of a cluster carries: `cluster` plus the configured constant labels.
-pub fn cluster_labels(c: &ClusterSnapshot) -> Labels<'_> {
-    let mut l: Labels<'_> = Vec::with_capacity(1 + c.labels.len());
-    l.push(("cluster", Cow::Borrowed(c.name.as_str())));
-    for (k, v) in &c.labels {
-        l.push((k.as_str(), Cow::Borrowed(v.as_str())));
-    }
-    l
-}
-
-/// `base` extended with more labels.
-pub fn with<'a>(base: &Labels<'a>, more: impl IntoIterator<Item = (&'a str, Cow<'a, str>)>) -> Labels<'a> {
-    let mut l = base.clone();
-    l.extend(more);
-    l
-}
-
-/// Encodes a gauge family; nothing is written when there are no samples.
-pub fn gauges(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<Unit>,
-    samples: &[(Labels<'_>, f64)],
-) -> std::fmt::Result {
-    if samples.is_empty() {
-        return Ok(());
-    }
-    let mut m = enc.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
-    for (labels, v) in samples {
-        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
-}
-
-/// Encodes a counter family (`_total` is appended to `name`).
-pub fn counters(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<Unit>,
-    samples: &[(Labels<'_>, u64)],
-) -> std::fmt::Result {
-    if samples.is_empty() {
-        return Ok(());
-    }
-    let mut m = enc.encode_descriptor(name, help, unit.as_ref(), MetricType::Counter)?;
-    for (labels, v) in samples {
-        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
-}
-
-/// Encodes an info family (`_info` is appended to `name`; value 1). Each sample is the shared
-/// label set plus the informational labels.
-pub fn infos(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    samples: &[(Labels<'_>, Labels<'_>)],
-) -> std::fmt::Result {
-    if samples.is_empty() {
-        return Ok(());
-    }
-    let mut m = enc.encode_descriptor(name, help, None, MetricType::Info)?;
-    for (labels, info) in samples {
-        Info::new(info.clone()).encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
-}
+/// The label set of families without labels (process-wide ones).
+pub const NO_LABELS: [(&str, &str); 0] = [];
 
 /// A cluster's base labels (`cluster` plus the constant labels), borrowed from its snapshot.
 pub type Base<'a> = Vec<(&'a str, &'a str)>;

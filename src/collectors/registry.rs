@@ -5,16 +5,18 @@
 //! is encoded on every scrape from the newest registry snapshot of each cluster (it is small:
 //! per-subject series only with `subject_labels`).
 
-use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 
-use super::{cluster_labels, counters, gauges, infos, unix_seconds, with, Area, Labels};
+use super::{base_labels, counter_family, gauge_family, info_family, unix_seconds, Area, Base};
+use crate::registry::crosscheck::CrossCheck;
+use crate::registry::inventory::Inventory;
 use crate::registry::wire::Outcome;
-use crate::registry::{Operation, RegistrySlot, RegistrySnapshot};
+use crate::registry::{Operation, OperationStats, RegistrySlot, RegistrySnapshot};
 use crate::snapshot::ClusterSnapshot;
 
 /// The registry snapshots by cluster name, of the clusters that watch a registry.
@@ -48,234 +50,239 @@ impl Area for RegistryArea {
     }
 }
 
+/// A cluster's base labels, borrowed.
+type BaseRef<'a> = &'a [(&'a str, &'a str)];
+
+/// Counts by state (live, soft_deleted); `None` when unknown.
+type ByState = [(&'static str, Option<usize>); 2];
+
+/// A cluster's base labels with its registry snapshot.
+type Watched<'a> = (Base<'a>, Arc<RegistrySnapshot>);
+
 /// Encodes the registry families of each (cluster, registry snapshot).
 pub fn encode(
     registries: &[(&ClusterSnapshot, Arc<RegistrySnapshot>)],
     enc: &mut DescriptorEncoder,
 ) -> std::fmt::Result {
-    let mut up = Vec::new();
-    let mut last_success = Vec::new();
-    let mut duration = Vec::new();
-    let mut requests = Vec::new();
-    let mut errors = Vec::new();
-    let mut subjects = Vec::new();
-    let mut versions = Vec::new();
-    let mut subject_versions = Vec::new();
-    let mut latest = Vec::new();
-    let mut compatibility: Vec<(Labels, Labels)> = Vec::new();
-    let mut mode: Vec<(Labels, Labels)> = Vec::new();
-    let mut by_level = Vec::new();
-    let mut unresolved = Vec::new();
-    let mut contexts = Vec::new();
-    let mut missing = Vec::new();
-    let mut missing_count = Vec::new();
-    let mut orphans = Vec::new();
-    let mut sampled = Vec::new();
-    let mut ratio = Vec::new();
+    let watched: Vec<Watched<'_>> = registries
+        .iter()
+        .map(|(c, r)| (base_labels(c), Arc::clone(r)))
+        .collect();
+    encode_requests(&watched, enc)?;
+    encode_inventory(&watched, enc)?;
+    encode_topics(&watched, enc)
+}
 
-    for (c, r) in registries {
-        let base = cluster_labels(c);
-        up.push((base.clone(), if r.up { 1.0 } else { 0.0 }));
-        if let Some(t) = r.last_success {
-            last_success.push((base.clone(), unix_seconds(t)));
-        }
-        for op in Operation::ALL {
-            let st = r.operations.get(&op).cloned().unwrap_or_default();
-            let l = with(&base, [("operation", Cow::Borrowed(op.as_str()))]);
-            requests.push((l.clone(), st.requests_total));
-            errors.push((l.clone(), st.errors_total));
-            if let Some(d) = st.last_duration {
-                duration.push((l, d.as_secs_f64()));
-            }
-        }
-        if let Some(inv) = &r.inventory {
-            let state = |s: &'static str| with(&base, [("state", Cow::Borrowed(s))]);
-            subjects.push((state("live"), inv.subjects_live as f64));
-            subjects.push((state("soft_deleted"), inv.subjects_soft_deleted as f64));
-            if let Some(n) = inv.versions_live {
-                versions.push((state("live"), n as f64));
-            }
-            if let Some(n) = inv.versions_soft_deleted {
-                versions.push((state("soft_deleted"), n as f64));
-            }
-            if r.subject_labels {
-                for (s, n) in &inv.subject_versions {
-                    subject_versions.push((with(&base, [("subject", Cow::Borrowed(s.as_str()))]), *n as f64));
-                }
-            }
-            for (t, n) in &inv.latest_types {
-                latest.push((with(&base, [("type", Cow::Borrowed(t.as_str()))]), *n as f64));
-            }
-            if let Some(level) = &inv.global_compatibility {
-                compatibility.push((base.clone(), vec![("level", Cow::Borrowed(level.as_str()))]));
-            }
-            if let Some(m) = &inv.mode {
-                mode.push((base.clone(), vec![("mode", Cow::Borrowed(m.as_str()))]));
-            }
-            for (level, n) in &inv.by_compatibility {
-                by_level.push((with(&base, [("level", Cow::Borrowed(level.as_str()))]), *n as f64));
-            }
-            unresolved.push((base.clone(), inv.unresolved as f64));
-            if let Some(n) = inv.contexts {
-                contexts.push((base.clone(), n as f64));
-            }
-        }
-        if let Some(x) = &r.cross_check {
-            for (topic, m) in &x.topics {
-                missing.push((
-                    with(&base, [("topic", Cow::Borrowed(topic.as_str()))]),
-                    if *m { 1.0 } else { 0.0 },
-                ));
-            }
-            missing_count.push((base.clone(), x.missing() as f64));
-            orphans.push((base.clone(), x.orphans.len() as f64));
-        }
-        if let Some(samples) = &r.samples {
-            for (topic, counts) in samples.iter() {
-                let tl = with(&base, [("topic", Cow::Borrowed(topic.as_str()))]);
-                for o in Outcome::ALL {
-                    sampled.push((
-                        with(&tl, [("framing", Cow::Borrowed(o.as_str()))]),
-                        counts.get(o) as f64,
-                    ));
-                }
-                if let Some(v) = counts.registered_ratio() {
-                    ratio.push((tl, v));
-                }
-            }
-        }
-    }
+type OperationFn = fn(&OperationStats) -> u64;
 
-    gauges(
+/// Request counters by operation (every operation listed from the start).
+const OPERATION_COUNTERS: &[(&str, &str, OperationFn)] = &[
+    (
+        "kafka_schema_registry_requests",
+        "Requests made, by operation (each page of a listing counts).",
+        |s| s.requests_total,
+    ),
+    ("kafka_schema_registry_errors", "Failed requests, by operation.", |s| {
+        s.errors_total
+    }),
+];
+
+/// Availability and requests of each registry.
+fn encode_requests(watched: &[Watched<'_>], enc: &mut DescriptorEncoder) -> std::fmt::Result {
+    let up = watched
+        .iter()
+        .map(|(b, r)| (b.as_slice(), if r.up { 1.0 } else { 0.0 }));
+    gauge_family(
         enc,
         "kafka_schema_registry_up",
         "1 if the most recent poll of the cluster's Schema Registry read every listing, else 0.",
         None,
-        &up,
+        up,
     )?;
-    gauges(
+    let last = watched
+        .iter()
+        .filter_map(|(b, r)| r.last_success.map(|t| (b.as_slice(), unix_seconds(t))));
+    gauge_family(
         enc,
         "kafka_schema_registry_last_success_timestamp",
         "Unix time at which the most recent successful registry poll ended.",
-        Some(Unit::Seconds),
-        &last_success,
+        Some(&Unit::Seconds),
+        last,
     )?;
-    gauges(
+    let operations = || {
+        watched.iter().flat_map(|(b, r)| {
+            Operation::ALL.into_iter().map(move |op| {
+                let st = r.operations.get(&op).cloned().unwrap_or_default();
+                ((b.as_slice(), [("operation", op.as_str())]), st)
+            })
+        })
+    };
+    let duration = operations().filter_map(|(l, st)| st.last_duration.map(|d| (l, d.as_secs_f64())));
+    gauge_family(
         enc,
         "kafka_schema_registry_request_duration",
         "Slowest request of the operation in the most recent poll that made one.",
-        Some(Unit::Seconds),
-        &duration,
+        Some(&Unit::Seconds),
+        duration,
     )?;
-    counters(
-        enc,
-        "kafka_schema_registry_requests",
-        "Requests made, by operation (each page of a listing counts).",
-        None,
-        &requests,
-    )?;
-    counters(
-        enc,
-        "kafka_schema_registry_errors",
-        "Failed requests, by operation.",
-        None,
-        &errors,
-    )?;
-    gauges(
+    for (name, help, f) in OPERATION_COUNTERS {
+        counter_family(enc, name, help, None, operations().map(|(l, st)| (l, f(&st))))?;
+    }
+    Ok(())
+}
+
+type CountFn = fn(&Inventory) -> Option<usize>;
+
+/// Per-registry inventory gauges that follow the compatibility and mode infos.
+const INVENTORY_TOTALS: &[(&str, &str, CountFn)] = &[
+    ("kafka_schema_registry_unresolved_subjects", "Live subjects whose compatibility or latest version is not known yet (per-subject requests are bounded per poll).", |i| Some(i.unresolved)),
+    ("kafka_schema_registry_contexts", "Schema contexts of the registry; absent when it has none.", |i| i.contexts),
+];
+
+/// The subject and schema inventory of each registry, while it is fresh.
+fn encode_inventory(watched: &[Watched<'_>], enc: &mut DescriptorEncoder) -> std::fmt::Result {
+    let inventories: Vec<(BaseRef<'_>, &Inventory, bool)> = watched
+        .iter()
+        .filter_map(|(b, r)| r.inventory.as_deref().map(|i| (b.as_slice(), i, r.subject_labels)))
+        .collect();
+    let by_state = |f: fn(&Inventory) -> ByState| {
+        inventories.iter().flat_map(move |(b, i, _)| {
+            f(i).into_iter()
+                .filter_map(move |(state, n)| n.map(|n| ((*b, [("state", state)]), n as f64)))
+        })
+    };
+    gauge_family(
         enc,
         "kafka_schema_registry_subjects",
         "Subjects by state: live or soft_deleted.",
         None,
-        &subjects,
+        by_state(|i| {
+            [
+                ("live", Some(i.subjects_live)),
+                ("soft_deleted", Some(i.subjects_soft_deleted)),
+            ]
+        }),
     )?;
-    gauges(
+    gauge_family(
         enc,
         "kafka_schema_registry_schema_versions",
         "Schema versions over all subjects, by state: live or soft_deleted.",
         None,
-        &versions,
+        by_state(|i| [("live", i.versions_live), ("soft_deleted", i.versions_soft_deleted)]),
     )?;
-    gauges(
+    let keyed = |label: &'static str, f: fn(&Inventory) -> &BTreeMap<String, usize>, only_with_subject_labels: bool| {
+        inventories
+            .iter()
+            .filter(move |(_, _, sl)| *sl || !only_with_subject_labels)
+            .flat_map(move |(b, i, _)| f(i).iter().map(move |(k, n)| ((*b, [(label, k.as_str())]), *n as f64)))
+    };
+    gauge_family(
         enc,
         "kafka_schema_registry_subject_versions",
         "Live versions of the subject (only with subject_labels).",
         None,
-        &subject_versions,
+        keyed("subject", |i| &i.subject_versions, true),
     )?;
-    gauges(
+    gauge_family(
         enc,
         "kafka_schema_registry_latest_schemas",
         "Live subjects by the type of their latest schema version (no type given means AVRO).",
         None,
-        &latest,
+        keyed("type", |i| &i.latest_types, false),
     )?;
-    infos(
+    let compatibility = inventories
+        .iter()
+        .filter_map(|(b, i, _)| i.global_compatibility.as_deref().map(|l| (*b, [("level", l)])));
+    info_family(
         enc,
         "kafka_schema_registry_compatibility",
         "Global compatibility level of the registry (value 1).",
-        &compatibility,
+        compatibility,
     )?;
-    infos(
+    let mode = inventories
+        .iter()
+        .filter_map(|(b, i, _)| i.mode.as_deref().map(|m| (*b, [("mode", m)])));
+    info_family(
         enc,
         "kafka_schema_registry_mode",
         "Global mode of the registry (value 1).",
-        &mode,
+        mode,
     )?;
-    gauges(
+    gauge_family(
         enc,
         "kafka_schema_registry_subjects_by_compatibility",
         "Live subjects by effective compatibility level (their own, else the global one); NONE allows any change.",
         None,
-        &by_level,
+        keyed("level", |i| &i.by_compatibility, false),
     )?;
-    gauges(
-        enc,
-        "kafka_schema_registry_unresolved_subjects",
-        "Live subjects whose compatibility or latest version is not known yet (per-subject requests are bounded per poll).",
-        None,
-        &unresolved,
-    )?;
-    gauges(
-        enc,
-        "kafka_schema_registry_contexts",
-        "Schema contexts of the registry; absent when it has none.",
-        None,
-        &contexts,
-    )?;
-    gauges(
+    for (name, help, f) in INVENTORY_TOTALS {
+        let samples = inventories.iter().filter_map(|(b, i, _)| f(i).map(|n| (*b, n as f64)));
+        gauge_family(enc, name, help, None, samples)?;
+    }
+    Ok(())
+}
+
+/// The cross-check of topics with subjects, and the sampled framing of topics' records.
+fn encode_topics(watched: &[Watched<'_>], enc: &mut DescriptorEncoder) -> std::fmt::Result {
+    let checks: Vec<(BaseRef<'_>, &CrossCheck)> = watched
+        .iter()
+        .filter_map(|(b, r)| r.cross_check.as_deref().map(|x| (b.as_slice(), x)))
+        .collect();
+    let missing = checks.iter().flat_map(|(b, x)| {
+        x.topics
+            .iter()
+            .map(move |(t, m)| ((*b, [("topic", t.as_str())]), if *m { 1.0 } else { 0.0 }))
+    });
+    gauge_family(
         enc,
         "kafka_topic_schema_subject_missing",
         "1 if a topic of a class that requires a schema has no value subject, else 0.",
         None,
-        &missing,
+        missing,
     )?;
-    gauges(
+    let missing_count = checks.iter().map(|(b, x)| (*b, x.missing() as f64));
+    gauge_family(
         enc,
         "kafka_schema_registry_topics_missing_subject",
         "Topics of classes that require a schema without a value subject.",
         None,
-        &missing_count,
+        missing_count,
     )?;
-    gauges(
+    let orphans = checks.iter().map(|(b, x)| (*b, x.orphans.len() as f64));
+    gauge_family(
         enc,
         "kafka_schema_registry_orphan_subjects",
         "Live subjects named after a topic (by the naming strategy) that does not exist.",
         None,
-        &orphans,
+        orphans,
     )?;
-    gauges(
+    let samples = || {
+        watched.iter().flat_map(|(b, r)| {
+            r.samples
+                .iter()
+                .flat_map(|s| s.iter())
+                .map(move |(topic, counts)| ((b.as_slice(), [("topic", topic.as_str())]), counts))
+        })
+    };
+    let sampled = samples().flat_map(|(l, counts)| {
+        Outcome::ALL
+            .into_iter()
+            .map(move |o| ((l, [("framing", o.as_str())]), counts.get(o) as f64))
+    });
+    gauge_family(
         enc,
         "kafka_topic_schema_sampled_records",
         "Newest records of the topic sampled, by framing: registered, unknown_id, unframed, tombstone, unchecked.",
         None,
-        &sampled,
+        sampled,
     )?;
-    gauges(
+    let ratio = samples().filter_map(|(l, counts)| counts.registered_ratio().map(|v| (l, v)));
+    gauge_family(
         enc,
         "kafka_topic_schema_registered_ratio",
         "Share of sampled values framed with a schema id the registry knows (tombstones and unchecked ids left out).",
         None,
-        &ratio,
+        ratio,
     )
 }
 
