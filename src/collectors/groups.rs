@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::registry::Unit;
 
 use super::{base_labels, gauge_family, info_family, Area, Base};
@@ -78,93 +78,118 @@ impl Area for GroupsArea {
                 })
         };
 
-        info_family(
-            enc,
-            "kafka_consumergroup",
-            "Consumer group with its protocol type (classic or consumer), state, assignor and coordinator (value 1).",
-            groups().map(|(base, g)| {
-                let info = (
-                    [
-                        ("type", g.group_type.as_str()),
-                        ("state", g.state.as_str()),
-                        ("assignor", g.assignor.as_str()),
-                    ],
-                    [("coordinator_id", g.coordinator)],
-                );
-                ((base, [("group", g.name.as_str())]), info)
-            }),
-        )?;
-        gauge_family(
-            enc,
-            "kafka_consumergroup_members",
-            "Number of members of the group.",
-            None,
-            groups().map(|(base, g)| ((base, [("group", g.name.as_str())]), g.members.len() as f64)),
-        )?;
-        info_family(
-            enc,
-            "kafka_consumergroup_member",
-            "Member of a group with its client id, host and number of assigned partitions (value 1).",
-            groups().flat_map(|(base, g)| {
-                g.members.iter().map(move |m| {
-                    let labels = (base, [("group", g.name.as_str()), ("member_id", m.member_id.as_str())]);
-                    let info = (
-                        [("client_id", m.client_id.as_str()), ("host", m.host.as_str())],
-                        [("assigned_partitions", m.assignment.len())],
-                    );
-                    (labels, info)
-                })
-            }),
-        )?;
-        gauge_family(
-            enc,
-            "kafka_consumergroup_status",
-            "Group status: 1 for the current status (ok, warn, stall, stop, rewind), 0 for the others. See docs/metrics.md for the rules.",
-            None,
-            groups().flat_map(|(base, g)| {
-                g.status.into_iter().flat_map(move |s| {
-                    Status::ALL.into_iter().map(move |candidate| {
-                        let labels = (base, [("group", g.name.as_str()), ("status", candidate.as_str())]);
-                        (labels, if candidate == s { 1.0 } else { 0.0 })
-                    })
-                })
-            }),
-        )?;
-        for (name, help, unit, f) in TOPIC_GAUGES {
-            let samples = topics().filter_map(|(base, g, t)| {
-                f(t).map(|v| ((base, [("group", g.name.as_str()), ("topic", t.topic.as_str())]), v))
-            });
-            gauge_family(enc, name, help, unit.as_ref(), samples)?;
-        }
-        gauge_family(
-            enc,
-            "kafka_consumergroup_topic_lag_seconds_partitions",
-            "Partitions of the topic whose time lag was obtained by each method (caught_up, record, interpolated, lower_bound).",
-            None,
-            topics().flat_map(|(base, g, t)| {
-                TimeLagMethod::ALL.into_iter().map(move |m| {
-                    let n = t.partitions.iter().filter(|p| p.time_lag.map(|x| x.1) == Some(m)).count();
-                    let labels = (
-                        base,
-                        [
-                            ("group", g.name.as_str()),
-                            ("topic", t.topic.as_str()),
-                            ("method", m.as_str()),
-                        ],
-                    );
-                    (labels, n as f64)
-                })
-            }),
-        )?;
-        for (name, help, unit, f) in PARTITION_GAUGES {
-            let samples = partitions().filter_map(|(labels, p)| f(p).map(|v| (labels, v)));
-            gauge_family(enc, name, help, unit.as_ref(), samples)?;
-        }
-        info_family(
-            enc,
-            "kafka_consumergroup_lag_seconds_method",
-            "How the partition's time lag was obtained: caught_up, record (timestamp read), interpolated (high-watermark history) or lower_bound (value 1).",
-            partitions().filter_map(|(labels, p)| p.time_lag.map(|(_, m)| (labels, [("method", m.as_str())]))),
-        )
+        encode_groups(enc, &groups)?;
+        encode_topics(enc, &topics)?;
+        encode_partitions(enc, &partitions)
     }
+}
+
+/// Group identity, members and status.
+fn encode_groups<'a, I>(enc: &mut DescriptorEncoder, groups: &impl Fn() -> I) -> std::fmt::Result
+where
+    I: Iterator<Item = (&'a [(&'a str, &'a str)], &'a GroupView)>,
+{
+    info_family(
+        enc,
+        "kafka_consumergroup",
+        "Consumer group with its protocol type (classic or consumer), state, assignor and coordinator (value 1).",
+        groups().map(|(base, g)| {
+            let info = (
+                [
+                    ("type", g.group_type.as_str()),
+                    ("state", g.state.as_str()),
+                    ("assignor", g.assignor.as_str()),
+                ],
+                [("coordinator_id", g.coordinator)],
+            );
+            ((base, [("group", g.name.as_str())]), info)
+        }),
+    )?;
+    gauge_family(
+        enc,
+        "kafka_consumergroup_members",
+        "Number of members of the group.",
+        None,
+        groups().map(|(base, g)| ((base, [("group", g.name.as_str())]), g.members.len() as f64)),
+    )?;
+    info_family(
+        enc,
+        "kafka_consumergroup_member",
+        "Member of a group with its client id, host and number of assigned partitions (value 1).",
+        groups().flat_map(|(base, g)| {
+            g.members.iter().map(move |m| {
+                let labels = (base, [("group", g.name.as_str()), ("member_id", m.member_id.as_str())]);
+                let info = (
+                    [("client_id", m.client_id.as_str()), ("host", m.host.as_str())],
+                    [("assigned_partitions", m.assignment.len())],
+                );
+                (labels, info)
+            })
+        }),
+    )?;
+    gauge_family(
+        enc,
+        "kafka_consumergroup_status",
+        "Group status: 1 for the current status (ok, warn, stall, stop, rewind), 0 for the others. See docs/metrics.md for the rules.",
+        None,
+        groups().flat_map(|(base, g)| {
+            g.status.into_iter().flat_map(move |s| {
+                Status::ALL.into_iter().map(move |candidate| {
+                    let labels = (base, [("group", g.name.as_str()), ("status", candidate.as_str())]);
+                    (labels, if candidate == s { 1.0 } else { 0.0 })
+                })
+            })
+        }),
+    )
+}
+
+/// Lag per group and topic.
+fn encode_topics<'a, I>(enc: &mut DescriptorEncoder, topics: &impl Fn() -> I) -> std::fmt::Result
+where
+    I: Iterator<Item = (&'a [(&'a str, &'a str)], &'a GroupView, &'a GroupTopicView)>,
+{
+    for (name, help, unit, f) in TOPIC_GAUGES {
+        let samples = topics().filter_map(|(base, g, t)| {
+            f(t).map(|v| ((base, [("group", g.name.as_str()), ("topic", t.topic.as_str())]), v))
+        });
+        gauge_family(enc, name, help, unit.as_ref(), samples)?;
+    }
+    gauge_family(
+        enc,
+        "kafka_consumergroup_topic_lag_seconds_partitions",
+        "Partitions of the topic whose time lag was obtained by each method (caught_up, record, interpolated, lower_bound).",
+        None,
+        topics().flat_map(|(base, g, t)| {
+            TimeLagMethod::ALL.into_iter().map(move |m| {
+                let n = t.partitions.iter().filter(|p| p.time_lag.map(|x| x.1) == Some(m)).count();
+                let labels = (
+                    base,
+                    [
+                        ("group", g.name.as_str()),
+                        ("topic", t.topic.as_str()),
+                        ("method", m.as_str()),
+                    ],
+                );
+                (labels, n as f64)
+            })
+        }),
+    )
+}
+
+/// Lag per group, topic and partition (granularity `partition`).
+fn encode_partitions<'a, L, I>(enc: &mut DescriptorEncoder, partitions: &impl Fn() -> I) -> std::fmt::Result
+where
+    L: EncodeLabelSet,
+    I: Iterator<Item = (L, &'a GroupPartitionView)>,
+{
+    for (name, help, unit, f) in PARTITION_GAUGES {
+        let samples = partitions().filter_map(|(labels, p)| f(p).map(|v| (labels, v)));
+        gauge_family(enc, name, help, unit.as_ref(), samples)?;
+    }
+    info_family(
+        enc,
+        "kafka_consumergroup_lag_seconds_method",
+        "How the partition's time lag was obtained: caught_up, record (timestamp read), interpolated (high-watermark history) or lower_bound (value 1).",
+        partitions().filter_map(|(labels, p)| p.time_lag.map(|(_, m)| (labels, [("method", m.as_str())]))),
+    )
 }
