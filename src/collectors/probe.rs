@@ -175,38 +175,43 @@ impl Area for ProbeArea {
             None,
             failed,
         )?;
-        let latency = |of: fn(&ProbeSnapshot) -> &std::collections::BTreeMap<(i32, i32), Histogram>| {
-            snaps.iter().flat_map(move |x| {
-                of(&x.1)
-                    .iter()
-                    .map(move |((p, b), h)| ((topic(x), ([("partition", *p)], [("broker_id", *b)])), h))
-            })
-        };
-        histogram_family(
-            enc,
-            "kafka_probe_produce_latency",
-            "Time from send to acknowledgement (acks=all), by partition and leader broker at send time.",
-            latency(|s| &s.produce_latency),
-        )?;
-        histogram_family(
-            enc,
-            "kafka_probe_end_to_end_latency",
-            "Time from send to receipt by the probe consumer, by partition and leader broker at send time.",
-            latency(|s| &s.end_to_end_latency),
-        )?;
-        let commit = snaps
-            .iter()
-            .filter(|x| x.1.commit_latency.count > 0)
-            .map(|x| (topic(x), &x.1.commit_latency));
-        histogram_family(
-            enc,
-            "kafka_probe_commit_latency",
-            "Duration of the probe consumer's synchronous offset commit.",
-            commit,
-        )
+        encode_latency(&snaps, enc)
     }
 
     fn scrape_time(&self) -> bool {
         true
     }
+}
+
+/// The probe's latency histograms: produce and end to end by partition and leader, commit.
+fn encode_latency(snaps: &[Probed<'_>], enc: &mut DescriptorEncoder) -> std::fmt::Result {
+    let latency = |of: fn(&ProbeSnapshot) -> &std::collections::BTreeMap<(i32, i32), Histogram>| {
+        snaps.iter().flat_map(move |x| {
+            of(&x.1)
+                .iter()
+                .map(move |((p, b), h)| ((topic(x), ([("partition", *p)], [("broker_id", *b)])), h))
+        })
+    };
+    histogram_family(
+        enc,
+        "kafka_probe_produce_latency",
+        "Time from send to acknowledgement (acks=all), by partition and leader broker at send time.",
+        latency(|s| &s.produce_latency),
+    )?;
+    histogram_family(
+        enc,
+        "kafka_probe_end_to_end_latency",
+        "Time from send to receipt by the probe consumer, by partition and leader broker at send time.",
+        latency(|s| &s.end_to_end_latency),
+    )?;
+    let commit = snaps
+        .iter()
+        .filter(|x| x.1.commit_latency.count > 0)
+        .map(|x| (topic(x), &x.1.commit_latency));
+    histogram_family(
+        enc,
+        "kafka_probe_commit_latency",
+        "Duration of the probe consumer's synchronous offset commit.",
+        commit,
+    )
 }
