@@ -68,23 +68,7 @@ fn run(
     let mut was_up = true;
     while !*shutdown.borrow() {
         let round_end = next + probe.interval;
-        let mut ok = true;
-
-        match client.leaders(request_timeout) {
-            Ok(Some(l)) => leaders = l,
-            Ok(None) => {
-                if let Err(e) = create_topic(&client, cluster, probe, request_timeout) {
-                    tracing::warn!(cluster = name, error = %e, "probe topic cannot be created");
-                    tracker.error("topic");
-                    ok = false;
-                }
-            }
-            Err(e) => {
-                tracing::debug!(cluster = name, error = %e, "probe metadata failed");
-                tracker.error("topic");
-                ok = false;
-            }
-        }
+        let mut ok = refresh_leaders(&client, cluster, probe, request_timeout, &mut tracker, &mut leaders);
         let partitions: Vec<i32> = leaders.keys().copied().collect();
         if !partitions.is_empty() {
             if let Err(e) = client.assign(&partitions, request_timeout) {
@@ -106,31 +90,8 @@ fn run(
             }
         }
 
-        // Read back until the round ends.
-        while Instant::now() < round_end && !*shutdown.borrow() {
-            for d in client.take_deliveries() {
-                match d.result {
-                    Ok(latency) => tracker.acknowledged(d.partition, d.seq, latency),
-                    Err(class) => tracker.failed(d.partition, d.seq, &class),
-                }
-            }
-            let budget = round_end
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(100));
-            for r in client.poll_records(budget) {
-                tracker.received(r.partition, &r.payload, SystemTime::now());
-            }
-        }
-        for outcome in client.take_commits() {
-            match outcome {
-                Ok(latency) => tracker.snapshot.commit_latency.observe(latency.as_secs_f64()),
-                Err(e) => {
-                    tracing::debug!(cluster = name, error = %e, "probe commit failed");
-                    tracker.error("commit");
-                    ok = false;
-                }
-            }
-        }
+        read_back(&client, &mut tracker, round_end, shutdown);
+        ok &= take_commits(&client, &mut tracker, name);
         // A commit still unanswered after the probe timeout means the coordinator is not
         // reachable: the round is not healthy.
         if client.commit_pending_for().is_some_and(|d| d > probe.timeout) {
@@ -158,6 +119,73 @@ fn run(
         slot.store(Arc::new(tracker.snapshot.clone()));
         next = round_end.max(Instant::now());
     }
+}
+
+/// Refreshes the probe partitions' leaders, creating the probe topic when it does not exist;
+/// returns false when that failed.
+fn refresh_leaders(
+    client: &ProbeClient,
+    cluster: &ClusterConfig,
+    probe: &ProbeConfig,
+    timeout: Duration,
+    tracker: &mut Tracker,
+    leaders: &mut BTreeMap<i32, Option<i32>>,
+) -> bool {
+    let name = cluster.name.as_str();
+    match client.leaders(timeout) {
+        Ok(Some(l)) => {
+            *leaders = l;
+            true
+        }
+        Ok(None) => match create_topic(client, cluster, probe, timeout) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(cluster = name, error = %e, "probe topic cannot be created");
+                tracker.error("topic");
+                false
+            }
+        },
+        Err(e) => {
+            tracing::debug!(cluster = name, error = %e, "probe metadata failed");
+            tracker.error("topic");
+            false
+        }
+    }
+}
+
+/// Collects acknowledgements and reads the records back until the round ends.
+fn read_back(client: &ProbeClient, tracker: &mut Tracker, round_end: Instant, shutdown: &watch::Receiver<bool>) {
+    while Instant::now() < round_end && !*shutdown.borrow() {
+        for d in client.take_deliveries() {
+            match d.result {
+                Ok(latency) => tracker.acknowledged(d.partition, d.seq, latency),
+                Err(class) => tracker.failed(d.partition, d.seq, &class),
+            }
+        }
+        let budget = round_end
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
+        for r in client.poll_records(budget) {
+            tracker.received(r.partition, &r.payload, SystemTime::now());
+        }
+    }
+}
+
+/// Records the outcomes of the offset commits answered since the last round; returns false
+/// when one failed.
+fn take_commits(client: &ProbeClient, tracker: &mut Tracker, cluster: &str) -> bool {
+    let mut ok = true;
+    for outcome in client.take_commits() {
+        match outcome {
+            Ok(latency) => tracker.snapshot.commit_latency.observe(latency.as_secs_f64()),
+            Err(e) => {
+                tracing::debug!(cluster, error = %e, "probe commit failed");
+                tracker.error("commit");
+                ok = false;
+            }
+        }
+    }
+    ok
 }
 
 /// Creates the probe topic with one partition per broker, RF capped at the broker count.
