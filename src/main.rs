@@ -119,30 +119,59 @@ fn init_logging(level: LogLevel, format: LogFormat) {
     }
 }
 
+/// `--healthcheck`: asks a running exporter's readiness endpoint, for container health checks.
+fn healthcheck(cli: &Cli) -> ExitCode {
+    let web = match &cli.web_config_file {
+        Some(f) => kafka_slo_exporter::http::web_config::self_check(f).map_err(|e| format!("web config: {e}")),
+        None => Ok(Default::default()),
+    };
+    let checked = web.and_then(|web| {
+        app::parse_listen_address(&cli.listen_address).and_then(|addr| {
+            kafka_slo_exporter::healthcheck::check(
+                kafka_slo_exporter::healthcheck::target(addr),
+                Duration::from_secs(3),
+                &web,
+            )
+        })
+    });
+    match checked {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--config.check`: loads the configuration, the policy and the web config, prints their
+/// summaries, exits 2 on the first error.
+fn config_check(cli: &Cli) -> ExitCode {
+    let loaded = match app::load(&cli.config_file, cli.policy_file.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", loaded.config.summary());
+    print!("{}", loaded.policy.summary());
+    if let Some(f) = &cli.web_config_file {
+        match kafka_slo_exporter::http::web_config::WebSecurity::load(f) {
+            Ok(w) => println!("{}", w.summary()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     kafka_slo_exporter::kafka::limit_malloc_arenas();
     let cli = Cli::parse();
     if cli.healthcheck {
-        let web = match &cli.web_config_file {
-            Some(f) => kafka_slo_exporter::http::web_config::self_check(f).map_err(|e| format!("web config: {e}")),
-            None => Ok(Default::default()),
-        };
-        let checked = web.and_then(|web| {
-            app::parse_listen_address(&cli.listen_address).and_then(|addr| {
-                kafka_slo_exporter::healthcheck::check(
-                    kafka_slo_exporter::healthcheck::target(addr),
-                    Duration::from_secs(3),
-                    &web,
-                )
-            })
-        });
-        return match checked {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("unhealthy: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        return healthcheck(&cli);
     }
     let shard = match kafka_slo_exporter::shard::Shard::new(cli.shard, cli.total_shards) {
         Ok(s) => s,
@@ -153,26 +182,7 @@ fn main() -> ExitCode {
     };
 
     if cli.config_check {
-        return match app::load(&cli.config_file, cli.policy_file.as_deref()) {
-            Ok(loaded) => {
-                print!("{}", loaded.config.summary());
-                print!("{}", loaded.policy.summary());
-                if let Some(f) = &cli.web_config_file {
-                    match kafka_slo_exporter::http::web_config::WebSecurity::load(f) {
-                        Ok(w) => println!("{}", w.summary()),
-                        Err(e) => {
-                            eprintln!("error: {e}");
-                            return ExitCode::from(2);
-                        }
-                    }
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        };
+        return config_check(&cli);
     }
 
     init_logging(cli.log_level, cli.log_format);
