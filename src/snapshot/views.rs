@@ -35,23 +35,7 @@ impl Memory {
             t.retain(|t| cfg.shard.owns(&t.name));
             Arc::new(t)
         });
-        let compliance = topics.as_ref().map(|topics| {
-            Arc::new(
-                topics
-                    .iter()
-                    .map(|t| {
-                        let facts = TopicFacts {
-                            name: &t.name,
-                            partitions: &t.partitions,
-                            settings: t.settings.as_ref(),
-                            replay_window: t.replay_window(),
-                            last_partition_change: t.last_partition_change,
-                        };
-                        crate::policy::evaluate(policy, &facts, at)
-                    })
-                    .collect::<Vec<_>>(),
-            )
-        });
+        let compliance = topics.as_ref().map(|topics| Arc::new(compliance(policy, topics, at)));
         let groups_fresh = [
             &self.group_offsets.as_ref().map(|d| d.collected_at),
             &self.offsets.as_ref().map(|d| d.collected_at),
@@ -266,4 +250,21 @@ impl Memory {
         }
         views
     }
+}
+
+/// Each topic's compliance with the policy at `at`.
+fn compliance(policy: &Policy, topics: &[TopicView], at: SystemTime) -> Vec<TopicCompliance> {
+    topics
+        .iter()
+        .map(|t| {
+            let facts = TopicFacts {
+                name: &t.name,
+                partitions: &t.partitions,
+                settings: t.settings.as_ref(),
+                replay_window: t.replay_window(),
+                last_partition_change: t.last_partition_change,
+            };
+            crate::policy::evaluate(policy, &facts, at)
+        })
+        .collect()
 }
