@@ -179,93 +179,54 @@ impl Memory {
         );
 
         stage_done(&mut self.stages, Stage::Topics, &io.topics, at, &mut ok);
-        let topics = io.topics.result.ok().map(|t| {
-            let mut v: Vec<TopicMetadata> = t.into_iter().filter(|t| cfg.selects_topic(&t.name)).collect();
-            v.sort_by(|a, b| a.name.cmp(&b.name));
-            v.dedup_by(|a, b| a.name == b.name);
-            v
-        });
+        let topics = io.topics.result.ok().map(|t| selected_topics(cfg, t));
         if let Some(t) = &topics {
             self.observe_partition_counts(t, at);
         }
         fresh(&mut self.metadata, topics, at, max);
 
-        let configs = match io.configs {
-            Some(o) => {
-                stage_done(&mut self.stages, Stage::TopicConfigs, &o, at, &mut ok);
-                o.result.ok().map(|v| {
-                    v.into_iter()
-                        .map(|(name, cfg)| (name, TopicSettings::from_config(&cfg)))
-                        .collect::<HashMap<_, _>>()
-                })
-            }
-            None => {
-                ok = false;
-                None
-            }
-        };
+        let configs = optional_stage(&mut self.stages, Stage::TopicConfigs, io.configs, at, &mut ok).map(|v| {
+            v.into_iter()
+                .map(|(name, cfg)| (name, TopicSettings::from_config(&cfg)))
+                .collect::<HashMap<_, _>>()
+        });
         fresh(&mut self.configs, configs, at, max);
 
-        let offsets = match io.offsets {
-            Some(o) => {
-                stage_done(&mut self.stages, Stage::Offsets, &o, at, &mut ok);
-                if let Ok(raw) = &o.result {
-                    self.partition_offset_errors = partitions_with_errors(raw);
-                }
-                o.result.ok().map(merge_offsets)
-            }
-            None => {
-                ok = false;
-                None
-            }
-        };
+        let raw = optional_stage(&mut self.stages, Stage::Offsets, io.offsets, at, &mut ok);
+        if let Some(raw) = &raw {
+            self.partition_offset_errors = partitions_with_errors(raw);
+        }
+        let offsets = raw.map(merge_offsets);
         if let Some(map) = &offsets {
-            for (tp, o) in map {
-                if let Some(hw) = o.high_watermark {
-                    self.hw_history
-                        .entry(tp.clone())
-                        .or_default()
-                        .push(HwSample { at, high_watermark: hw }, cfg.lag.history_samples);
-                }
-            }
-            self.hw_history.retain(|tp, _| map.contains_key(tp));
+            self.record_high_watermarks(map, at, cfg.lag.history_samples);
         }
         fresh(&mut self.offsets, offsets, at, max);
 
         stage_done(&mut self.stages, Stage::Groups, &io.groups, at, &mut ok);
-        let groups = io.groups.result.ok().map(|(listings, descriptions)| {
-            let mut by_id: HashMap<String, GroupDescription> =
-                descriptions.into_iter().map(|d| (d.group.clone(), d)).collect();
-            let mut v: Vec<GroupInfo> = listings
-                .into_iter()
-                .filter(|l| cfg.selects_group(&l.group))
-                .map(|l| GroupInfo {
-                    description: by_id.remove(&l.group),
-                    listing: l,
-                })
-                .collect();
-            v.sort_by(|a, b| a.listing.group.cmp(&b.listing.group));
-            v.dedup_by(|a, b| a.listing.group == b.listing.group);
-            v
-        });
+        let groups = io.groups.result.ok().map(|(l, d)| selected_groups(cfg, l, d));
         fresh(&mut self.groups, groups, at, max);
 
-        let committed = match io.group_offsets {
-            Some(o) => {
-                stage_done(&mut self.stages, Stage::GroupOffsets, &o, at, &mut ok);
-                o.result.ok().map(|v| {
-                    v.into_iter()
-                        .map(|g| (g.group, g.offsets))
-                        .collect::<CommittedOffsets>()
-                })
-            }
-            None => {
-                ok = false;
-                None
-            }
-        };
+        let committed = optional_stage(&mut self.stages, Stage::GroupOffsets, io.group_offsets, at, &mut ok).map(|v| {
+            v.into_iter()
+                .map(|g| (g.group, g.offsets))
+                .collect::<CommittedOffsets>()
+        });
         fresh(&mut self.group_offsets, committed, at, max);
         ok
+    }
+
+    /// Adds this cycle's high watermarks to the history lag interpolation reads, and forgets
+    /// partitions that are gone.
+    fn record_high_watermarks(&mut self, offsets: &HashMap<TopicPartition, Offsets>, at: SystemTime, samples: usize) {
+        for (tp, o) in offsets {
+            if let Some(hw) = o.high_watermark {
+                self.hw_history
+                    .entry(tp.clone())
+                    .or_default()
+                    .push(HwSample { at, high_watermark: hw }, samples);
+            }
+        }
+        self.hw_history.retain(|tp, _| offsets.contains_key(tp));
     }
 
     /// Compares partition counts with the last observation. A topic seen for the first time
@@ -410,6 +371,56 @@ impl Memory {
         }
         ok
     }
+}
+
+/// The result of a stage that is skipped when its input is missing; a skipped stage counts
+/// as failed (its data is not current).
+fn optional_stage<T>(
+    stats: &mut BTreeMap<Stage, StageStats>,
+    stage: Stage,
+    outcome: Option<StageOutcome<T>>,
+    at: SystemTime,
+    ok: &mut bool,
+) -> Option<T> {
+    match outcome {
+        Some(o) => {
+            stage_done(stats, stage, &o, at, ok);
+            o.result.ok()
+        }
+        None => {
+            *ok = false;
+            None
+        }
+    }
+}
+
+/// The topics the filter selects, sorted by name, each once.
+fn selected_topics(cfg: &ClusterConfig, topics: Vec<TopicMetadata>) -> Vec<TopicMetadata> {
+    let mut v: Vec<TopicMetadata> = topics.into_iter().filter(|t| cfg.selects_topic(&t.name)).collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v.dedup_by(|a, b| a.name == b.name);
+    v
+}
+
+/// The groups the filter selects, each with its description when there is one, sorted by
+/// name, each once.
+fn selected_groups(
+    cfg: &ClusterConfig,
+    listings: Vec<GroupListing>,
+    descriptions: Vec<GroupDescription>,
+) -> Vec<GroupInfo> {
+    let mut by_id: HashMap<String, GroupDescription> = descriptions.into_iter().map(|d| (d.group.clone(), d)).collect();
+    let mut v: Vec<GroupInfo> = listings
+        .into_iter()
+        .filter(|l| cfg.selects_group(&l.group))
+        .map(|l| GroupInfo {
+            description: by_id.remove(&l.group),
+            listing: l,
+        })
+        .collect();
+    v.sort_by(|a, b| a.listing.group.cmp(&b.listing.group));
+    v.dedup_by(|a, b| a.listing.group == b.listing.group);
+    v
 }
 
 fn normalise_description(mut d: ClusterDescription) -> ClusterDescription {
