@@ -142,6 +142,57 @@ impl Memory {
             .collect()
     }
 
+    /// Offset lag and time lag of a committed (or, without a commit, assigned) position.
+    fn partition_lag(
+        &self,
+        tp: &TopicPartition,
+        committed: Option<i64>,
+        at: SystemTime,
+    ) -> (Option<OffsetLag>, Option<(f64, TimeLagMethod)>) {
+        let o = self
+            .offsets
+            .as_ref()
+            .and_then(|m| m.value.get(tp))
+            .copied()
+            .unwrap_or_default();
+        let lag = match (o.log_start, o.high_watermark) {
+            (Some(s), Some(hw)) => Some(lag::offset_lag(
+                committed,
+                PartitionOffsets {
+                    log_start: s,
+                    high_watermark: hw,
+                },
+            )),
+            _ => None,
+        };
+        let time_lag = lag.and_then(|l| {
+            let hw = o.high_watermark?;
+            let ts = self.record_ts.get(&(tp.clone(), l.position)).copied();
+            lag::time_lag(at, l.position, hw, ts, self.hw_history.get(tp))
+        });
+        (lag, time_lag)
+    }
+
+    /// A group's partitions by topic, sorted, with each topic's time-based retention.
+    fn group_topics(&self, by_topic: BTreeMap<String, Vec<GroupPartitionView>>) -> Vec<GroupTopicView> {
+        by_topic
+            .into_iter()
+            .map(|(topic, mut partitions)| {
+                partitions.sort_by_key(|p| p.partition);
+                let retention_ms = self
+                    .configs
+                    .as_ref()
+                    .and_then(|c| c.value.get(&topic))
+                    .and_then(|s| s.time_retention_ms());
+                GroupTopicView {
+                    topic,
+                    partitions,
+                    retention_ms,
+                }
+            })
+            .collect()
+    }
+
     fn group_views(
         &mut self,
         groups: &[GroupInfo],
@@ -154,8 +205,6 @@ impl Memory {
             min_observations: cfg.lag.status_min_observations,
         };
         let committed_all = self.group_offsets.clone();
-        let offsets = self.offsets.clone();
-        let configs = self.configs.clone();
         let known_topics: HashSet<&str> = self
             .metadata
             .as_ref()
@@ -177,26 +226,7 @@ impl Memory {
                 if !known_topics.contains(tp.topic.as_str()) {
                     continue; // filtered out or deleted topic
                 }
-                let o = offsets
-                    .as_ref()
-                    .and_then(|m| m.value.get(&tp))
-                    .copied()
-                    .unwrap_or_default();
-                let lag = match (o.log_start, o.high_watermark) {
-                    (Some(s), Some(hw)) => Some(lag::offset_lag(
-                        c,
-                        PartitionOffsets {
-                            log_start: s,
-                            high_watermark: hw,
-                        },
-                    )),
-                    _ => None,
-                };
-                let time_lag = lag.and_then(|l| {
-                    let hw = o.high_watermark?;
-                    let ts = self.record_ts.get(&(tp.clone(), l.position)).copied();
-                    lag::time_lag(at, l.position, hw, ts, self.hw_history.get(&tp))
-                });
+                let (lag, time_lag) = self.partition_lag(&tp, c, at);
                 if let Some(l) = lag {
                     let key = (g.listing.group.clone(), tp.clone());
                     let h = self.status_history.entry(key.clone()).or_default();
@@ -214,21 +244,7 @@ impl Memory {
                     time_lag,
                 });
             }
-            let topics = by_topic
-                .into_iter()
-                .map(|(topic, mut partitions)| {
-                    partitions.sort_by_key(|p| p.partition);
-                    let retention_ms = configs
-                        .as_ref()
-                        .and_then(|c| c.value.get(&topic))
-                        .and_then(|s| s.time_retention_ms());
-                    GroupTopicView {
-                        topic,
-                        partitions,
-                        retention_ms,
-                    }
-                })
-                .collect();
+            let topics = self.group_topics(by_topic);
             views.push(GroupView {
                 name: g.listing.group.clone(),
                 state: d.map(|d| d.state).unwrap_or(g.listing.state),
