@@ -161,6 +161,35 @@ pub fn html(clusters: &[Arc<ClusterSnapshot>], policy: &str, filter: &Filter) ->
         esc(policy),
         esc(&query(filter, None, filter.failing_only))
     );
+    filter_nav(&mut h, filter);
+    for c in &report.clusters {
+        let _ = writeln!(
+            h,
+            "<h2>Cluster {}</h2>\n<p>{} topics, <span class=\"{}\">{} failing</span>; showing {}.</p>",
+            esc(c.cluster),
+            c.topics_total,
+            if c.topics_failing > 0 { "fail" } else { "pass" },
+            c.topics_failing,
+            c.topics.len()
+        );
+        if c.collected_at.is_none() {
+            h.push_str("<p class=\"unknown\">No data yet: waiting for the first complete collection.</p>\n");
+            continue;
+        }
+        let _ = writeln!(
+            h,
+            "<table data-cluster=\"{}\"><thead><tr><th>Topic</th><th>Class</th><th>Rule</th><th>Result</th><th>Actual</th><th>Required</th></tr></thead><tbody>",
+            esc(c.cluster)
+        );
+        topic_rows(&mut h, &c.topics);
+        h.push_str("</tbody></table>\n");
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// The links that filter the report: all topics, only failing ones, by failing rule.
+fn filter_nav(h: &mut String, filter: &Filter) {
     h.push_str("<nav><strong>Show:</strong> ");
     let _ = write!(
         h,
@@ -187,62 +216,42 @@ pub fn html(clusters: &[Arc<ClusterSnapshot>], policy: &str, filter: &Filter) ->
         );
     }
     h.push_str("</nav>\n");
+}
 
-    for c in &report.clusters {
-        let _ = writeln!(
+/// One row per rule of each topic (one row for an exempt topic).
+fn topic_rows(h: &mut String, topics: &[&TopicCompliance]) {
+    for t in topics {
+        let rows = t.rules.len().max(1);
+        let failing = t.failing().next().is_some();
+        let _ = write!(
             h,
-            "<h2>Cluster {}</h2>\n<p>{} topics, <span class=\"{}\">{} failing</span>; showing {}.</p>",
-            esc(c.cluster),
-            c.topics_total,
-            if c.topics_failing > 0 { "fail" } else { "pass" },
-            c.topics_failing,
-            c.topics.len()
+            "<tr data-topic=\"{topic}\" data-failing=\"{failing}\"><td rowspan=\"{rows}\">{topic}</td><td rowspan=\"{rows}\">{class}</td>",
+            topic = esc(&t.topic),
+            class = esc(&t.class),
         );
-        if c.collected_at.is_none() {
-            h.push_str("<p class=\"unknown\">No data yet: waiting for the first complete collection.</p>\n");
+        if t.rules.is_empty() {
+            h.push_str("<td colspan=\"4\" class=\"unknown\">exempt: no rules apply</td></tr>\n");
             continue;
         }
-        let _ = writeln!(
-            h,
-            "<table data-cluster=\"{}\"><thead><tr><th>Topic</th><th>Class</th><th>Rule</th><th>Result</th><th>Actual</th><th>Required</th></tr></thead><tbody>",
-            esc(c.cluster)
-        );
-        for t in &c.topics {
-            let rows = t.rules.len().max(1);
-            let failing = t.failing().next().is_some();
-            let _ = write!(
+        for (i, r) in t.rules.iter().enumerate() {
+            if i > 0 {
+                h.push_str("<tr>");
+            }
+            let (cls, word) = match r.verdict {
+                Verdict::Pass => ("pass", "pass"),
+                Verdict::Fail => ("fail", "FAIL"),
+                Verdict::Unknown => ("unknown", "unknown"),
+            };
+            let _ = writeln!(
                 h,
-                "<tr data-topic=\"{topic}\" data-failing=\"{failing}\"><td rowspan=\"{rows}\">{topic}</td><td rowspan=\"{rows}\">{class}</td>",
-                topic = esc(&t.topic),
-                class = esc(&t.class),
+                "<td>{}</td><td class=\"{cls}\" data-rule=\"{}\">{word}</td><td>{}</td><td>{}</td></tr>",
+                r.rule.as_str(),
+                r.rule.as_str(),
+                esc(&r.actual),
+                esc(&r.required)
             );
-            if t.rules.is_empty() {
-                h.push_str("<td colspan=\"4\" class=\"unknown\">exempt: no rules apply</td></tr>\n");
-                continue;
-            }
-            for (i, r) in t.rules.iter().enumerate() {
-                if i > 0 {
-                    h.push_str("<tr>");
-                }
-                let (cls, word) = match r.verdict {
-                    Verdict::Pass => ("pass", "pass"),
-                    Verdict::Fail => ("fail", "FAIL"),
-                    Verdict::Unknown => ("unknown", "unknown"),
-                };
-                let _ = writeln!(
-                    h,
-                    "<td>{}</td><td class=\"{cls}\" data-rule=\"{}\">{word}</td><td>{}</td><td>{}</td></tr>",
-                    r.rule.as_str(),
-                    r.rule.as_str(),
-                    esc(&r.actual),
-                    esc(&r.required)
-                );
-            }
         }
-        h.push_str("</tbody></table>\n");
     }
-    h.push_str("</body></html>\n");
-    h
 }
 
 #[cfg(test)]
