@@ -317,101 +317,113 @@ fn apply_sasl(sasl: RawSasl, p: &mut Properties<'_>, resolve: ResolveSecret<'_>)
 }
 
 fn apply_oauthbearer(o: RawOauthBearer, p: &mut Properties<'_>, resolve: ResolveSecret<'_>) -> Result<(), Rejection> {
-    let f = |name: &str| format!("sasl.oauthbearer.{name}");
-    let has_secret = o.client_secret_env.is_some() || o.client_secret_file.is_some();
     match o.method.trim().to_ascii_lowercase().as_str() {
-        "oidc" => {
-            if o.principal.is_some() || o.lifetime.is_some() {
-                return Err((
-                    f("method"),
-                    "principal and lifetime are only for method unsecured_jwt".into(),
-                ));
-            }
-            let url = o.token_endpoint_url.ok_or_else(|| {
-                (
-                    f("token_endpoint_url"),
-                    "method oidc needs the token endpoint URL".to_string(),
-                )
-            })?;
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err((f("token_endpoint_url"), format!("{url:?} is not an http(s) URL")));
-            }
-            let client_id = o
-                .client_id
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| (f("client_id"), "method oidc needs a client id".to_string()))?;
-            if !has_secret {
-                return Err((
-                    f("client_secret_env/client_secret_file"),
-                    "method oidc needs the client secret from an environment variable or a file".into(),
-                ));
-            }
-            let secret = resolve(o.client_secret_env.as_deref(), o.client_secret_file.as_deref())
-                .map_err(|r| (f("client_secret_env/client_secret_file"), r))?;
-            p.set(&f("method"), "sasl.oauthbearer.method", "oidc".into(), false)?;
-            p.set(
-                &f("token_endpoint_url"),
-                "sasl.oauthbearer.token.endpoint.url",
-                url,
-                false,
-            )?;
-            p.set(&f("client_id"), "sasl.oauthbearer.client.id", client_id, false)?;
-            p.set(&f("client_secret_env"), "sasl.oauthbearer.client.secret", secret, true)?;
-            if let Some(scope) = o.scope {
-                p.set(&f("scope"), "sasl.oauthbearer.scope", scope, false)?;
-            }
-            if !o.extensions.is_empty() {
-                let ext = extensions(&o.extensions).map_err(|r| (f("extensions"), r))?;
-                p.set(&f("extensions"), "sasl.oauthbearer.extensions", ext, false)?;
-            }
-        }
-        "unsecured_jwt" => {
-            if o.token_endpoint_url.is_some() || o.client_id.is_some() || has_secret {
-                return Err((
-                    f("method"),
-                    "token_endpoint_url, client_id and client_secret are only for method oidc".into(),
-                ));
-            }
-            let principal = o
-                .principal
-                .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
-                .ok_or_else(|| {
-                    (
-                        f("principal"),
-                        "method unsecured_jwt needs a principal without spaces".to_string(),
-                    )
-                })?;
-            let mut config = format!("principal={principal}");
-            if let Some(scope) = o.scope {
-                if scope.contains(char::is_whitespace) {
-                    return Err((f("scope"), "must not contain spaces (use commas)".into()));
-                }
-                config.push_str(&format!(" scope={scope}"));
-            }
-            // librdkafka makes this token once per client and leaves its refresh to the
-            // application's event loop, which the exporter's clients do not run: the lifetime
-            // has to outlast the process.
-            let lifetime = o.lifetime.unwrap_or(UNSECURED_JWT_LIFETIME);
-            config.push_str(&format!(" lifeSeconds={}", lifetime.as_secs().max(1)));
-            for (k, v) in &o.extensions {
-                extensions(&BTreeMap::from([(k.clone(), v.clone())])).map_err(|r| (f("extensions"), r))?;
-                config.push_str(&format!(" extension_{k}={v}"));
-            }
-            p.set(
-                &f("method"),
-                "enable.sasl.oauthbearer.unsecure.jwt",
-                "true".into(),
-                false,
-            )?;
-            p.set(&f("principal"), "sasl.oauthbearer.config", config, true)?;
-        }
-        other => {
-            return Err((
-                f("method"),
-                format!("unknown method {other:?}; expected oidc or unsecured_jwt"),
-            ))
-        }
+        "oidc" => apply_oidc(o, p, resolve),
+        "unsecured_jwt" => apply_unsecured_jwt(o, p),
+        other => Err((
+            oauth_field("method"),
+            format!("unknown method {other:?}; expected oidc or unsecured_jwt"),
+        )),
     }
+}
+
+/// `sasl.oauthbearer.<name>`, the path of a field of the `oauthbearer` block.
+fn oauth_field(name: &str) -> String {
+    format!("sasl.oauthbearer.{name}")
+}
+
+/// OAUTHBEARER with tokens from an OIDC token endpoint (client credentials grant).
+fn apply_oidc(o: RawOauthBearer, p: &mut Properties<'_>, resolve: ResolveSecret<'_>) -> Result<(), Rejection> {
+    let f = oauth_field;
+    let has_secret = o.client_secret_env.is_some() || o.client_secret_file.is_some();
+    if o.principal.is_some() || o.lifetime.is_some() {
+        return Err((
+            f("method"),
+            "principal and lifetime are only for method unsecured_jwt".into(),
+        ));
+    }
+    let url = o.token_endpoint_url.ok_or_else(|| {
+        (
+            f("token_endpoint_url"),
+            "method oidc needs the token endpoint URL".to_string(),
+        )
+    })?;
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err((f("token_endpoint_url"), format!("{url:?} is not an http(s) URL")));
+    }
+    let client_id = o
+        .client_id
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| (f("client_id"), "method oidc needs a client id".to_string()))?;
+    if !has_secret {
+        return Err((
+            f("client_secret_env/client_secret_file"),
+            "method oidc needs the client secret from an environment variable or a file".into(),
+        ));
+    }
+    let secret = resolve(o.client_secret_env.as_deref(), o.client_secret_file.as_deref())
+        .map_err(|r| (f("client_secret_env/client_secret_file"), r))?;
+    p.set(&f("method"), "sasl.oauthbearer.method", "oidc".into(), false)?;
+    p.set(
+        &f("token_endpoint_url"),
+        "sasl.oauthbearer.token.endpoint.url",
+        url,
+        false,
+    )?;
+    p.set(&f("client_id"), "sasl.oauthbearer.client.id", client_id, false)?;
+    p.set(&f("client_secret_env"), "sasl.oauthbearer.client.secret", secret, true)?;
+    if let Some(scope) = o.scope {
+        p.set(&f("scope"), "sasl.oauthbearer.scope", scope, false)?;
+    }
+    if !o.extensions.is_empty() {
+        let ext = extensions(&o.extensions).map_err(|r| (f("extensions"), r))?;
+        p.set(&f("extensions"), "sasl.oauthbearer.extensions", ext, false)?;
+    }
+    Ok(())
+}
+
+/// OAUTHBEARER with an unsigned token naming `principal` (only test brokers accept it).
+fn apply_unsecured_jwt(o: RawOauthBearer, p: &mut Properties<'_>) -> Result<(), Rejection> {
+    let f = oauth_field;
+    let has_secret = o.client_secret_env.is_some() || o.client_secret_file.is_some();
+    if o.token_endpoint_url.is_some() || o.client_id.is_some() || has_secret {
+        return Err((
+            f("method"),
+            "token_endpoint_url, client_id and client_secret are only for method oidc".into(),
+        ));
+    }
+    let principal = o
+        .principal
+        .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+        .ok_or_else(|| {
+            (
+                f("principal"),
+                "method unsecured_jwt needs a principal without spaces".to_string(),
+            )
+        })?;
+    let mut config = format!("principal={principal}");
+    if let Some(scope) = o.scope {
+        if scope.contains(char::is_whitespace) {
+            return Err((f("scope"), "must not contain spaces (use commas)".into()));
+        }
+        config.push_str(&format!(" scope={scope}"));
+    }
+    // librdkafka makes this token once per client and leaves its refresh to the
+    // application's event loop, which the exporter's clients do not run: the lifetime
+    // has to outlast the process.
+    let lifetime = o.lifetime.unwrap_or(UNSECURED_JWT_LIFETIME);
+    config.push_str(&format!(" lifeSeconds={}", lifetime.as_secs().max(1)));
+    for (k, v) in &o.extensions {
+        extensions(&BTreeMap::from([(k.clone(), v.clone())])).map_err(|r| (f("extensions"), r))?;
+        config.push_str(&format!(" extension_{k}={v}"));
+    }
+    p.set(
+        &f("method"),
+        "enable.sasl.oauthbearer.unsecure.jwt",
+        "true".into(),
+        false,
+    )?;
+    p.set(&f("principal"), "sasl.oauthbearer.config", config, true)?;
     Ok(())
 }
 
