@@ -169,6 +169,18 @@ pub struct Memory {
 }
 
 impl Memory {
+    /// Every operation's counters (all listed), with this poll's slowest request as the last
+    /// duration of the operations that made one.
+    fn take_operations(&mut self) -> BTreeMap<Operation, OperationStats> {
+        for (op, d) in std::mem::take(&mut self.slowest) {
+            self.operations.entry(op).or_default().last_duration = Some(d);
+        }
+        let mut operations: BTreeMap<Operation, OperationStats> =
+            Operation::ALL.iter().map(|o| (*o, OperationStats::default())).collect();
+        operations.extend(self.operations.iter().map(|(k, v)| (*k, v.clone())));
+        operations
+    }
+
     /// Counts one request of `op`.
     fn record<T>(&mut self, op: Operation, t: &Timed<T>, failed: bool) {
         let s = self.operations.entry(op).or_default();
@@ -388,49 +400,49 @@ pub fn poll(
         _ => None,
     };
 
-    let samples = if cfg.sample_records > 0 {
+    let samples = (cfg.sample_records > 0).then(|| {
         if let Some(topics) = &topics {
             sample(cluster, cfg, topics, mem, now, deadline);
         }
-        let listed: HashSet<u32> = mem.inventory.as_ref().map(|i| i.ids.clone()).unwrap_or_default();
-        if up {
-            look_up_ids(client, cfg, &listed, mem, now);
-        }
-        let known = |id: u32| {
-            if listed.contains(&id) {
-                Some(true)
-            } else {
-                mem.ids.get(&id).map(|k| k.known)
-            }
-        };
-        let counts: BTreeMap<String, SampleCounts> = mem
-            .samples
-            .iter()
-            .map(|(t, s)| (t.clone(), wire::classify(s.framings.iter(), known)))
-            .collect();
-        Some(Arc::new(counts))
-    } else {
-        None
-    };
+        Arc::new(classify_samples(client, cfg, mem, now, up))
+    });
 
     mem.failing = !up;
-    let slowest = std::mem::take(&mut mem.slowest);
-    for (op, d) in slowest {
-        mem.operations.entry(op).or_default().last_duration = Some(d);
-    }
-    let mut operations: BTreeMap<Operation, OperationStats> =
-        Operation::ALL.iter().map(|o| (*o, OperationStats::default())).collect();
-    operations.extend(mem.operations.iter().map(|(k, v)| (*k, v.clone())));
-
     RegistrySnapshot {
         up,
         last_success: mem.last_success,
-        operations,
+        operations: mem.take_operations(),
         inventory: mem.inventory.clone(),
         cross_check,
         samples,
         subject_labels: cfg.subject_labels,
     }
+}
+
+/// The framing of each topic's sampled records, after looking up (when the registry is up)
+/// the schema ids the listings do not name.
+fn classify_samples(
+    client: &RegistryClient,
+    cfg: &RegistryConfig,
+    mem: &mut Memory,
+    now: SystemTime,
+    up: bool,
+) -> BTreeMap<String, SampleCounts> {
+    let listed: HashSet<u32> = mem.inventory.as_ref().map(|i| i.ids.clone()).unwrap_or_default();
+    if up {
+        look_up_ids(client, cfg, &listed, mem, now);
+    }
+    let known = |id: u32| {
+        if listed.contains(&id) {
+            Some(true)
+        } else {
+            mem.ids.get(&id).map(|k| k.known)
+        }
+    };
+    mem.samples
+        .iter()
+        .map(|(t, s)| (t.clone(), wire::classify(s.framings.iter(), known)))
+        .collect()
 }
 
 /// Starts the registry task of a cluster (when it has a `schema_registry` section), reading
