@@ -140,7 +140,39 @@ pub fn build(listings: &Listings, cache: &HashMap<String, SubjectDetail>, at: Sy
     let subjects: BTreeSet<String> = listings.live_subjects.iter().cloned().collect();
     let all: BTreeSet<&String> = listings.all_subjects.iter().chain(subjects.iter()).collect();
     let subjects_soft_deleted = all.len() - subjects.len();
+    let (subject_versions, latest_types, mut unresolved) = versions_and_types(listings, cache, &subjects);
+    let by_compatibility = compatibility_levels(listings, cache, &subjects, &mut unresolved);
+    let (versions_live, versions_soft_deleted) = match (&listings.schemas_live, &listings.schemas_all) {
+        (Some(live), Some(all)) => (Some(live.len()), Some(all.len().saturating_sub(live.len()))),
+        _ if unresolved.is_empty() => (Some(subject_versions.values().sum()), None),
+        _ => (None, None),
+    };
+    let unresolved = unresolved.len();
+    Inventory {
+        at,
+        subjects_live: subjects.len(),
+        subjects_soft_deleted,
+        versions_live,
+        versions_soft_deleted,
+        subject_versions,
+        latest_types,
+        global_compatibility: listings.global_compatibility.clone(),
+        mode: listings.mode.clone(),
+        by_compatibility,
+        unresolved,
+        contexts: listings.contexts,
+        ids: known_ids(listings, cache),
+        subjects,
+    }
+}
 
+/// Versions and latest type of each live subject, from `/schemas` where it names subjects,
+/// else from the per-subject look-ups; and the subjects not looked up yet.
+fn versions_and_types<'s>(
+    listings: &Listings,
+    cache: &HashMap<String, SubjectDetail>,
+    subjects: &'s BTreeSet<String>,
+) -> (BTreeMap<String, usize>, BTreeMap<String, usize>, BTreeSet<&'s String>) {
     let mut subject_versions: BTreeMap<String, usize> = BTreeMap::new();
     let mut latest_types: BTreeMap<String, usize> = TYPES.iter().map(|t| (t.to_string(), 0)).collect();
     let mut unresolved: BTreeSet<&String> = BTreeSet::new();
@@ -158,14 +190,14 @@ pub fn build(listings: &Listings, cache: &HashMap<String, SubjectDetail>, at: Sy
                 entry.2 = e.schema_type.as_deref();
             }
         }
-        for s in &subjects {
+        for s in subjects {
             if let Some((n, _, t)) = per.get(s.as_str()) {
                 subject_versions.insert(s.clone(), *n);
                 *latest_types.entry(schema_type(*t)).or_default() += 1;
             }
         }
     } else {
-        for s in &subjects {
+        for s in subjects {
             match cache.get(s) {
                 Some(SubjectDetail {
                     versions: Some(n),
@@ -181,9 +213,19 @@ pub fn build(listings: &Listings, cache: &HashMap<String, SubjectDetail>, at: Sy
             }
         }
     }
+    (subject_versions, latest_types, unresolved)
+}
 
+/// Live subjects by effective compatibility level; subjects whose level is not known yet are
+/// added to `unresolved`.
+fn compatibility_levels<'s>(
+    listings: &Listings,
+    cache: &HashMap<String, SubjectDetail>,
+    subjects: &'s BTreeSet<String>,
+    unresolved: &mut BTreeSet<&'s String>,
+) -> BTreeMap<String, usize> {
     let mut by_compatibility: BTreeMap<String, usize> = LEVELS.iter().map(|l| (l.to_string(), 0)).collect();
-    for s in &subjects {
+    for s in subjects {
         let level = match cache.get(s).and_then(|d| d.compatibility.as_ref()) {
             Some(SubjectCompatibility::Level(l)) => Some(l.as_str()),
             Some(SubjectCompatibility::Global) => listings.global_compatibility.as_deref(),
@@ -196,13 +238,11 @@ pub fn build(listings: &Listings, cache: &HashMap<String, SubjectDetail>, at: Sy
             }
         }
     }
+    by_compatibility
+}
 
-    let (versions_live, versions_soft_deleted) = match (&listings.schemas_live, &listings.schemas_all) {
-        (Some(live), Some(all)) => (Some(live.len()), Some(all.len().saturating_sub(live.len()))),
-        _ if unresolved.is_empty() => (Some(subject_versions.values().sum()), None),
-        _ => (None, None),
-    };
-
+/// Schema ids the listings or the per-subject look-ups name (soft-deleted included).
+fn known_ids(listings: &Listings, cache: &HashMap<String, SubjectDetail>) -> std::collections::HashSet<u32> {
     let mut ids: std::collections::HashSet<u32> = listings
         .schemas_all
         .iter()
@@ -216,23 +256,7 @@ pub fn build(listings: &Listings, cache: &HashMap<String, SubjectDetail>, at: Sy
             .filter_map(|d| d.latest_id)
             .filter_map(|id| u32::try_from(id).ok()),
     );
-
-    Inventory {
-        at,
-        subjects_live: subjects.len(),
-        subjects_soft_deleted,
-        versions_live,
-        versions_soft_deleted,
-        subject_versions,
-        latest_types,
-        global_compatibility: listings.global_compatibility.clone(),
-        mode: listings.mode.clone(),
-        by_compatibility,
-        unresolved: unresolved.len(),
-        contexts: listings.contexts,
-        subjects,
-        ids,
-    }
+    ids
 }
 
 #[cfg(test)]
