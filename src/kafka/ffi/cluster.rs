@@ -246,33 +246,41 @@ pub(in crate::kafka) fn list_offsets(
     for queue in pending {
         let wait = deadline.saturating_duration_since(Instant::now());
         let event = wait_result(OP, queue, wait, rd::RD_KAFKA_EVENT_LISTOFFSETS_RESULT)?;
-        // SAFETY: the event is a ListOffsets result; everything read below is owned by it and
-        // copied before `event` is dropped.
-        unsafe {
-            let result = rd::rd_kafka_event_ListOffsets_result(event.ptr());
-            if result.is_null() {
-                return Err(SourceError::new(OP, "event carries no ListOffsets result"));
-            }
-            let mut cnt = 0usize;
-            let infos = rd::rd_kafka_ListOffsets_result_infos(result, &mut cnt);
-            for &info in array(infos, cnt) {
-                let Some(tp) = rd::rd_kafka_ListOffsetsResultInfo_topic_partition(info).as_ref() else {
-                    continue;
-                };
-                let offset = if tp.err != NO_ERROR {
-                    Err(code_message(tp.err))
-                } else if tp.offset < 0 {
-                    Err("no offset in the response".to_string())
-                } else {
-                    Ok(tp.offset)
-                };
-                out.push(PartitionOffset {
-                    tp: TopicPartition::new(cstr_opt(tp.topic).unwrap_or_default(), tp.partition),
-                    offset,
-                });
-            }
-        }
+        out.extend(list_offsets_result(&event)?);
     }
     out.sort_by(|a, b| a.tp.cmp(&b.tp));
+    Ok(out)
+}
+
+/// The partitions' offsets (or errors) of one ListOffsets result event.
+fn list_offsets_result(event: &Event) -> Result<Vec<PartitionOffset>, SourceError> {
+    const OP: &str = "ListOffsets";
+    let mut out = Vec::new();
+    // SAFETY: the event is a ListOffsets result; everything read below is owned by it and
+    // copied before `event` is dropped.
+    unsafe {
+        let result = rd::rd_kafka_event_ListOffsets_result(event.ptr());
+        if result.is_null() {
+            return Err(SourceError::new(OP, "event carries no ListOffsets result"));
+        }
+        let mut cnt = 0usize;
+        let infos = rd::rd_kafka_ListOffsets_result_infos(result, &mut cnt);
+        for &info in array(infos, cnt) {
+            let Some(tp) = rd::rd_kafka_ListOffsetsResultInfo_topic_partition(info).as_ref() else {
+                continue;
+            };
+            let offset = if tp.err != NO_ERROR {
+                Err(code_message(tp.err))
+            } else if tp.offset < 0 {
+                Err("no offset in the response".to_string())
+            } else {
+                Ok(tp.offset)
+            };
+            out.push(PartitionOffset {
+                tp: TopicPartition::new(cstr_opt(tp.topic).unwrap_or_default(), tp.partition),
+                offset,
+            });
+        }
+    }
     Ok(out)
 }
