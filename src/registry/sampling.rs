@@ -30,25 +30,19 @@ pub(super) fn kafka_topics<'a>(kafka: &'a ClusterSnapshot) -> Option<Vec<Require
     )
 }
 
-/// Reads new record values of the required topics (those whose plan changed, least recently
-/// sampled first) until `deadline`.
-pub(super) fn sample(
-    cluster: &ClusterConfig,
-    cfg: &RegistryConfig,
-    topics: &[RequiredTopic<'_>],
-    mem: &mut Memory,
-    now: SystemTime,
-    deadline: Instant,
-) {
+/// (last sampled, topic, offset ranges to read).
+type Due<'a> = (Option<SystemTime>, &'a str, Vec<(i32, i64, i64)>);
+
+/// The topics of the required classes whose sampling plan changed since they were last
+/// sampled, least recently sampled first; forgets the samples of topics no longer required.
+fn topics_due<'a>(cfg: &RegistryConfig, topics: &'a [RequiredTopic<'a>], mem: &mut Memory) -> Vec<Due<'a>> {
     let required: Vec<&RequiredTopic<'_>> = topics
         .iter()
         .filter(|(_, class, _)| cfg.required_classes.iter().any(|c| c == class))
         .collect();
     let names: HashSet<&str> = required.iter().map(|(t, _, _)| *t).collect();
     mem.samples.retain(|t, _| names.contains(t.as_str()));
-    // (last sampled, topic, offset ranges), least recently sampled first.
-    type Due<'a> = (Option<SystemTime>, &'a str, Vec<(i32, i64, i64)>);
-    let mut due: Vec<Due<'_>> = required
+    let mut due: Vec<Due<'a>> = required
         .iter()
         .filter_map(|(t, _, parts)| {
             let ranges = wire::plan(parts, cfg.sample_records);
@@ -61,6 +55,20 @@ pub(super) fn sample(
         })
         .collect();
     due.sort();
+    due
+}
+
+/// Reads new record values of the required topics (those whose plan changed, least recently
+/// sampled first) until `deadline`.
+pub(super) fn sample(
+    cluster: &ClusterConfig,
+    cfg: &RegistryConfig,
+    topics: &[RequiredTopic<'_>],
+    mem: &mut Memory,
+    now: SystemTime,
+    deadline: Instant,
+) {
+    let due = topics_due(cfg, topics, mem);
     for (_, topic, ranges) in due {
         if Instant::now() >= deadline {
             break;
