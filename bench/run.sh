@@ -50,23 +50,34 @@ fi
 # does not serve them (some proxies answer 403 "This module version is not available"), they are
 # built with `go build` from source checkouts of the tags below that the user provides:
 # KSE_PEER_SOURCES=DIR with DIR/kafka_exporter/ and DIR/kminion/ (see bench/README.md); their
-# dependencies still come from the Go module proxy.
-build_go_peer() { # name, module, tag
-    local name=$1 module=$2 tag=$3
+# dependencies still come from the Go module proxy. MODULE is the path the tag's go.mod declares
+# (kminion's is still github.com/cloudhut/kminion/v2, although the repository is
+# redpanda-data/kminion: `go install` of any other path fails the go.mod check), and a checkout
+# whose go.mod declares another module is refused. GOWORK=off: a go.work above DIR must not
+# take part in the build.
+build_go_peer() { # name, module, tag, ldflags (stamp the version into a source build)
+    local name=$1 module=$2 tag=$3 ldflags=$4
     [ -x "$PEERS/bin/$name" ] && return 0
     if GOBIN="$PEERS/bin" go install "$module@$tag" >"$PEERS/$name-install.log" 2>&1; then
         return 0
     fi
     local src="${KSE_PEER_SOURCES:+$KSE_PEER_SOURCES/$name}"
-    if [ -n "$src" ] && [ -f "$src/go.mod" ] && (cd "$src" && go build -o "$PEERS/bin/$name" .) >>"$PEERS/$name-install.log" 2>&1; then
-        return 0
-    fi
     local how="KSE_PEER_SOURCES is not set"
-    [ -n "$src" ] && how="$src holds no buildable checkout (go.mod)"
+    if [ -n "$src" ] && [ -f "$src/go.mod" ]; then
+        if ! grep -qx "module $module" "$src/go.mod"; then
+            how="$src/go.mod declares $(grep -m1 '^module ' "$src/go.mod" || echo 'no module'), not module $module"
+        elif (cd "$src" && GOWORK=off go build -ldflags "$ldflags" -o "$PEERS/bin/$name" .) >"$PEERS/$name-build.log" 2>&1; then
+            return 0
+        else
+            how="go build in $src failed ($(grep -m1 -i 'error\|forbidden\|not available\|cannot' "$PEERS/$name-build.log" || tail -1 "$PEERS/$name-build.log"); see $PEERS/$name-build.log)"
+        fi
+    elif [ -n "$src" ]; then
+        how="$src holds no checkout (go.mod)"
+    fi
     add_error "$name" "go install $module@$tag failed ($(grep -m1 -i 'error\|forbidden\|not available' "$PEERS/$name-install.log" || true)) and $how"
 }
-build_go_peer kafka_exporter github.com/danielqsj/kafka_exporter "$KAFKA_EXPORTER_TAG"
-build_go_peer kminion github.com/redpanda-data/kminion/v2 "$KMINION_TAG"
+build_go_peer kafka_exporter github.com/danielqsj/kafka_exporter "$KAFKA_EXPORTER_TAG" "-X github.com/prometheus/common/version.Version=${KAFKA_EXPORTER_TAG#v}"
+build_go_peer kminion github.com/cloudhut/kminion/v2 "$KMINION_TAG" "-X main.version=$KMINION_TAG"
 
 log "peers: $(ls "$PEERS/bin" "$PEERS/klag/bin" 2>/dev/null | tr '\n' ' ')"
 exec python3 bench/bench.py --install-errors "$errors" "$@"
