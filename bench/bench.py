@@ -468,29 +468,68 @@ def run_exporter(exp, cfg, load=True):
 
 
 # ------------------------------------------------------------------------------------------
-# Kafka requests per cycle of our exporter (librdkafka statistics)
+# Kafka requests per cycle of our exporter: the native reader's own counter, or librdkafka
+# statistics
 # ------------------------------------------------------------------------------------------
+
+READER_INFO = "kafka_slo_exporter_kafka_reader_info"
+REQUESTS_TOTAL = "kafka_slo_exporter_kafka_requests_total"
+
+# Doctest input: two brokers and the bootstrap connection.
+_REQUESTS_TEXT = "\n".join([
+    'kafka_slo_exporter_kafka_requests_total{cluster="b",api="Metadata",broker="bootstrap"} 2',
+    'kafka_slo_exporter_kafka_requests_total{cluster="b",api="Metadata",broker="1"} 5',
+    'kafka_slo_exporter_kafka_requests_total{cluster="b",api="ListOffsets",broker="2"} 3',
+    'kafka_slo_exporter_kafka_reader_info{cluster="b",reader="native",reason="auto: supported"} 1',
+])
+
 
 def request_counts(workdir, bootstrap, interval, cycles=3, extra_args=()):
     """Runs our exporter with librdkafka statistics every second and returns the requests per
-    steady-state cycle by type, from the difference of the cumulative counters between the idle
-    gaps after cycle 2 and after the last cycle."""
+    steady-state cycle by type. Which client serves the cycle decides where they come from: the
+    native reader (`kafka_slo_exporter_kafka_reader_info{reader="native"}`) counts its requests
+    itself (`native_request_counts`); for librdkafka they are the difference of the cumulative
+    counters of its statistics between the idle gaps after cycle 2 and after the last cycle
+    (`librdkafka_request_counts`)."""
     exp = Ours(workdir, bootstrap, interval, extra_properties={"statistics.interval.ms": 1000},
                log_level="debug", extra_args=extra_args)
     exp.name = "kafka-slo-exporter-requests"
     exp.log_path = Path(workdir) / "kse-requests.log"
     exp.start()
     try:
-        wait_listening(exp.port, exp.proc)
         deadline = time.monotonic() + 900 + cycles * interval
-        while time.monotonic() < deadline:
-            if len(cycle_spans(exp.log_path)) >= cycles + 4:
-                break
-            time.sleep(1)
+        wait_listening(exp.port, exp.proc)
+        reader, reason = reader_of(wait_complete(exp, 900))
+        log(f"requests: the collection cycle is served by the {reader} reader ({reason or 'no reason exported'})")
+        if reader == "native":
+            res = native_request_counts(exp, interval, cycles)
+        else:
+            while time.monotonic() < deadline:
+                if len(cycle_spans(exp.log_path)) >= cycles + 4:
+                    break
+                time.sleep(1)
     finally:
         exp.stop()
-    cycles_seen = cycle_spans(exp.log_path)
-    blobs = stats_blobs(exp.log_path)
+    if reader != "native":
+        res = librdkafka_request_counts(exp.log_path)
+    else:
+        # The record reader (and the delivery probe) still use librdkafka clients of their own;
+        # their requests are reported beside the native reader's, not added to them.
+        try:
+            other = librdkafka_request_counts(exp.log_path)
+            if other["total_per_cycle"]:
+                res["librdkafka_clients"] = other
+        except RuntimeError as e:
+            log(f"requests: librdkafka clients beside the native reader not counted: {e}")
+    res["reader"], res["reason"] = reader, reason
+    return res
+
+
+def librdkafka_request_counts(log_path):
+    """Requests per cycle by type of all librdkafka clients, from the statistics in the
+    exporter's debug log (see `request_counts`)."""
+    cycles_seen = cycle_spans(log_path)
+    blobs = stats_blobs(log_path)
     # Statistics carry whole seconds and reach the log when a later call serves the client's
     # queue, so counters are read in idle gaps between cycles (at least 3 s long) that a later
     # cycle closes: from the first such gap after cycle 2 (the first ones connect and read
@@ -515,7 +554,197 @@ def request_counts(workdir, bootstrap, interval, cycles=3, extra_args=()):
             if d:
                 per_type[k] = per_type.get(k, 0) + d
     per_cycle = {k: round(v / n, 2) for k, v in sorted(per_type.items())}
-    return {"cycles_counted": n, "per_cycle": per_cycle, "total_per_cycle": round(sum(per_type.values()) / n, 2)}
+    return {"source": "librdkafka statistics", "cycles_counted": n, "per_cycle": per_cycle,
+            "total_per_cycle": round(sum(per_type.values()) / n, 2)}
+
+
+def reader_of(samples):
+    """(reader, reason) from `kafka_slo_exporter_kafka_reader_info`; librdkafka for an exporter
+    that does not export it (every build before the native reader).
+
+    >>> reader_of(parse_samples(_REQUESTS_TEXT))
+    ('native', 'auto: supported')
+    >>> reader_of({})
+    ('librdkafka', '')
+    """
+    for (name, labels), v in samples.items():
+        if name == READER_INFO and v == 1:
+            d = dict(labels)
+            return d.get("reader", "librdkafka"), d.get("reason", "")
+    return "librdkafka", ""
+
+
+def requests_by_api(samples):
+    """Requests sent so far by API, summed over brokers (and the bootstrap connection), from
+    `kafka_slo_exporter_kafka_requests_total`.
+
+    >>> requests_by_api(parse_samples(_REQUESTS_TEXT))
+    {'ListOffsets': 3.0, 'Metadata': 7.0}
+    """
+    out = {}
+    for (name, labels), v in samples.items():
+        if name == REQUESTS_TOTAL:
+            api = dict(labels).get("api", "?")
+            out[api] = out.get(api, 0) + v
+    return dict(sorted(out.items()))
+
+
+def wait_complete(exp, timeout):
+    """The samples of the exporter's first complete output."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if exp.proc.poll() is not None:
+            raise RuntimeError(f"{exp.name} exited with {exp.proc.returncode}")
+        s = scrape_samples(exp)
+        if s and exp.complete(s):
+            return s
+        time.sleep(0.5)
+    raise RuntimeError(f"{exp.name}: no complete output after {timeout}s")
+
+
+def idle_gap(exp, timeout, attempts=4):
+    """(cycles so far, requests by API, samples), read in the idle gap after the next completed
+    cycle: just after the cycle count moved, confirmed by a second scrape a second later with the
+    same cycle count and the same request counters (no cycle running, nothing sent)."""
+    for _ in range(attempts):
+        s = wait_cycle_edge(exp, timeout)
+        time.sleep(1)
+        s2 = scrape_samples(exp)
+        marker, requests = exp.cycle_marker(s2), requests_by_api(s2)
+        if marker is not None and marker == exp.cycle_marker(s) and requests == requests_by_api(s):
+            return marker, requests, s2
+        log(f"{exp.name}: requests were sent or a cycle ran within 1 s after cycle "
+            f"{exp.cycle_marker(s)} ended; waiting for the next one")
+    raise RuntimeError(f"{exp.name}: no idle gap after {attempts} cycles (cycles back to back, or "
+                       "requests sent between cycles)")
+
+
+def native_request_counts(exp, interval, cycles):
+    """Requests per steady-state cycle of the native reader by API: the difference of
+    `kafka_slo_exporter_kafka_requests_total` (summed over brokers) between the idle gap after a
+    steady cycle (the third or later, once the record reads counter stopped moving) and the idle
+    gap `cycles` cycles later, divided by the cycles in between (`kafka_slo_exporter_cycles_total`).
+    Also the cluster's shape for the batched minimum, from the last samples."""
+    timeout = interval * 3 + 60
+    previous = None
+    for _ in range(10):
+        s = wait_cycle_edge(exp, timeout)
+        settled = exp.settled(s)
+        if (exp.cycle_marker(s) or 0) >= 3 and settled == previous:
+            break
+        previous = settled
+    c_a, r_a, s_b = idle_gap(exp, timeout)
+    c_b, r_b = c_a, r_a
+    while c_b - c_a < cycles:
+        c_b, r_b, s_b = idle_gap(exp, timeout)
+    n = round(c_b - c_a)
+    delta = {k: r_b.get(k, 0) - r_a.get(k, 0) for k in sorted(set(r_a) | set(r_b))}
+    return {"source": REQUESTS_TOTAL, "cycles_counted": n, "cycle_range": [c_a, c_b],
+            "per_cycle": {k: round(v / n, 2) for k, v in delta.items() if v},
+            "total_per_cycle": round(sum(delta.values()) / n, 2), "shape": cluster_shape(s_b)}
+
+
+def cluster_shape(samples):
+    r"""What the batched minimum depends on, from the exporter's own series: brokers
+    (`kafka_brokers`), brokers leading at least one exported partition (the values of
+    `kafka_partition_leader`), exported topics, and per coordinator its classic and
+    consumer-protocol groups (`kafka_consumergroup_info`).
+
+    >>> cluster_shape(parse_samples("\n".join([
+    ...     'kafka_brokers{cluster="b"} 3',
+    ...     'kafka_partition_leader{cluster="b",topic="t",partition="0"} 1',
+    ...     'kafka_partition_leader{cluster="b",topic="u",partition="0"} 1',
+    ...     'kafka_consumergroup_info{cluster="b",group="g",type="classic",coordinator_id="2"} 1',
+    ...     'kafka_consumergroup_info{cluster="b",group="h",type="consumer",coordinator_id="2"} 1'])))
+    {'brokers': 3, 'leaders': 1, 'topics': 2, 'coordinators': {'2': [1, 1]}}
+    """
+    brokers = int(max(metric(samples, "kafka_brokers") or [0]))
+    leaders, topics, coordinators = set(), set(), {}
+    for (name, labels), v in samples.items():
+        d = dict(labels)
+        if name == "kafka_partition_leader":
+            leaders.add(int(v))
+            topics.add(d.get("topic"))
+        elif name == "kafka_consumergroup_info":
+            c = coordinators.setdefault(d.get("coordinator_id") or "?", [0, 0])
+            c[1 if d.get("type") == "consumer" else 0] += 1
+    return {"brokers": brokers, "leaders": len(leaders), "topics": len(topics),
+            "coordinators": dict(sorted(coordinators.items()))}
+
+
+OFFSET_FETCH_GROUPS = 100  # groups per OffsetFetch request: the native reader's chunk bound
+
+
+SHAPE_SOURCE = "the exporter's own series: `kafka_brokers`, `kafka_partition_leader`, `kafka_consumergroup_info`"
+
+
+def native_request_minimum(brokers, leaders, topics, coordinators, source=SHAPE_SOURCE):
+    """The fewest requests per cycle with which the Kafka protocol, batched, serves what the
+    exporter exports: (total, {API: requests}, arithmetic in markdown). `coordinators` maps each
+    group coordinator to its (classic, consumer-protocol) group counts; `source` says where they
+    come from.
+
+    >>> total, per_api, _ = native_request_minimum(1, 1, 1000, {"1": (1000, 0)})
+    >>> total, per_api["OffsetFetch"], per_api["ListOffsets"], per_api["DescribeConfigs"]
+    (19, 10, 3, 1)
+    >>> total, per_api, _ = native_request_minimum(3, 2, 10, {"1": (250, 0), "2": (50, 30), "3": (0, 0)})
+    >>> total, per_api["DescribeGroups"], per_api["ConsumerGroupDescribe"], per_api["OffsetFetch"]
+    (20, 2, 1, 4)
+    >>> native_request_minimum(1, 0, 0, {})[0]
+    3
+    """
+    groups = sum(a + b for a, b in coordinators.values())
+    classic = sum(1 for a, _ in coordinators.values() if a)
+    consumer = sum(1 for _, b in coordinators.values() if b)
+    fetches = sum(-(-(a + b) // OFFSET_FETCH_GROUPS) for a, b in coordinators.values())
+    per_coordinator = " + ".join(f"⌈{a + b}/{OFFSET_FETCH_GROUPS}⌉" for a, b in coordinators.values() if a + b)
+    parts = [
+        ("Metadata", "Metadata: the cluster (brokers, controller) and the topics (partitions, leaders, ISR)", 2),
+        ("DescribeConfigs", f"DescribeConfigs: one request for all {topics} topics", 1 if topics else 0),
+        ("ListOffsets", "ListOffsets: earliest, latest and latest under read_committed are three requests per "
+         f"broker leading at least one partition (isolation is per request) = 3 × {leaders}", 3 * leaders),
+        ("ListGroups", f"ListGroups: one per broker = {brokers}", brokers),
+        ("FindCoordinator", "FindCoordinator: one (v4+ takes every group key); 0 in a cycle where every "
+         "coordinator is cached, but the minimum counts 1", 1 if groups else 0),
+        ("DescribeGroups", f"DescribeGroups: one per coordinator with classic groups = {classic}", classic),
+        ("ConsumerGroupDescribe", f"ConsumerGroupDescribe: one per coordinator with consumer-protocol groups "
+         f"= {consumer}", consumer),
+        ("OffsetFetch", f"OffsetFetch: ⌈groups on the coordinator / {OFFSET_FETCH_GROUPS}⌉ per coordinator "
+         f"({OFFSET_FETCH_GROUPS} groups per request is the native reader's chunk bound) = "
+         f"{per_coordinator or '0'} = {fetches}", fetches),
+        ("ApiVersions, SaslHandshake, SaslAuthenticate", "ApiVersions and SASL: only when a connection is set "
+         "up, 0 per cycle in a steady state", 0),
+    ]
+    total = sum(n for _, _, n in parts)
+    lines = ["Batched protocol minimum per cycle (native reader; B brokers, L of them leading at least one "
+             "exported partition, T topics, per coordinator c its classic and consumer-protocol groups "
+             f"G_c): 2 + 1 + 3L + B + 1 + #(c with classic groups) + #(c with consumer groups) + "
+             f"Σ_c ⌈G_c/{OFFSET_FETCH_GROUPS}⌉:", ""]
+    lines += [f"- {what}: {n}" for _, what, n in parts]
+    lines += ["", f"= **{total}** for B = {brokers}, L = {leaders}, T = {topics}, {groups} groups on "
+              f"{len([c for c in coordinators.values() if sum(c)])} coordinator(s) (from {source}). "
+              "Target: measured ÷ minimum ≤ 1.2."]
+    return total, {api: n for apis, _, n in parts for api in apis.split(", ")}, "\n".join(lines)
+
+
+def minimum_for(req, brokers, topics, groups):
+    """Adds to a result of `request_counts` the minimum for its reader: the batched protocol
+    minimum for the native reader (cluster shape from the exporter's series, or from the workload
+    where they were missing), librdkafka's otherwise."""
+    if req.get("reader") == "native":
+        shape, source = req.get("shape") or {}, SHAPE_SOURCE
+        if not shape.get("brokers") or not shape.get("leaders") or not shape.get("coordinators"):
+            shape = {"brokers": brokers, "leaders": brokers, "topics": topics, "coordinators": {"?": [groups, 0]}}
+            source = ("the workload, one coordinator assumed: the exporter's series did not give the brokers, "
+                      "leaders and coordinators")
+        total, per_api, arithmetic = native_request_minimum(
+            shape["brokers"], shape["leaders"], shape["topics"],
+            {c: tuple(v) for c, v in shape["coordinators"].items()}, source)
+        req["minimum_per_api"] = per_api
+    else:
+        total, arithmetic = request_minimum(brokers, topics, groups)
+    req["minimum"], req["arithmetic"] = total, arithmetic
+    return req
 
 
 def request_minimum(brokers, topics, groups):
@@ -690,12 +919,10 @@ def peer_phase(cfg, only, workdir, results):
                 results["exporters"][cls.name] = {"error": str(e), "version": exp.version}
             time.sleep(3)
         if not only or "kafka-slo-exporter" in only:
-            log("counting Kafka requests per cycle of kafka-slo-exporter (librdkafka statistics)")
+            log("counting Kafka requests per cycle of kafka-slo-exporter")
             try:
-                results["requests"] = request_counts(workdir, wl.bootstrap, cfg["interval"])
-                minimum, arithmetic = request_minimum(1, cfg["topics"], cfg["groups"])
-                results["requests"]["minimum"] = minimum
-                results["requests"]["arithmetic"] = arithmetic
+                results["requests"] = minimum_for(request_counts(workdir, wl.bootstrap, cfg["interval"]),
+                                                  1, cfg["topics"], cfg["groups"])
                 log(f"requests per cycle: {results['requests']}")
             except Exception as e:
                 log(f"request counting FAILED: {e}")
@@ -733,7 +960,14 @@ def main():
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--install-errors", default="{}", help="JSON: exporter → why it is missing")
     ap.add_argument("--out", default=str(BENCH / "results"))
+    ap.add_argument("--self-check", action="store_true",
+                    help="run the doctests (request arithmetic, metric parsing) and exit")
     args = ap.parse_args()
+    if args.self_check:
+        import doctest
+        failed, tried = doctest.testmod()
+        print(f"{tried - failed} of {tried} checks passed")
+        sys.exit(1 if failed else 0)
     cfg = dict(PRESETS[args.preset])
     started = time.monotonic()
     results = {"preset": args.preset, "config": cfg, "exporters": {}, "scaling": [],
