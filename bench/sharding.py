@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What sharding saves: one unsharded exporter and each shard of `--total-shards M`, run one at
 a time against the same real cluster and workload, with the measurements of bench.py (cycle,
-CPU per cycle, peak RSS, series) and the Kafka requests per cycle from librdkafka statistics.
+CPU per cycle, peak RSS, series) and the Kafka requests per cycle (bench.request_counts: the
+native reader's own counter, or librdkafka statistics).
 
     cargo build --release -p kafka-slo-exporter -p kafka-harness --bins
     bench/sharding.py [--topics 500] [--partitions 10] [--groups 500] [--shards 2] [--interval 10]
