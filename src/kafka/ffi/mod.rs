@@ -1,11 +1,13 @@
 //! Every `unsafe` call of the exporter lives here: librdkafka admin operations that the
 //! `rdkafka` crate does not wrap ([`cluster`], [`groups`]), polling of client queues
-//! ([`events`]), two allocator calls ([`limit_malloc_arenas`], [`release_free_heap`]) and the
+//! ([`events`]), the global allocator ([`alloc`]), two allocator calls ([`limit_malloc_arenas`], [`release_free_heap`]) and the
 //! open files limit ([`raise_open_files_limit`]).
 //! Each native handle is owned by an RAII guard so it is released on every path, including
 //! early returns and panics; a client handle is only ever passed as a [`ClientRef`], which
 //! borrows its live client. Pure decoding that needs no FFI lives in `kafka::decode`.
 #![allow(unsafe_code)]
+
+mod alloc;
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::marker::PhantomData;
