@@ -69,6 +69,12 @@ impl RdKafkaSource {
         }
     }
 
+    /// Serves the clients' main queues (see `serve_main_queue`) for a caller that uses this
+    /// source only for record reads.
+    pub(crate) fn serve(&self) {
+        self.serve_main_queue();
+    }
+
     /// The admin client's handle, after serving its main queue.
     fn native(&self) -> ffi::ClientRef<'_> {
         self.serve_main_queue();

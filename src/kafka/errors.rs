@@ -1,4 +1,5 @@
-//! Counts of the errors librdkafka reports for a cluster's connections, by kind, so that a
+//! Counts of the errors a cluster's Kafka clients (librdkafka's and the native reader) report for
+//! their connections, by kind, so that a
 //! rejected password or an untrusted certificate shows as its own series instead of only as
 //! timed-out requests.
 //!
@@ -83,6 +84,11 @@ impl ClientErrors {
 
     pub(super) fn count(&self, code: Option<RDKafkaErrorCode>, message: &str) {
         let kind = ClientErrorKind::of(code, message);
+        self.0[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an error whose kind the caller already knows (the native reader's connections).
+    pub(super) fn count_kind(&self, kind: ClientErrorKind) {
         self.0[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 

@@ -1,25 +1,32 @@
 //! Access to Kafka. The rest of the exporter sees only the [`KafkaSource`] trait and the plain
 //! types below, so collectors and the poller can be unit-tested without a broker.
 //!
-//! This module tree is the only place that imports `rdkafka`; [`ffi`] owns every `unsafe`
-//! block (admin calls that the `rdkafka` crate does not wrap).
+//! Two readers implement the trait: [`NativeSource`] speaks the Kafka protocol itself (the
+//! default wherever it can honour the cluster's settings) and [`RdKafkaSource`] uses
+//! librdkafka's admin API; record reads, the delivery probe and the registry sampler always use
+//! librdkafka. This module tree is the only place that imports `rdkafka`; [`ffi`] owns every
+//! `unsafe` block (admin calls that the `rdkafka` crate does not wrap, and the allocator).
 
 mod client;
 mod context;
 mod decode;
 mod errors;
 mod ffi;
+mod native;
 mod probe;
 mod reader;
 mod sample;
+mod stats;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use client::RdKafkaSource;
 pub use errors::{ClientErrorKind, ClientErrors};
+pub use native::NativeSource;
 pub use probe::{Delivery, ProbeClient, ProbeRecord};
 pub use sample::{SampleRead, SampledValue, ValueSampler};
+pub use stats::{ReaderKind, ReaderStats};
 
 /// A broker as reported by DescribeCluster.
 #[derive(Debug, Clone, PartialEq, Eq)]

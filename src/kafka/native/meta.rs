@@ -1,0 +1,357 @@
+//! Cluster, topic and offset reads: Metadata, DescribeConfigs in chunks, ListOffsets per
+//! leader. Partitions whose leader moved are asked again after a metadata refresh, within the
+//! call's deadline.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{BrokerId, DescribeConfigsRequest, ListOffsetsRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::pool::Pool;
+use super::{error_name, is_retriable, NetError};
+use crate::kafka::{
+    Broker, ClusterDescription, GroupType, OffsetSpec, PartitionMetadata, PartitionOffset, TopicConfig, TopicMetadata,
+    TopicPartition,
+};
+
+/// What one read learns that a later one of the same cycle or the next cycle needs: partition
+/// leaders (ListOffsets goes to them) and group coordinators and types (from ListGroups, which
+/// every coordinator answers for its own groups).
+#[derive(Debug, Default)]
+pub(crate) struct ClusterState {
+    pub(crate) leaders: Mutex<HashMap<TopicPartition, i32>>,
+    pub(crate) coordinators: Mutex<HashMap<String, i32>>,
+    pub(crate) group_types: Mutex<HashMap<String, GroupType>>,
+}
+
+impl ClusterState {
+    pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+const DESCRIBE_CONFIGS: (i16, i16) = (1, 4);
+/// v2 is the first with an isolation level (read_committed); v9 the newest with the same fields.
+const LIST_OFFSETS: (i16, i16) = (2, 9);
+/// Topics per DescribeConfigs request: a topic's full configuration is about 4 KiB, so a chunk
+/// stays near 8 MiB, well under the frame limit (`frame::MAX_FRAME`), and clusters of up to
+/// 2,000 topics need one request a cycle.
+pub(crate) const DESCRIBE_CONFIGS_CHUNK: usize = 2000;
+
+pub(crate) async fn describe_cluster(pool: &Pool, deadline: Instant) -> Result<ClusterDescription, NetError> {
+    let r = pool.metadata(Some(Vec::new()), deadline).await?;
+    let mut brokers: Vec<Broker> = r
+        .brokers
+        .iter()
+        .map(|b| Broker {
+            id: b.node_id.0,
+            host: b.host.to_string(),
+            port: u16::try_from(b.port).unwrap_or(0),
+            rack: b.rack.as_ref().map(|r| r.to_string()),
+        })
+        .collect();
+    brokers.sort_by_key(|b| b.id);
+    Ok(ClusterDescription {
+        cluster_id: r.cluster_id.map(|c| c.to_string()),
+        controller_id: (r.controller_id.0 >= 0).then_some(r.controller_id.0),
+        brokers,
+    })
+}
+
+pub(crate) async fn topic_metadata(
+    pool: &Pool,
+    state: &ClusterState,
+    deadline: Instant,
+) -> Result<Vec<TopicMetadata>, NetError> {
+    let r = pool.metadata(None, deadline).await?;
+    let topics = topics_of(&r);
+    let mut leaders = ClusterState::lock(&state.leaders);
+    leaders.clear();
+    remember_leaders(&mut leaders, &topics);
+    Ok(topics)
+}
+
+fn remember_leaders(leaders: &mut HashMap<TopicPartition, i32>, topics: &[TopicMetadata]) {
+    for t in topics {
+        for p in &t.partitions {
+            match p.leader {
+                Some(l) => leaders.insert(TopicPartition::new(t.name.clone(), p.id), l),
+                None => leaders.remove(&TopicPartition::new(t.name.clone(), p.id)),
+            };
+        }
+    }
+}
+
+/// Reads the leaders of `topics` again (after a leader moved, or for partitions not seen in
+/// this process's last full metadata).
+async fn refresh_leaders(
+    pool: &Pool,
+    state: &ClusterState,
+    topics: Vec<String>,
+    deadline: Instant,
+) -> Result<(), NetError> {
+    let r = pool.metadata(Some(topics), deadline).await?;
+    remember_leaders(&mut ClusterState::lock(&state.leaders), &topics_of(&r));
+    Ok(())
+}
+
+/// The topics of a Metadata response, sorted. A topic-level error (being deleted, not
+/// authorized) means the entry holds no usable partitions; it is left out.
+pub(crate) fn topics_of(r: &MetadataResponse) -> Vec<TopicMetadata> {
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+    let mut topics: Vec<TopicMetadata> = r
+        .topics
+        .iter()
+        .filter(|t| t.error_code == 0)
+        .filter_map(|t| {
+            let name = t.name.as_ref()?.0.to_string();
+            let mut partitions: Vec<PartitionMetadata> = t
+                .partitions
+                .iter()
+                .map(|p| PartitionMetadata {
+                    id: p.partition_index,
+                    leader: (p.leader_id.0 >= 0).then_some(p.leader_id.0),
+                    replicas: ids(&p.replica_nodes),
+                    isr: ids(&p.isr_nodes),
+                })
+                .collect();
+            partitions.sort_by_key(|p| p.id);
+            Some(TopicMetadata { name, partitions })
+        })
+        .collect();
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    topics
+}
+
+pub(crate) async fn topic_configs(
+    pool: &Pool,
+    topics: &[String],
+    deadline: Instant,
+) -> Result<Vec<TopicConfig>, NetError> {
+    let mut out = Vec::with_capacity(topics.len());
+    for chunk in topics.chunks(DESCRIBE_CONFIGS_CHUNK) {
+        let conn = pool.any(deadline).await?;
+        let request = |_version: i16| {
+            let mut r = DescribeConfigsRequest::default();
+            r.resources = chunk
+                .iter()
+                .map(|t| {
+                    let mut res = DescribeConfigsResource::default();
+                    res.resource_type = 2; // TOPIC
+                    res.resource_name = StrBytes::from_string(t.clone());
+                    res.configuration_keys = None;
+                    res
+                })
+                .collect();
+            r
+        };
+        let response = pool
+            .call(conn, "DescribeConfigs", DESCRIBE_CONFIGS, request, deadline)
+            .await?;
+        for result in response.results {
+            if result.error_code != 0 {
+                tracing::debug!(
+                    cluster = pool.cluster.as_str(),
+                    topic = result.resource_name.as_str(),
+                    "DescribeConfigs: {}",
+                    error_name(result.error_code)
+                );
+                continue;
+            }
+            let configs: BTreeMap<String, String> = result
+                .configs
+                .into_iter()
+                .filter(|c| !c.is_sensitive)
+                .filter_map(|c| Some((c.name.to_string(), c.value?.to_string())))
+                .collect();
+            out.push((result.resource_name.to_string(), configs));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// The timestamp ListOffsets takes for `spec`, and its isolation level.
+fn offset_query(spec: OffsetSpec) -> (i64, i8) {
+    match spec {
+        OffsetSpec::Earliest => (-2, 0),
+        OffsetSpec::Latest => (-1, 0),
+        OffsetSpec::LatestCommitted => (-1, 1),
+    }
+}
+
+/// Attempts per partition: the first, and after each leader move a metadata refresh and one
+/// more.
+const LIST_OFFSETS_ATTEMPTS: usize = 3;
+
+pub(crate) async fn list_offsets(
+    pool: &Pool,
+    state: &ClusterState,
+    partitions: &[TopicPartition],
+    spec: OffsetSpec,
+    deadline: Instant,
+) -> Result<Vec<PartitionOffset>, NetError> {
+    let mut wanted: Vec<TopicPartition> = partitions.to_vec();
+    wanted.sort();
+    wanted.dedup();
+    let mut done: BTreeMap<TopicPartition, Result<i64, String>> = BTreeMap::new();
+    let mut last_failure: Option<NetError> = None;
+    for attempt in 0..LIST_OFFSETS_ATTEMPTS {
+        if wanted.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        let (_, unknown) = group_by_leader(state, &wanted);
+        if attempt > 0 || !unknown.is_empty() {
+            let mut topics: Vec<String> = (if attempt > 0 { &wanted } else { &unknown })
+                .iter()
+                .map(|tp| tp.topic.clone())
+                .collect();
+            topics.dedup();
+            refresh_leaders(pool, state, topics, deadline).await?;
+        }
+        let (by_leader, leaderless) = group_by_leader(state, &wanted);
+        for tp in leaderless {
+            done.insert(tp, Err("leader not available".into()));
+        }
+        let mut retry = Vec::new();
+        let requests = by_leader
+            .into_iter()
+            .map(|(leader, tps)| async move { (leader_offsets(pool, leader, &tps, spec, deadline).await, tps) });
+        for (result, tps) in join_all(requests).await {
+            match result {
+                Ok(answers) => {
+                    for (tp, answer) in answers {
+                        match answer {
+                            Err(code) if is_retriable(code) && attempt + 1 < LIST_OFFSETS_ATTEMPTS => retry.push(tp),
+                            Err(code) => {
+                                done.insert(tp, Err(error_name(code)));
+                            }
+                            Ok(offset) => {
+                                done.insert(tp, Ok(offset));
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    for tp in tps {
+                        done.insert(tp, Err(e.to_string()));
+                    }
+                    last_failure = Some(e);
+                }
+            }
+        }
+        wanted = retry;
+    }
+    for tp in wanted {
+        done.entry(tp)
+            .or_insert_with(|| Err("leader moved and was not found again in time".into()));
+    }
+    if !done.is_empty() && done.values().all(Result::is_err) {
+        if let Some(e) = last_failure {
+            return Err(e);
+        }
+    }
+    Ok(done
+        .into_iter()
+        .map(|(tp, offset)| PartitionOffset { tp, offset })
+        .collect())
+}
+
+type ByLeader = BTreeMap<i32, Vec<TopicPartition>>;
+
+fn group_by_leader(state: &ClusterState, wanted: &[TopicPartition]) -> (ByLeader, Vec<TopicPartition>) {
+    let leaders = ClusterState::lock(&state.leaders);
+    let mut by_leader: ByLeader = BTreeMap::new();
+    let mut leaderless = Vec::new();
+    for tp in wanted {
+        match leaders.get(tp) {
+            Some(l) => by_leader.entry(*l).or_default().push(tp.clone()),
+            None => leaderless.push(tp.clone()),
+        }
+    }
+    (by_leader, leaderless)
+}
+
+/// One ListOffsets request to `leader` for `tps`: each partition's offset or error code.
+async fn leader_offsets(
+    pool: &Pool,
+    leader: i32,
+    tps: &[TopicPartition],
+    spec: OffsetSpec,
+    deadline: Instant,
+) -> Result<Vec<(TopicPartition, Result<i64, i16>)>, NetError> {
+    let conn = pool.node(leader, deadline).await?;
+    let (timestamp, isolation) = offset_query(spec);
+    let request = |_version: i16| {
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for tp in tps {
+            by_topic.entry(tp.topic.as_str()).or_default().push(tp.partition);
+        }
+        let mut r = ListOffsetsRequest::default();
+        r.replica_id = BrokerId(-1);
+        r.isolation_level = isolation;
+        r.topics = by_topic
+            .into_iter()
+            .map(|(topic, parts)| {
+                let mut t = ListOffsetsTopic::default();
+                t.name = TopicName(StrBytes::from_string(topic.to_string()));
+                t.partitions = parts
+                    .into_iter()
+                    .map(|p| {
+                        let mut lp = ListOffsetsPartition::default();
+                        lp.partition_index = p;
+                        lp.current_leader_epoch = -1;
+                        lp.timestamp = timestamp;
+                        lp
+                    })
+                    .collect();
+                t
+            })
+            .collect();
+        r
+    };
+    let response = pool.call(conn, "ListOffsets", LIST_OFFSETS, request, deadline).await?;
+    let mut out = Vec::with_capacity(tps.len());
+    for t in response.topics {
+        for p in t.partitions {
+            let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+            out.push((
+                tp,
+                if p.error_code == 0 {
+                    Ok(p.offset)
+                } else {
+                    Err(p.error_code)
+                },
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Runs futures concurrently on the current task and returns their outputs in order.
+pub(crate) async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut set: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
