@@ -9,9 +9,10 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::config::{ClusterConfig, ReaderChoice};
 use crate::error::{AppError, ConfigError};
 use crate::http::{HttpOptions, HttpState};
-use crate::kafka::{ClientErrors, KafkaSource, RdKafkaSource};
+use crate::kafka::{ClientErrors, KafkaSource, NativeSource, RdKafkaSource, ReaderKind, ReaderStats};
 use crate::policy::Policy;
 use crate::poller::Poller;
 use crate::snapshot::ClusterSnapshot;
@@ -42,6 +43,8 @@ pub struct Loaded {
     pub sources: Vec<Arc<dyn KafkaSource>>,
     /// Per cluster, the error counters every Kafka client of the cluster reports into.
     pub client_errors: Vec<ClientErrors>,
+    /// Per cluster, which reader serves it and the requests the native reader sent.
+    pub reader_stats: Vec<ReaderStats>,
 }
 
 /// Loads the configuration and the policy, and creates (but does not connect) a client per
@@ -54,6 +57,7 @@ pub fn load(config_file: &std::path::Path, policy_file: Option<&std::path::Path>
     };
     let mut sources: Vec<Arc<dyn KafkaSource>> = Vec::with_capacity(config.clusters.len());
     let client_errors: Vec<ClientErrors> = config.clusters.iter().map(|_| ClientErrors::new()).collect();
+    let reader_stats: Vec<ReaderStats> = config.clusters.iter().map(|_| ReaderStats::new()).collect();
     for (i, c) in config.clusters.iter().enumerate() {
         if let Some(field) = &c.kerberos_field {
             crate::kafka::check_sasl_mechanism("GSSAPI").map_err(|reason| {
@@ -80,14 +84,48 @@ pub fn load(config_file: &std::path::Path, policy_file: Option<&std::path::Path>
             };
             ConfigError::new(config_file, field, reason)
         })?;
-        sources.push(Arc::new(source));
+        let source = choose_reader(c, source, &client_errors[i], &reader_stats[i])
+            .map_err(|reason| ConfigError::new(config_file, format!("clusters[{i}].reader"), reason))?;
+        sources.push(source);
     }
     Ok(Loaded {
         config,
         policy,
         sources,
         client_errors,
+        reader_stats,
     })
+}
+
+/// The source serving `c`'s collection cycle (see [`ReaderChoice`]), recorded in `stats` and
+/// logged once. `records` reads records in either case. Fails only when the native reader was
+/// asked for and cannot serve the cluster.
+fn choose_reader(
+    c: &ClusterConfig,
+    records: RdKafkaSource,
+    errors: &ClientErrors,
+    stats: &ReaderStats,
+) -> Result<Arc<dyn KafkaSource>, String> {
+    let cluster = c.name.as_str();
+    let (source, kind, reason): (Arc<dyn KafkaSource>, ReaderKind, String) = match c.reader {
+        ReaderChoice::Librdkafka => (Arc::new(records), ReaderKind::Librdkafka, "configured".into()),
+        ReaderChoice::Native => match NativeSource::new(c, records, errors, stats) {
+            Ok(s) => (Arc::new(s), ReaderKind::Native, "configured".into()),
+            Err((reason, _)) => return Err(format!("the native reader cannot serve this cluster: {reason}")),
+        },
+        ReaderChoice::Auto => match NativeSource::new(c, records, errors, stats) {
+            Ok(s) => (Arc::new(s), ReaderKind::Native, "default".into()),
+            Err((reason, records)) => (Arc::new(*records), ReaderKind::Librdkafka, reason),
+        },
+    };
+    tracing::info!(
+        cluster,
+        reader = kind.as_str(),
+        reason = reason.as_str(),
+        "collection reader chosen"
+    );
+    stats.set_reader(kind, reason);
+    Ok(source)
 }
 
 /// Connections the kernel may queue before they are accepted (capped by `net.core.somaxconn`):
@@ -125,6 +163,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
         policy,
         sources,
         client_errors,
+        reader_stats,
     } = load(&opts.config_file, opts.policy_file.as_deref())?;
     for c in &mut config.clusters {
         c.shard = opts.shard;
@@ -137,7 +176,14 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     let (listener, bound) = bind(&opts.listen_address)?;
 
     let mut supervisor = Supervisor::new();
-    let (slots, side) = start_clusters(&config, &policy, sources, client_errors, opts.shard, &mut supervisor)?;
+    let (slots, side) = start_clusters(
+        &config,
+        &policy,
+        sources,
+        (client_errors, reader_stats),
+        opts.shard,
+        &mut supervisor,
+    )?;
     let rejections = side.rejections.clone();
     let state = Arc::new(HttpState {
         registry: crate::collectors::registry(slots.clone(), side, opts.shard, config.max_series),
@@ -188,15 +234,16 @@ fn start_clusters(
     config: &Config,
     policy: &Arc<Policy>,
     sources: Vec<Arc<dyn KafkaSource>>,
-    client_errors: Vec<ClientErrors>,
+    (client_errors, reader_stats): (Vec<ClientErrors>, Vec<ReaderStats>),
     shard: crate::shard::Shard,
     supervisor: &mut Supervisor,
 ) -> Result<(Vec<SnapshotSlot>, crate::collectors::SideSlots), AppError> {
     let mut slots: Vec<SnapshotSlot> = Vec::with_capacity(config.clusters.len());
     let mut side = crate::collectors::SideSlots::default();
     let cluster_wide = shard.owns_cluster_wide();
-    for ((cfg, source), errors) in config.clusters.iter().zip(sources).zip(client_errors) {
+    for (((cfg, source), errors), stats) in config.clusters.iter().zip(sources).zip(client_errors).zip(reader_stats) {
         side.client_errors.push((cfg.name.clone(), errors.clone()));
+        side.reader_stats.push((cfg.name.clone(), stats));
         if let Some(probe) = cfg.probe.as_ref().filter(|_| cluster_wide) {
             let slot: crate::probe::ProbeSlot = Arc::new(ArcSwap::from_pointee(crate::probe::ProbeSnapshot::default()));
             let thread = crate::probe::spawn(

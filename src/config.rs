@@ -211,6 +211,9 @@ struct RawCluster {
     probe: Option<RawProbe>,
     #[serde(default)]
     schema_registry: Option<registry::RawSchemaRegistry>,
+    /// Which client reads the cluster's state: `auto` (default), `native` or `librdkafka`.
+    #[serde(default)]
+    reader: Option<String>,
 }
 
 /// End-to-end delivery probe of a cluster.
@@ -303,6 +306,34 @@ pub struct ClusterConfig {
     pub schema_registry: Option<registry::RegistryConfig>,
     /// This process's share of the topics and groups (from the command line, not the file).
     pub shard: crate::shard::Shard,
+    /// Which client reads the cluster's state in the collection cycle.
+    pub reader: ReaderChoice,
+}
+
+/// Which client serves a cluster's collection cycle. The native reader speaks the Kafka
+/// protocol itself and batches what librdkafka's admin API sends one group at a time; it
+/// handles PLAINTEXT, TLS and SASL PLAIN, SCRAM and OAUTHBEARER. Whatever it cannot honour
+/// (Kerberos, keystores, other client properties) needs librdkafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReaderChoice {
+    /// The native reader where it can serve the cluster, librdkafka otherwise.
+    #[default]
+    Auto,
+    /// The native reader; a configuration it cannot honour is a start-up error.
+    Native,
+    /// librdkafka's admin API.
+    Librdkafka,
+}
+
+impl ReaderChoice {
+    pub fn parse(s: &str) -> Result<ReaderChoice, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(ReaderChoice::Auto),
+            "native" => Ok(ReaderChoice::Native),
+            "librdkafka" => Ok(ReaderChoice::Librdkafka),
+            other => Err(format!("unknown reader {other:?}; expected auto, native or librdkafka")),
+        }
+    }
 }
 
 impl ClusterConfig {

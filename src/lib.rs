@@ -9,8 +9,10 @@
 //!   reason and end the process with exit code 2 ([`error`]). Its `security` part maps the
 //!   `tls` and `sasl` blocks to librdkafka properties shared by every client of a cluster.
 //! - [`kafka`] is the only module that talks to Kafka. It exposes the blocking
-//!   [`kafka::KafkaSource`] trait returning plain types; its `ffi` submodule owns every `unsafe`
-//!   block (librdkafka admin calls the `rdkafka` crate does not wrap).
+//!   [`kafka::KafkaSource`] trait returning plain types, served by the native reader (its own
+//!   Kafka protocol client over tokio, `kafka::native`) or by librdkafka's admin API; its `ffi`
+//!   submodule owns every `unsafe` block (librdkafka admin calls the `rdkafka` crate does not
+//!   wrap, and the global allocator).
 //! - [`poller`] runs one task per cluster. Every interval it runs a cycle on a blocking thread
 //!   and publishes a new snapshot with an atomic pointer swap.
 //! - [`model`] holds the plain view types (partitions, topic settings, topics) that the

@@ -7,7 +7,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Unit;
 
 use super::{base_labels, counter_family, gauge_family, info_family, unix_seconds, Area, Base, NO_LABELS};
-use crate::kafka::{ClientErrorKind, ClientErrors};
+use crate::kafka::{ClientErrorKind, ClientErrors, ReaderStats};
 use crate::selfmetrics::Rejections;
 use crate::shard::Shard;
 use crate::snapshot::{age, ClusterSnapshot, StageStats};
@@ -59,6 +59,8 @@ pub struct ExporterArea {
     pub shard: Shard,
     /// Each cluster's Kafka client error counts, by cluster name.
     pub client_errors: Vec<(String, ClientErrors)>,
+    /// Each cluster's reader and the requests the native reader sent, by cluster name.
+    pub reader_stats: Vec<(String, ReaderStats)>,
     /// The HTTP endpoint's refusals.
     pub rejections: Rejections,
 }
@@ -94,7 +96,8 @@ impl Area for ExporterArea {
                 .into_iter()
                 .map(move |(kind, n)| ((b.as_slice(), [("kind", kind.as_str())]), n))
         });
-        counter_family(enc, "kafka_slo_exporter_kafka_client_errors", "Errors librdkafka reported for the cluster's connections, by kind: authentication, tls, transport, resolve, all_brokers_down, other.", None, client_errors)?;
+        counter_family(enc, "kafka_slo_exporter_kafka_client_errors", "Errors the cluster's Kafka clients reported for their connections, by kind: authentication, tls, transport, resolve, all_brokers_down, other.", None, client_errors)?;
+        self.encode_readers(&bases, enc)?;
         let reads = bases.iter().flat_map(|(b, c)| {
             [
                 ("time_lag", c.record_reads_total),
@@ -112,6 +115,44 @@ impl Area for ExporterArea {
 }
 
 impl ExporterArea {
+    fn reader_stats(&self, cluster: &str) -> Option<&ReaderStats> {
+        self.reader_stats.iter().find(|(n, _)| n == cluster).map(|(_, s)| s)
+    }
+
+    /// Which reader serves each cluster, and the requests the native reader sent.
+    fn encode_readers(&self, bases: &[(Base, &ClusterSnapshot)], enc: &mut DescriptorEncoder) -> std::fmt::Result {
+        let readers: Vec<(&Base, String, String)> = bases
+            .iter()
+            .filter_map(|(b, c)| {
+                let (kind, reason) = self.reader_stats(&c.name)?.reader()?;
+                Some((b, kind.as_str().to_string(), reason))
+            })
+            .collect();
+        let info = readers
+            .iter()
+            .map(|(b, kind, reason)| (b.as_slice(), [("reader", kind.as_str()), ("reason", reason.as_str())]));
+        info_family(
+            enc,
+            "kafka_slo_exporter_kafka_reader",
+            "The client that reads the cluster's state in the collection cycle (reader native or librdkafka) and why it was chosen (value 1).",
+            info,
+        )?;
+        let requests: Vec<(&Base, &'static str, String, u64)> = bases
+            .iter()
+            .flat_map(|(b, c)| {
+                self.reader_stats(&c.name)
+                    .map(|s| s.requests())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |(api, broker, n)| (b, api, broker, n))
+            })
+            .collect();
+        let requests = requests
+            .iter()
+            .map(|(b, api, broker, n)| ((b.as_slice(), [("api", *api), ("broker", broker.as_str())]), *n));
+        counter_family(enc, "kafka_slo_exporter_kafka_requests", "Kafka requests the native reader sent, by API and broker (node id, or bootstrap before the first metadata).", None, requests)
+    }
+
     /// The process's own families: build, HTTP refusals, shard.
     fn encode_process(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
         let rdkafka = crate::kafka::librdkafka_version();

@@ -58,6 +58,8 @@ pub struct SideSlots {
     pub registries: Vec<(String, crate::registry::RegistrySlot)>,
     /// Not a snapshot but live counters: the Kafka client errors of each cluster.
     pub client_errors: Vec<(String, crate::kafka::ClientErrors)>,
+    /// Live too: which reader serves each cluster and the requests the native reader sent.
+    pub reader_stats: Vec<(String, crate::kafka::ReaderStats)>,
     /// Live counters too: the HTTP endpoint's refusals.
     pub rejections: crate::selfmetrics::Rejections,
 }
@@ -68,6 +70,7 @@ pub fn all(side: SideSlots, shard: crate::shard::Shard) -> Vec<Box<dyn Area>> {
         Box::new(exporter::ExporterArea {
             shard,
             client_errors: side.client_errors,
+            reader_stats: side.reader_stats,
             rejections: side.rejections,
         }),
         Box::new(cluster::ClusterArea),

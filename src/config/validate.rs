@@ -124,6 +124,10 @@ fn validate_cluster(
     let kerberos_field =
         security::apply(base_dir, rc.tls, rc.sasl, &mut security_props, &resolve).map_err(|(f, r)| err(at(&f), r))?;
 
+    let reader = match rc.reader.as_deref() {
+        Some(r) => ReaderChoice::parse(r).map_err(|r| err(at("reader"), r))?,
+        None => ReaderChoice::Auto,
+    };
     let interval = rc.interval.unwrap_or(defaults.interval);
     check_interval(interval).map_err(|r| err(at("interval"), r))?;
     let timeout = rc.timeout.unwrap_or(defaults.timeout);
@@ -161,6 +165,7 @@ fn validate_cluster(
         probe,
         schema_registry,
         shard: crate::shard::Shard::default(),
+        reader,
     })
 }
 
