@@ -256,3 +256,80 @@ fn sigterm_shuts_down_promptly_even_with_kafka_unreachable() {
     assert!(status.success(), "{status:?}");
     assert!(t.elapsed() < Duration::from_secs(4), "took {:?}", t.elapsed());
 }
+
+/// The same cluster watched twice in one exporter, once through each reader: the native reader
+/// serves by default and says so, `reader: librdkafka` is honoured, both export the same
+/// offsets and lag, and the native reader's requests are counted per API.
+#[test]
+fn both_readers_export_the_same_state_and_say_which_serves() {
+    let kafka = KafkaCluster::shared_single();
+    let topic = "rd.compare";
+    kafka.create_topic(topic, 3, 1, &[]).unwrap();
+    for p in 0..3 {
+        let records: Vec<Record> = (0..(5 + p)).map(|i| Record::new(format!("r{i}"))).collect();
+        kafka.produce(topic, p, &records).unwrap();
+    }
+    kafka.commit_offsets("rd-app", &[(topic, 0, 2), (topic, 1, 6)]).unwrap();
+    let b = kafka.bootstrap_servers();
+    let yaml = format!(
+        "global:\n  interval: 1s\n  timeout: 5s\n  topics: {{allow: ['rd\\..*']}}\n  groups: {{allow: ['rd-.*']}}\nclusters:\n  - name: native\n    bootstrap_servers: [\"{b}\"]\n  - name: rdk\n    bootstrap_servers: [\"{b}\"]\n    reader: librdkafka\n"
+    );
+    let exporter = Exporter::start(&yaml, &[]);
+    let lag = |m: &Metrics, cluster: &str, p: &str| {
+        m.value(
+            "kafka_consumergroup_lag",
+            &[("cluster", cluster), ("group", "rd-app"), ("partition", p)],
+        )
+    };
+    let m = exporter.wait_for(Duration::from_secs(60), "lag from both readers", |m| {
+        ["native", "rdk"]
+            .iter()
+            .all(|c| lag(m, c, "0").is_some() && lag(m, c, "1").is_some())
+    });
+    assert_eq!(
+        m.labels_of("kafka_slo_exporter_kafka_reader_info")
+            .into_iter()
+            .map(|l| (l["cluster"].clone(), l["reader"].clone(), l["reason"].clone()))
+            .collect::<std::collections::BTreeSet<_>>(),
+        [
+            ("native".to_string(), "native".to_string(), "default".to_string()),
+            ("rdk".to_string(), "librdkafka".to_string(), "configured".to_string()),
+        ]
+        .into_iter()
+        .collect()
+    );
+    for c in ["native", "rdk"] {
+        assert_eq!((lag(&m, c, "0"), lag(&m, c, "1")), (Some(3.0), Some(0.0)), "{c}");
+        for p in ["0", "1", "2"] {
+            assert_eq!(
+                m.value(
+                    "kafka_partition_high_watermark",
+                    &[("cluster", c), ("topic", topic), ("partition", p)]
+                ),
+                Some(5.0 + p.parse::<f64>().unwrap()),
+                "{c} partition {p}"
+            );
+        }
+    }
+    let requests = |api: &str| {
+        m.sum(
+            "kafka_slo_exporter_kafka_requests_total",
+            &[("cluster", "native"), ("api", api)],
+        )
+    };
+    for api in [
+        "ApiVersions",
+        "Metadata",
+        "ListOffsets",
+        "ListGroups",
+        "OffsetFetch",
+        "DescribeConfigs",
+    ] {
+        assert!(requests(api).unwrap_or(0.0) >= 1.0, "{api} counted");
+    }
+    assert_eq!(
+        m.sum("kafka_slo_exporter_kafka_requests_total", &[("cluster", "rdk")]),
+        None,
+        "librdkafka's requests are not counted by the exporter"
+    );
+}

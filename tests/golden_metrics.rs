@@ -23,8 +23,8 @@ use kafka_slo_exporter::collectors::{Format, SideSlots};
 use kafka_slo_exporter::config::{ClusterConfig, Config};
 use kafka_slo_exporter::kafka::{
     Broker, ClientErrors, ClusterDescription, GroupDescription, GroupListing, GroupMember, GroupOffsets, GroupState,
-    GroupType, KafkaSource, OffsetSpec, PartitionMetadata, PartitionOffset, RecordAt, SourceError, TopicConfig,
-    TopicMetadata, TopicPartition,
+    GroupType, KafkaSource, OffsetSpec, PartitionMetadata, PartitionOffset, ReaderKind, ReaderStats, RecordAt,
+    SourceError, TopicConfig, TopicMetadata, TopicPartition,
 };
 use kafka_slo_exporter::policy::Policy;
 use kafka_slo_exporter::poller::collect_io;
@@ -528,6 +528,24 @@ fn registry_snapshot(at: SystemTime) -> RegistrySnapshot {
     s
 }
 
+/// The native reader serving the cluster, after the requests of one cycle.
+fn reader_stats() -> ReaderStats {
+    let stats = ReaderStats::new();
+    stats.set_reader(ReaderKind::Native, "default");
+    for (api, n) in [
+        ("ApiVersions", 1),
+        ("Metadata", 2),
+        ("ListOffsets", 3),
+        ("ListGroups", 1),
+        ("OffsetFetch", 1),
+    ] {
+        for _ in 0..n {
+            stats.count(api, "1");
+        }
+    }
+    stats
+}
+
 /// The whole `/metrics` body in `format`, scraped 2 s after the last cycle.
 fn render(format: Format) -> String {
     let cfg = cluster_config();
@@ -547,6 +565,7 @@ fn render(format: Format) -> String {
         probes: vec![("golden".to_string(), probe)],
         registries: vec![("golden".to_string(), registry)],
         client_errors: vec![("golden".to_string(), ClientErrors::new())],
+        reader_stats: vec![("golden".to_string(), reader_stats())],
         rejections: Default::default(),
     };
     let exposition = kafka_slo_exporter::collectors::registry(vec![slot], side, cfg.shard, Some(100_000));

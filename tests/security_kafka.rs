@@ -131,6 +131,14 @@ fn every_mechanism_collects_real_metrics() {
         })
     });
     for c in names {
+        assert_eq!(
+            m.value(
+                "kafka_slo_exporter_kafka_reader_info",
+                &[("cluster", c), ("reader", "native"), ("reason", "default")]
+            ),
+            Some(1.0),
+            "{c}: the native reader authenticates with these settings itself"
+        );
         for kind in ["authentication", "tls"] {
             assert_eq!(
                 m.value(
@@ -177,6 +185,12 @@ type TokenRequests = Arc<Mutex<Vec<(String, String)>>>;
 /// JWT for `oidc-user` (which the cluster's unsecured validator accepts) and records each
 /// request's `Authorization` header and body.
 fn token_endpoint() -> (String, TokenRequests) {
+    token_endpoint_issuing(3600)
+}
+
+/// [`token_endpoint`] issuing tokens that expire `lifetime_secs` after they are made (a
+/// negative lifetime: tokens that have already expired).
+fn token_endpoint_issuing(lifetime_secs: i64) -> (String, TokenRequests) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/oauth2/token", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -209,7 +223,10 @@ fn token_endpoint() -> (String, TokenRequests) {
             let token = format!(
                 "{}.{}.",
                 b64(r#"{"alg":"none"}"#.to_string()),
-                b64(format!(r#"{{"sub":"oidc-user","iat":{now},"exp":{}}}"#, now + 3600))
+                b64(format!(
+                    r#"{{"sub":"oidc-user","iat":{now},"exp":{}}}"#,
+                    now + lifetime_secs
+                ))
             );
             let json = format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":3600}}"#);
             let _ = write!(
@@ -357,6 +374,11 @@ fn failed_authentication_is_explicit_and_leaks_nothing() {
     reason_for("badplain", &["Authentication failed", "authentication failed"]);
     reason_for("wrongca", &["certificate verify failed", "SSL handshake failed"]);
     reason_for("nocert", &["bad certificate", "SSL handshake failed"]);
+    // The native reader's own reasons, beside those of librdkafka's record reader.
+    reason_for("badscram", &["SASL SCRAM-SHA-256 authentication failed"]);
+    reason_for("badplain", &["SASL PLAIN authentication failed"]);
+    reason_for("wrongca", &["TLS handshake failed: invalid peer certificate"]);
+    reason_for("nocert", &["TLS handshake failed", "the broker closed the connection"]);
     assert_no_secrets(&exporter, &[WRONG_PASSWORD, ALICE_PASSWORD]);
 }
 
@@ -411,4 +433,49 @@ fn config_check_rejects_insecure_or_unsupported_combinations() {
         assert!(stderr.contains(reason), "{cluster}: {stderr}");
         assert!(stderr.contains(&path.display().to_string()), "{stderr}");
     }
+}
+
+/// A token the broker refuses because it has expired: the cluster is down with authentication
+/// errors, the reason is logged, the token never is, and the exporter keeps serving.
+#[test]
+fn an_expired_oauthbearer_token_is_an_explicit_authentication_error() {
+    let kafka = cluster();
+    let pki = kafka.pki().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "client.secret", "expired-secret-77a1");
+    let (url, seen) = token_endpoint_issuing(-60);
+    let security = format!(
+        "    tls: {{ca_file: '{}'}}\n    sasl:\n      mechanism: OAUTHBEARER\n      oauthbearer:\n        method: oidc\n        token_endpoint_url: '{url}'\n        client_id: kse-client\n        client_secret_file: '{}'\n",
+        pki.ca.cert.display(),
+        dir.path().join("client.secret").display()
+    );
+    let entries = [entry(
+        "expired",
+        &kafka.sasl_ssl_bootstrap_servers().unwrap(),
+        &security,
+    )];
+    let exporter = Exporter::start(&config(&entries), &[]);
+    exporter.wait_for(
+        Duration::from_secs(60),
+        "authentication errors for the expired token",
+        |m| {
+            up(m, "expired") == Some(0.0)
+                && m.value(
+                    "kafka_slo_exporter_kafka_client_errors_total",
+                    &[("cluster", "expired"), ("kind", "authentication")],
+                )
+                .unwrap_or(0.0)
+                    > 0.0
+        },
+    );
+    assert!(!seen.lock().unwrap().is_empty(), "the token endpoint was not called");
+    assert_eq!(exporter.get("/-/healthy", None).0, 200);
+    let logs = exporter.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("\"level\":\"WARN\"")
+            && l.contains("\"cluster\":\"expired\"")
+            && l.contains("SASL OAUTHBEARER authentication failed")),
+        "no warning naming the failed OAUTHBEARER authentication; logs:\n{logs}"
+    );
+    assert_no_secrets(&exporter, &["expired-secret-77a1", "eyJ"]);
 }
