@@ -150,10 +150,7 @@ impl Connection {
                 let mut w = self.writer.lock().await;
                 if let Err(e) = w.write_all(&bytes).await {
                     self.alive.store(false, Ordering::Relaxed);
-                    return Err(NetError::connection(
-                        ClientErrorKind::Transport,
-                        format!("sending {api}: {e}"),
-                    ));
+                    return Err(NetError::connection(io_kind(&e), format!("sending {api}: {e}")));
                 }
             }
             rx.await
@@ -225,7 +222,9 @@ impl Connection {
         let version = self
             .version::<SaslAuthenticateRequest>((0, 2))
             .ok_or_else(|| NetError::Protocol("the broker does not support SaslAuthenticate".into()))?;
-        let mut message = sasl.initial().map_err(auth)?;
+        let mut message = sasl
+            .initial()
+            .map_err(|e| auth(format!("SASL {mechanism} authentication failed: {e}")))?;
         loop {
             let mut request = SaslAuthenticateRequest::default();
             request.auth_bytes = Bytes::from(message);
@@ -237,7 +236,10 @@ impl Connection {
                     super::error_name(r.error_code)
                 )));
             }
-            match sasl.respond(&r.auth_bytes).map_err(auth)? {
+            let next = sasl
+                .respond(&r.auth_bytes)
+                .map_err(|e| auth(format!("SASL {mechanism} authentication failed: {e}")))?;
+            match next {
                 Some(next) => message = next,
                 None => return Ok(()),
             }
@@ -255,6 +257,7 @@ async fn read_loop(
     closing: Arc<tokio::sync::Notify>,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut kind = ClientErrorKind::Transport;
     let reason = loop {
         match frame::split_frame(&mut buf) {
             Ok(Some(body)) => {
@@ -278,7 +281,10 @@ async fn read_loop(
             read = read.read_buf(&mut buf) => match read {
                 Ok(0) => break "the broker closed the connection".to_string(),
                 Ok(_) => {}
-                Err(e) => break format!("reading: {e}"),
+                Err(e) => {
+                    kind = io_kind(&e);
+                    break format!("reading: {e}");
+                }
             },
             _ = closing.notified() => break "connection closed".to_string(),
         }
@@ -290,7 +296,16 @@ async fn read_loop(
         std::mem::take(&mut p.waiting)
     };
     for (_, tx) in waiting {
-        let _ = tx.send(Err(NetError::connection(ClientErrorKind::Transport, reason.clone())));
+        let _ = tx.send(Err(NetError::connection(kind, reason.clone())));
+    }
+}
+
+/// The kind of a socket error: TLS when rustls raised it (e.g. the broker's alert that it
+/// refused the client certificate, which TLS 1.3 delivers on the first read), else transport.
+fn io_kind(e: &std::io::Error) -> ClientErrorKind {
+    match e.get_ref() {
+        Some(inner) if inner.is::<rustls::Error>() => ClientErrorKind::Tls,
+        _ => ClientErrorKind::Transport,
     }
 }
 
