@@ -32,8 +32,8 @@ fn timed<T>(f: impl FnOnce() -> Result<T, SourceError>) -> StageOutcome<T> {
 ///
 /// Three independent branches run concurrently, so that a cycle against a failing cluster
 /// takes about two request timeouts rather than the sum of all stages' timeouts:
-/// DescribeCluster; Metadata → (DescribeConfigs ‖ ListOffsets); ListConsumerGroups +
-/// DescribeConsumerGroups → ListConsumerGroupOffsets. A stage whose input is missing (no topic
+/// DescribeCluster; Metadata → (DescribeConfigs ‖ ListOffsets earliest ‖ latest ‖ last
+/// stable); ListConsumerGroups → (DescribeConsumerGroups ‖ ListConsumerGroupOffsets). A stage whose input is missing (no topic
 /// or group data at all) is skipped.
 ///
 /// A shard asks for the configs and offsets of its own topics and of the topics its groups
@@ -118,13 +118,23 @@ fn topic_requests(
         .collect();
     std::thread::scope(|scope| {
         let configs = scope.spawn(move || timed(|| source.topic_configs(&names, timeout)));
-        let offsets = timed(|| {
-            Ok(OffsetsRaw {
-                earliest: source.list_offsets(&tps, OffsetSpec::Earliest, timeout)?,
-                latest: source.list_offsets(&tps, OffsetSpec::Latest, timeout)?,
-                last_stable: source.list_offsets(&tps, OffsetSpec::LatestCommitted, timeout)?,
-            })
-        });
+        // The three listings are independent; asked together, their round trips overlap.
+        let tps = &tps;
+        let started = Instant::now();
+        let earliest = scope.spawn(move || source.list_offsets(tps, OffsetSpec::Earliest, timeout));
+        let latest = scope.spawn(move || source.list_offsets(tps, OffsetSpec::Latest, timeout));
+        let last_stable = source.list_offsets(tps, OffsetSpec::LatestCommitted, timeout);
+        let (earliest, latest) = (join(earliest), join(latest));
+        let offsets = StageOutcome {
+            result: (|| {
+                Ok(OffsetsRaw {
+                    earliest: earliest?,
+                    latest: latest?,
+                    last_stable: last_stable?,
+                })
+            })(),
+            duration: started.elapsed(),
+        };
         (join(configs), offsets)
     })
 }
@@ -192,32 +202,42 @@ type GroupsBranch = (
 
 fn groups_branch(source: &dyn KafkaSource, cfg: &ClusterConfig, memory: &Memory) -> GroupsBranch {
     let timeout = cfg.timeout;
-    let groups = timed(|| {
-        let listings = source.list_groups(timeout)?;
-        let ids: Vec<String> = listings
+    let started = Instant::now();
+    let selected = |listings: &[GroupListing]| -> Vec<String> {
+        listings
             .iter()
             .filter(|l| cfg.selects_group(&l.group))
             .map(|l| l.group.clone())
-            .collect();
-        let descriptions = source.describe_groups(&ids, timeout)?;
-        Ok((listings, descriptions))
-    });
-    let group_ids: Option<Vec<String>> = match &groups.result {
-        Ok((listings, _)) => Some(
-            listings
-                .iter()
-                .filter(|l| cfg.selects_group(&l.group))
-                .map(|l| l.group.clone())
-                .collect(),
-        ),
-        Err(_) => memory
-            .groups
-            .as_ref()
-            .map(|g| g.value.iter().map(|g| g.listing.group.clone()).collect()),
+            .collect()
     };
-    let group_offsets =
-        group_ids.map(|ids| timed(|| source.group_offsets(&ids, cfg.lag.group_offsets_concurrency, timeout)));
-    (groups, group_offsets)
+    let offsets_of = |ids: &[String]| timed(|| source.group_offsets(ids, cfg.lag.group_offsets_concurrency, timeout));
+    match source.list_groups(timeout) {
+        // Descriptions and committed offsets both need only the group names: asked together.
+        Ok(listings) => {
+            let ids = selected(&listings);
+            std::thread::scope(|scope| {
+                let offsets = scope.spawn(|| offsets_of(&ids));
+                let described = source.describe_groups(&ids, timeout);
+                let groups = StageOutcome {
+                    duration: started.elapsed(),
+                    result: described.map(|d| (listings, d)),
+                };
+                (groups, Some(join(offsets)))
+            })
+        }
+        // Without a listing, the groups of the last cycle still get their offsets read.
+        Err(e) => {
+            let groups = StageOutcome {
+                duration: started.elapsed(),
+                result: Err(e),
+            };
+            let known: Option<Vec<String>> = memory
+                .groups
+                .as_ref()
+                .map(|g| g.value.iter().map(|g| g.listing.group.clone()).collect());
+            (groups, known.map(|ids| offsets_of(&ids)))
+        }
+    }
 }
 
 /// A topic to request offsets and configs for: name and (partition, has a leader).

@@ -71,6 +71,19 @@ fn is_consumer_group(protocol_type: &str, group_type: &str) -> bool {
     }
 }
 
+/// ListGroups for consumer groups: from v5 on, the broker filters by type (share and streams
+/// groups stay out); older brokers list every group and [`is_consumer_group`] filters.
+fn list_groups_request(version: i16) -> ListGroupsRequest {
+    let mut r = ListGroupsRequest::default();
+    if version >= 5 {
+        r.types_filter = vec![
+            StrBytes::from_static_str("classic"),
+            StrBytes::from_static_str("consumer"),
+        ];
+    }
+    r
+}
+
 pub(crate) async fn list_groups(
     pool: &Pool,
     state: &ClusterState,
@@ -84,13 +97,7 @@ pub(crate) async fn list_groups(
     let asks = brokers.iter().map(|&id| async move {
         let conn = pool.node(id, deadline).await?;
         let r = pool
-            .call(
-                conn,
-                "ListGroups",
-                LIST_GROUPS,
-                |_| ListGroupsRequest::default(),
-                deadline,
-            )
+            .call(conn, "ListGroups", LIST_GROUPS, list_groups_request, deadline)
             .await?;
         if r.error_code != 0 {
             return Err(NetError::Protocol(format!(

@@ -92,7 +92,9 @@ pub(crate) fn is_retriable(code: i16) -> bool {
 
 /// [`KafkaSource`] over the native reader, with librdkafka for record reads.
 pub struct NativeSource {
-    runtime: tokio::runtime::Runtime,
+    /// The reader's own runtime (one worker thread): its connections' reader tasks run there,
+    /// apart from the HTTP server's. `None` only while being dropped.
+    runtime: Option<tokio::runtime::Runtime>,
     pool: Arc<pool::Pool>,
     state: Arc<meta::ClusterState>,
     records: RdKafkaSource,
@@ -129,7 +131,7 @@ impl NativeSource {
             }
         };
         Ok(NativeSource {
-            runtime,
+            runtime: Some(runtime),
             pool: Arc::new(pool),
             state: Arc::new(meta::ClusterState::default()),
             records,
@@ -150,13 +152,26 @@ impl NativeSource {
                 Err(_) => Err(NetError::Timeout(operation)),
             }
         };
-        self.runtime
+        let Some(runtime) = self.runtime.as_ref() else {
+            return Err(SourceError::new(operation, "the reader is shutting down"));
+        };
+        runtime
             .block_on(deadline_read)
             .map_err(|e| SourceError::new(operation, e.to_string()))
     }
 
     fn deadline(timeout: Duration) -> Instant {
         Instant::now() + timeout
+    }
+}
+
+impl Drop for NativeSource {
+    /// The last owner may be an async task (the poller's) at shutdown, where dropping a runtime
+    /// the blocking way panics: its tasks are stopped without waiting.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
