@@ -6,10 +6,11 @@
 //!
 //! Layout: [`frame`] (wire framing, pure), [`conn`] (one broker connection, pipelined),
 //! [`pool`] (connections per broker, reconnects), [`settings`] (the cluster's properties as
-//! this reader reads them), [`tls`], [`sasl`], [`oauth`] (authentication), [`meta`] and
-//! [`groups`] (the reads themselves). Record reads stay with librdkafka.
+//! this reader reads them), [`tls`], [`sasl`], [`oauth`] (authentication), [`meta`],
+//! [`groups`] and [`describe`] (the reads themselves). Record reads stay with librdkafka.
 
 mod conn;
+mod describe;
 mod frame;
 mod groups;
 mod meta;
@@ -218,7 +219,7 @@ impl KafkaSource for NativeSource {
         self.run(
             "DescribeGroups",
             timeout,
-            groups::describe_groups(&self.pool, &self.state, groups, d),
+            describe::describe_groups(&self.pool, &self.state, groups, d),
         )
     }
 

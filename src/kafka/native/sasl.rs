@@ -25,15 +25,11 @@ pub(crate) enum Mechanism {
 }
 
 impl Mechanism {
+    const ALL: [Mechanism; 4] = [Self::Plain, Self::ScramSha256, Self::ScramSha512, Self::OauthBearer];
+
     /// Parses a mechanism name as Kafka spells it (`sasl.mechanism`), case-insensitively.
     pub(crate) fn parse(s: &str) -> Option<Mechanism> {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "PLAIN" => Some(Mechanism::Plain),
-            "SCRAM-SHA-256" => Some(Mechanism::ScramSha256),
-            "SCRAM-SHA-512" => Some(Mechanism::ScramSha512),
-            "OAUTHBEARER" => Some(Mechanism::OauthBearer),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|m| m.name().eq_ignore_ascii_case(s.trim()))
     }
 
     /// The name sent in SaslHandshake.
@@ -75,28 +71,23 @@ enum Step {
     Failed,
 }
 
-impl Step {
-    fn name(&self) -> &'static str {
-        match self {
-            Step::Start => "start",
-            Step::Sent => "sent",
-            Step::ScramFirstSent { .. } => "scram-first-sent",
-            Step::ScramFinalSent { .. } => "scram-final-sent",
-            Step::Done => "done",
-            Step::Failed => "failed",
-        }
+struct Login {
+    username: String,
+    password: String,
+}
+
+impl Login {
+    fn new(username: &str, password: &str) -> Login {
+        let (username, password) = (username.to_string(), password.to_string());
+        Login { username, password }
     }
 }
 
 enum Credentials {
-    Plain {
-        username: String,
-        password: String,
-    },
+    Plain(Login),
     Scram {
         sha512: bool,
-        username: String,
-        password: String,
+        login: Login,
         /// `Err` when the system random generator failed; reported by `initial`.
         nonce: Result<String, String>,
     },
@@ -118,14 +109,15 @@ impl fmt::Debug for SaslClient {
         let mut d = f.debug_struct("SaslClient");
         d.field("mechanism", &self.mechanism());
         match &self.credentials {
-            Credentials::Plain { username, .. } | Credentials::Scram { username, .. } => {
-                d.field("username", username);
+            Credentials::Plain(login) | Credentials::Scram { login, .. } => {
+                d.field("username", &login.username);
             }
             Credentials::OauthBearer { extensions, .. } => {
                 d.field("extension_keys", &extensions.keys().collect::<Vec<_>>());
             }
         }
-        d.field("step", &self.step.name()).finish_non_exhaustive()
+        d.field("complete", &matches!(self.step, Step::Done))
+            .finish_non_exhaustive()
     }
 }
 
@@ -136,11 +128,7 @@ impl SaslClient {
     }
 
     pub(crate) fn plain(username: &str, password: &str) -> SaslClient {
-        let credentials = Credentials::Plain {
-            username: username.to_string(),
-            password: password.to_string(),
-        };
-        SaslClient::new(credentials)
+        SaslClient::new(Credentials::Plain(Login::new(username, password)))
     }
 
     /// SCRAM-SHA-512 when `sha512`, else SCRAM-SHA-256, with a random client nonce.
@@ -155,22 +143,14 @@ impl SaslClient {
 
     /// SCRAM with a given client nonce, so tests can replay published exchanges.
     fn scram_with_nonce(sha512: bool, username: &str, password: &str, nonce: Result<String, String>) -> SaslClient {
-        let credentials = Credentials::Scram {
-            sha512,
-            username: username.to_string(),
-            password: password.to_string(),
-            nonce,
-        };
-        SaslClient::new(credentials)
+        let login = Login::new(username, password);
+        SaslClient::new(Credentials::Scram { sha512, login, nonce })
     }
 
     /// OAUTHBEARER with a token already obtained and the SASL extensions (KIP-342) to send.
     pub(crate) fn oauthbearer(token: &str, extensions: &BTreeMap<String, String>) -> SaslClient {
-        let credentials = Credentials::OauthBearer {
-            token: token.to_string(),
-            extensions: extensions.clone(),
-        };
-        SaslClient::new(credentials)
+        let (token, extensions) = (token.to_string(), extensions.clone());
+        SaslClient::new(Credentials::OauthBearer { token, extensions })
     }
 
     pub(crate) fn mechanism(&self) -> &'static str {
@@ -189,10 +169,10 @@ impl SaslClient {
             return Err(format!("{}: the initial message was already sent", self.mechanism()));
         }
         let (message, step) = match &self.credentials {
-            Credentials::Plain { username, password } => (plain_message(username, password)?, Step::Sent),
-            Credentials::Scram { username, nonce, .. } => {
+            Credentials::Plain(login) => (plain_message(login)?, Step::Sent),
+            Credentials::Scram { login, nonce, .. } => {
                 let nonce = nonce.clone()?;
-                let bare = format!("n={},r={nonce}", scram_escape(username));
+                let bare = format!("n={},r={nonce}", scram_escape(&login.username));
                 (format!("n,,{bare}").into_bytes(), Step::ScramFirstSent { bare, nonce })
             }
             Credentials::OauthBearer { token, extensions } => (oauthbearer_message(token, extensions)?, Step::Sent),
@@ -209,8 +189,8 @@ impl SaslClient {
         let result = match (step, &self.credentials) {
             (Step::Sent, Credentials::Plain { .. }) => Ok((None, Step::Done)),
             (Step::Sent, Credentials::OauthBearer { .. }) => oauthbearer_reply(server).map(|()| (None, Step::Done)),
-            (Step::ScramFirstSent { bare, nonce }, Credentials::Scram { sha512, password, .. }) => {
-                scram_client_final(*sha512, password, &nonce, &bare, server)
+            (Step::ScramFirstSent { bare, nonce }, Credentials::Scram { sha512, login, .. }) => {
+                scram_client_final(*sha512, &login.password, &nonce, &bare, server)
                     .map(|(message, server_signature)| (Some(message), Step::ScramFinalSent { server_signature }))
             }
             (Step::ScramFinalSent { server_signature }, _) => {
@@ -231,16 +211,11 @@ impl SaslClient {
 }
 
 /// RFC 4616: `authzid NUL authcid NUL passwd`, with an empty authzid (act as ourselves).
-fn plain_message(username: &str, password: &str) -> Result<Vec<u8>, String> {
-    if username.contains('\0') || password.contains('\0') {
+fn plain_message(login: &Login) -> Result<Vec<u8>, String> {
+    if login.username.contains('\0') || login.password.contains('\0') {
         return Err("PLAIN: the username or password contains a NUL character".to_string());
     }
-    let mut m = Vec::with_capacity(username.len() + password.len() + 2);
-    m.push(0);
-    m.extend_from_slice(username.as_bytes());
-    m.push(0);
-    m.extend_from_slice(password.as_bytes());
-    Ok(m)
+    Ok([&[0], login.username.as_bytes(), &[0], login.password.as_bytes()].concat())
 }
 
 /// RFC 5802 `saslname`: `,` and `=` would otherwise end or confuse the attribute.
@@ -255,12 +230,9 @@ fn scram_attributes(server: &[u8]) -> Result<BTreeMap<char, String>, String> {
     let mut attrs = BTreeMap::new();
     for part in text.split(',') {
         let mut chars = part.chars();
-        let (Some(key), Some('=')) = (chars.next(), chars.next()) else {
+        let (Some(key @ ('a'..='z' | 'A'..='Z')), Some('=')) = (chars.next(), chars.next()) else {
             return Err("the server message is not a list of SCRAM attributes".to_string());
         };
-        if !key.is_ascii_alphabetic() {
-            return Err("the server message is not a list of SCRAM attributes".to_string());
-        }
         attrs.entry(key).or_insert_with(|| chars.as_str().to_string());
     }
     if let Some(e) = attrs.get(&'e') {
@@ -303,12 +275,9 @@ fn scram_client_final(
         return Err("server-first salt is empty".to_string());
     }
     let iterations = attrs.get(&'i').ok_or("server-first has no iteration count (i=)")?;
-    let iterations: u32 = iterations.parse().map_err(|_| {
-        format!(
-            "server-first iteration count {:?} is not a number",
-            printable(iterations)
-        )
-    })?;
+    let iterations: u32 = iterations
+        .parse()
+        .map_err(|_| "server-first iteration count is not a number")?;
     if !(SCRAM_MIN_ITERATIONS..=SCRAM_MAX_ITERATIONS).contains(&iterations) {
         return Err(format!(
             "server-first iteration count {iterations} is outside {SCRAM_MIN_ITERATIONS}..={SCRAM_MAX_ITERATIONS}"
@@ -318,59 +287,35 @@ fn scram_client_final(
     // "biws" is base64("n,,"): no channel binding, no authorization identity.
     let without_proof = format!("c=biws,r={nonce}");
     let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
-    let keys = ScramKeys::derive(sha512, password.as_bytes(), &salt, iterations);
-    let (proof, server_signature) = keys.sign(auth_message.as_bytes());
+    let (proof, server_signature) = scram_sign(sha512, password, &salt, iterations, auth_message.as_bytes());
     let message = format!("{without_proof},p={}", B64.encode(proof));
     Ok((message.into_bytes(), server_signature))
 }
 
-/// The keys RFC 5802 derives from the salted password.
-struct ScramKeys {
-    sha512: bool,
-    client_key: Vec<u8>,
-    server_key: Vec<u8>,
-}
-
-impl ScramKeys {
-    /// Kafka does not apply SASLprep to passwords, so neither do we: the UTF-8 bytes are used.
-    fn derive(sha512: bool, password: &[u8], salt: &[u8], iterations: u32) -> ScramKeys {
-        let (pbkdf2_alg, hmac_alg, len) = if sha512 {
-            (pbkdf2::PBKDF2_HMAC_SHA512, hmac::HMAC_SHA512, digest::SHA512_OUTPUT_LEN)
-        } else {
-            (pbkdf2::PBKDF2_HMAC_SHA256, hmac::HMAC_SHA256, digest::SHA256_OUTPUT_LEN)
-        };
-        let mut salted = vec![0u8; len];
-        // The caller checked iterations >= SCRAM_MIN_ITERATIONS, so it is never zero.
-        let iterations = NonZeroU32::new(iterations).unwrap_or(NonZeroU32::MIN);
-        pbkdf2::derive(pbkdf2_alg, iterations, salt, password, &mut salted);
-        let salted = hmac::Key::new(hmac_alg, &salted);
-        let client_key = hmac::sign(&salted, b"Client Key").as_ref().to_vec();
-        let server_key = hmac::sign(&salted, b"Server Key").as_ref().to_vec();
-        ScramKeys {
-            sha512,
-            client_key,
-            server_key,
-        }
-    }
-
-    /// `(ClientProof, ServerSignature)` for an AuthMessage.
-    fn sign(&self, auth_message: &[u8]) -> (Vec<u8>, Vec<u8>) {
-        let (hmac_alg, digest_alg) = if self.sha512 {
-            (hmac::HMAC_SHA512, &digest::SHA512)
-        } else {
-            (hmac::HMAC_SHA256, &digest::SHA256)
-        };
-        let stored_key = digest::digest(digest_alg, &self.client_key);
-        let client_signature = hmac::sign(&hmac::Key::new(hmac_alg, stored_key.as_ref()), auth_message);
-        let proof = self
-            .client_key
-            .iter()
-            .zip(client_signature.as_ref())
-            .map(|(k, s)| k ^ s)
-            .collect();
-        let server_signature = hmac::sign(&hmac::Key::new(hmac_alg, &self.server_key), auth_message);
-        (proof, server_signature.as_ref().to_vec())
-    }
+/// `(ClientProof, ServerSignature)` of RFC 5802 section 3 for an AuthMessage. Kafka does not
+/// apply SASLprep to passwords, so neither do we: the UTF-8 bytes are used.
+fn scram_sign(sha512: bool, password: &str, salt: &[u8], iterations: u32, auth: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let (pbkdf2_alg, hmac_alg, digest_alg) = if sha512 {
+        (pbkdf2::PBKDF2_HMAC_SHA512, hmac::HMAC_SHA512, &digest::SHA512)
+    } else {
+        (pbkdf2::PBKDF2_HMAC_SHA256, hmac::HMAC_SHA256, &digest::SHA256)
+    };
+    let mut salted = vec![0u8; digest_alg.output_len()];
+    // The caller checked iterations >= SCRAM_MIN_ITERATIONS, so it is never zero.
+    let iterations = NonZeroU32::new(iterations).unwrap_or(NonZeroU32::MIN);
+    pbkdf2::derive(pbkdf2_alg, iterations, salt, password.as_bytes(), &mut salted);
+    let salted = hmac::Key::new(hmac_alg, &salted);
+    let client_key = hmac::sign(&salted, b"Client Key");
+    let stored_key = digest::digest(digest_alg, client_key.as_ref());
+    let client_signature = hmac::sign(&hmac::Key::new(hmac_alg, stored_key.as_ref()), auth);
+    let proof = client_key
+        .as_ref()
+        .iter()
+        .zip(client_signature.as_ref())
+        .map(|(k, s)| k ^ s);
+    let server_key = hmac::sign(&salted, b"Server Key");
+    let server_signature = hmac::sign(&hmac::Key::new(hmac_alg, server_key.as_ref()), auth);
+    (proof.collect(), server_signature.as_ref().to_vec())
 }
 
 /// Server-final must carry the signature only a holder of the password's server key can make;
@@ -400,21 +345,22 @@ fn oauthbearer_message(token: &str, extensions: &BTreeMap<String, String>) -> Re
     }
     let mut m = format!("n,,\x01auth=Bearer {token}\x01");
     for (key, value) in extensions {
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphabetic()) {
+        let key_ok = !key.is_empty() && key != "auth" && key.bytes().all(|b| b.is_ascii_alphabetic());
+        if !key_ok {
             return Err(format!(
-                "OAUTHBEARER: extension key {:?} must be letters only",
+                "OAUTHBEARER: extension key {:?} must be letters, not \"auth\"",
                 printable(key)
             ));
         }
-        if key == "auth" {
-            return Err("OAUTHBEARER: \"auth\" is reserved and cannot be an extension key".to_string());
-        }
-        let value_ok = value
-            .bytes()
-            .all(|b| (0x20..=0x7e).contains(&b) || b == b'\t' || b == b'\r' || b == b'\n');
-        if !value_ok {
+        // RFC 7628 section 3.1: VCHAR, space, tab, CR, LF; never the \x01 separator. Kafka's
+        // parser also refuses an empty value.
+        if value.is_empty()
+            || !value
+                .bytes()
+                .all(|b| (0x20..=0x7e).contains(&b) || b"\t\r\n".contains(&b))
+        {
             return Err(format!(
-                "OAUTHBEARER: the value of extension {key:?} must be printable ASCII"
+                "OAUTHBEARER: the value of extension {key:?} must be non-empty printable ASCII"
             ));
         }
         m.push_str(&format!("{key}={value}\x01"));
