@@ -59,6 +59,9 @@ pub(crate) struct Connection {
     pending: Arc<Mutex<Pending>>,
     next_id: AtomicI32,
     versions: Versions,
+    /// Cluster features the broker reported as finalized (ApiVersions v3+), by name, with their
+    /// level.
+    features: HashMap<String, i16>,
     client_id: String,
     counts: RequestCounts,
     alive: Arc<AtomicBool>,
@@ -68,8 +71,7 @@ pub(crate) struct Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.alive.store(false, Ordering::Relaxed);
-        self.closing.notify_one();
+        self.close();
     }
 }
 
@@ -101,20 +103,34 @@ impl Connection {
             pending,
             next_id: AtomicI32::new(1),
             versions: Versions::new(),
+            features: HashMap::new(),
             client_id: setup.client_id.to_string(),
             counts: setup.counts,
             alive,
             closing,
         };
-        conn.versions = conn.api_versions(setup.timeout).await?;
+        (conn.versions, conn.features) = conn.api_versions(setup.timeout).await?;
         if let Some(sasl) = setup.sasl {
             conn.authenticate(sasl, setup.timeout).await?;
         }
         Ok(conn)
     }
 
+    /// Marks the connection broken and stops its reader task, which fails every request still
+    /// waiting on it.
+    fn close(&self) {
+        self.alive.store(false, Ordering::Relaxed);
+        self.closing.notify_one();
+    }
+
     pub(crate) fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Relaxed)
+    }
+
+    /// The finalized level of cluster feature `name` (e.g. `eligible.leader.replicas.version`),
+    /// 0 when the broker did not report it.
+    pub(crate) fn feature(&self, name: &str) -> i16 {
+        self.features.get(name).copied().unwrap_or(0)
     }
 
     /// The highest version of `R` both the codec and the broker speak within `ours`, or
@@ -134,6 +150,9 @@ impl Connection {
         version: i16,
         timeout: Duration,
     ) -> Result<R::Response, NetError> {
+        if !self.is_alive() {
+            return Err(NetError::connection(ClientErrorKind::Transport, "connection closed"));
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) & i32::MAX;
         let bytes = frame::encode_request(api, request, version, id, &self.client_id).map_err(NetError::Frame)?;
         let (tx, rx) = oneshot::channel();
@@ -160,7 +179,11 @@ impl Connection {
         let body = match outcome {
             Ok(result) => result?,
             Err(_) => {
+                // A request that got no answer in time leaves the connection in doubt (a cut
+                // link, a hung broker): it is closed, as Kafka's own clients do, so the next
+                // request dials again instead of queueing behind it on a dead socket.
                 self.forget(id);
+                self.close();
                 return Err(NetError::Timeout(api));
             }
         };
@@ -177,7 +200,7 @@ impl Connection {
 
     /// ApiVersions at the highest version the codec knows; a broker that does not know it
     /// answers with error 35 and its own range, and the request is repeated at version 0.
-    async fn api_versions(&self, timeout: Duration) -> Result<Versions, NetError> {
+    async fn api_versions(&self, timeout: Duration) -> Result<(Versions, HashMap<String, i16>), NetError> {
         let mut request = ApiVersionsRequest::default();
         request.client_software_name = StrBytes::from_static_str("kafka-slo-exporter");
         request.client_software_version = StrBytes::from_static_str(env!("CARGO_PKG_VERSION"));
@@ -186,11 +209,17 @@ impl Connection {
             let response = self.send("ApiVersions", &request, version, timeout).await;
             match response {
                 Ok(r) if r.error_code == 0 => {
-                    return Ok(r
+                    let versions = r
                         .api_keys
                         .iter()
                         .map(|k| (k.api_key, (k.min_version, k.max_version)))
-                        .collect());
+                        .collect();
+                    let features = r
+                        .finalized_features
+                        .iter()
+                        .map(|f| (f.name.to_string(), f.max_version_level))
+                        .collect();
+                    return Ok((versions, features));
                 }
                 Ok(r) if r.error_code == 35 && version > 0 => version = 0,
                 Ok(r) => {
@@ -481,41 +510,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_silent_peer_times_out_and_a_late_answer_is_dropped() {
+    async fn a_silent_peer_times_out_and_the_connection_is_closed() {
         let (conn, broker) = connect().await;
         let mut peer = broker.await.unwrap();
-        let (_, version, id) = {
-            let req = tokio::spawn(async move {
-                let r = read_request(&mut peer).await.unwrap();
-                (r, peer)
-            });
-            let version = conn.version::<MetadataRequest>((1, 12)).unwrap();
-            let sent = conn
-                .send(
-                    "Metadata",
-                    &MetadataRequest::default(),
-                    version,
-                    Duration::from_millis(100),
-                )
-                .await;
-            assert!(matches!(sent, Err(NetError::Timeout("Metadata"))));
-            let ((k, v, i), p) = req.await.unwrap();
-            peer = p;
-            (k, v, i)
-        };
-        // The answer to the timed-out request arrives late, then the next one's.
-        peer.write_all(&response(&MetadataResponse::default(), version, id))
-            .await
-            .unwrap();
-        let answer = tokio::spawn(async move {
-            let (_, version, id) = read_request(&mut peer).await.unwrap();
-            let mut r = MetadataResponse::default();
-            r.cluster_id = Some(StrBytes::from_static_str("late"));
-            peer.write_all(&response(&r, version, id)).await.unwrap();
+        let req = tokio::spawn(async move {
+            read_request(&mut peer).await.unwrap();
             peer
         });
-        assert_eq!(metadata(&conn).await.unwrap().cluster_id.as_deref(), Some("late"));
-        drop(answer.await.unwrap());
+        let version = conn.version::<MetadataRequest>((1, 12)).unwrap();
+        let sent = conn
+            .send(
+                "Metadata",
+                &MetadataRequest::default(),
+                version,
+                Duration::from_millis(100),
+            )
+            .await;
+        assert!(matches!(sent, Err(NetError::Timeout("Metadata"))));
+        let _peer = req.await.unwrap();
+        // Closed, so the pool dials a new connection instead of queueing on this one.
+        assert!(!conn.is_alive());
+        assert!(matches!(metadata(&conn).await, Err(NetError::Connection { .. })));
     }
 
     #[tokio::test]
