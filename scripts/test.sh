@@ -35,8 +35,9 @@ cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS
 
 # The Kafka-backed tests of what differs between broker versions, against each release of the
 # compatibility set: offset and time lag, classic and KIP-848 groups, the Kafka reads of the
-# source, replication faults on 3 nodes, ADR compliance and the delivery probe.
-COMPAT_TESTS=(--test lag_kafka --test kafka_source --test replication_kafka --test compliance_kafka --test probe_kafka)
+# source through both readers, replication faults on 3 nodes, ADR compliance and the delivery
+# probe.
+COMPAT_TESTS=(--test lag_kafka --test kafka_source --test kafka_source_native --test replication_kafka --test compliance_kafka --test probe_kafka)
 for v in $KAFKA_COMPAT_VERSIONS; do
   echo "== cargo test (compatibility set, Kafka $v)"
   KAFKA_HARNESS_KAFKA_VERSION="$v" cargo test --locked --no-fail-fast "${COMPAT_TESTS[@]}" \

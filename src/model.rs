@@ -18,6 +18,11 @@ pub struct PartitionView {
     pub isr: u32,
     /// `None` while the topic's `min.insync.replicas` is unknown.
     pub min_isr: Option<i32>,
+    /// Size of the eligible leader replica set (KIP-966); `None` where the cluster does not
+    /// keep one or the reader cannot see it.
+    pub elr: Option<u32>,
+    /// Size of the last known ELR (KIP-966); `None` as for `elr`.
+    pub last_known_elr: Option<u32>,
     pub log_start: Option<i64>,
     pub high_watermark: Option<i64>,
     pub last_stable: Option<i64>,
@@ -35,6 +40,13 @@ impl PartitionView {
     }
     pub fn under_min_isr(&self) -> Option<bool> {
         self.min_isr.map(|m| i64::from(self.isr) < i64::from(m))
+    }
+    /// Whether the in-sync and eligible replicas together are fewer than
+    /// `min.insync.replicas`: then no clean leader election can restore acks=all writes
+    /// (KIP-966). `None` while either is unknown.
+    pub fn under_min_isr_with_elr(&self) -> Option<bool> {
+        let (min, elr) = (self.min_isr?, self.elr?);
+        Some(i64::from(self.isr) + i64::from(elr) < i64::from(min))
     }
     pub fn leader_is_preferred(&self) -> bool {
         self.leader.is_some() && self.leader == self.preferred_leader
@@ -99,5 +111,39 @@ impl TopicView {
     /// The topic's replay window: the smallest over its non-empty partitions that were read.
     pub fn replay_window(&self) -> Option<f64> {
         self.partitions.iter().filter_map(|p| p.replay_window).reduce(f64::min)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(isr: u32, min_isr: Option<i32>, elr: Option<u32>) -> PartitionView {
+        PartitionView {
+            id: 0,
+            leader: Some(1),
+            preferred_leader: Some(1),
+            replicas: 3,
+            isr,
+            min_isr,
+            elr,
+            last_known_elr: elr.map(|_| 0),
+            log_start: None,
+            high_watermark: None,
+            last_stable: None,
+            replay_window: None,
+        }
+    }
+
+    #[test]
+    fn eligible_replicas_count_towards_min_isr_only_with_elr() {
+        // ISR 1 of min 2: under min ISR either way; one eligible replica makes up for it.
+        assert_eq!(partition(1, Some(2), Some(1)).under_min_isr(), Some(true));
+        assert_eq!(partition(1, Some(2), Some(1)).under_min_isr_with_elr(), Some(false));
+        assert_eq!(partition(1, Some(2), Some(0)).under_min_isr_with_elr(), Some(true));
+        assert_eq!(partition(2, Some(2), Some(0)).under_min_isr_with_elr(), Some(false));
+        // Unknown ELR (no ELR in the cluster) or unknown min ISR: unknown.
+        assert_eq!(partition(1, Some(2), None).under_min_isr_with_elr(), None);
+        assert_eq!(partition(1, None, Some(1)).under_min_isr_with_elr(), None);
     }
 }

@@ -503,12 +503,16 @@ mod tests {
                         leader: Some(1),
                         replicas: vec![1],
                         isr: vec![1],
+                        elr: None,
+                        last_known_elr: None,
                     },
                     PartitionMetadata {
                         id: 1,
                         leader: None,
                         replicas: vec![2],
                         isr: vec![],
+                        elr: None,
+                        last_known_elr: None,
                     },
                 ],
             }])
@@ -705,6 +709,8 @@ mod tests {
                         leader: Some(1),
                         replicas: vec![1],
                         isr: vec![1],
+                        elr: None,
+                        last_known_elr: None,
                     }],
                 })
                 .collect())

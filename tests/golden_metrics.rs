@@ -233,6 +233,16 @@ impl KafkaSource for Estate {
                 leader: p.leader,
                 replicas: p.replicas.to_vec(),
                 isr: p.isr.to_vec(),
+                // A cluster with ELR (KIP-966): one replica out of the ISR is still eligible.
+                elr: Some(
+                    p.replicas
+                        .iter()
+                        .filter(|r| !p.isr.contains(r))
+                        .take(1)
+                        .copied()
+                        .collect(),
+                ),
+                last_known_elr: Some(Vec::new()),
             });
         }
         // The exporter's own probe topic, exempt from the policy.
@@ -244,6 +254,8 @@ impl KafkaSource for Estate {
                 leader: Some(1),
                 replicas: vec![1, 2, 3],
                 isr: vec![1, 2, 3],
+                elr: Some(Vec::new()),
+                last_known_elr: Some(Vec::new()),
             });
         Ok(topics
             .into_iter()

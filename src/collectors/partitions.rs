@@ -31,6 +31,8 @@ const PARTITION_GAUGES: &[(&str, &str, PartitionFn)] = &[
     ("kafka_partition_under_replicated", "1 if fewer replicas are in sync than assigned, else 0.", |p| flag(p.under_replicated())),
     ("kafka_partition_under_min_isr", "1 if fewer replicas are in sync than the topic's min.insync.replicas (acks=all writes fail), else 0.", |p| p.under_min_isr().and_then(flag)),
     ("kafka_partition_offline", "1 if the partition has no leader, else 0.", |p| flag(p.offline())),
+    ("kafka_partition_eligible_leader_replicas", "Size of the partition's eligible leader replica set (KIP-966): replicas that left the ISR while it was below min.insync.replicas and can still be elected cleanly. Absent where the cluster keeps no ELR.", |p| p.elr.map(f64::from)),
+    ("kafka_partition_last_known_elr", "Size of the partition's last known ELR (KIP-966): the eligible replicas known when the last one was lost. Absent where the cluster keeps no ELR.", |p| p.last_known_elr.map(f64::from)),
     ("kafka_partition_leader_is_preferred", "1 if the leader is the preferred (first assigned) replica, else 0.", |p| flag(p.leader_is_preferred())),
     ("kafka_partition_log_start_offset", "Offset of the oldest retained record (ListOffsets earliest).", |p| offset(p.log_start)),
     ("kafka_partition_high_watermark", "High watermark: offset of the next record to be written (ListOffsets latest).", |p| offset(p.high_watermark)),
@@ -64,6 +66,17 @@ const TOPIC_GAUGES: &[(&str, &str, TopicFn)] = &[
                 None
             } else {
                 count(t, |p| p.under_min_isr() == Some(true))
+            }
+        },
+    ),
+    (
+        "kafka_topic_under_min_isr_with_elr_partitions",
+        "Partitions of the topic whose in-sync plus eligible leader replicas are fewer than min.insync.replicas (KIP-966): no clean election restores acks=all writes. Absent where the cluster keeps no ELR.",
+        |t| {
+            if t.partitions.iter().any(|p| p.under_min_isr_with_elr().is_none()) {
+                None
+            } else {
+                count(t, |p| p.under_min_isr_with_elr() == Some(true))
             }
         },
     ),

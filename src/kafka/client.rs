@@ -274,6 +274,8 @@ impl KafkaSource for RdKafkaSource {
                         leader: (p.leader() >= 0).then_some(p.leader()),
                         replicas: p.replicas().to_vec(),
                         isr: p.isr().to_vec(),
+                        elr: None,
+                        last_known_elr: None,
                     })
                     .collect();
                 partitions.sort_by_key(|p| p.id);

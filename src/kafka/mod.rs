@@ -53,6 +53,13 @@ pub struct PartitionMetadata {
     pub leader: Option<i32>,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// Eligible leader replicas (KIP-966): replicas that left the ISR while it was below
+    /// `min.insync.replicas` and can still be elected without losing acknowledged writes.
+    /// `None` where the reader cannot tell (librdkafka, brokers without ELR).
+    pub elr: Option<Vec<i32>>,
+    /// The ELR last known before the partition lost every eligible replica (KIP-966); `None`
+    /// as for `elr`.
+    pub last_known_elr: Option<Vec<i32>>,
 }
 
 /// One topic from a metadata response.

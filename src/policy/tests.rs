@@ -16,6 +16,8 @@ fn partition(id: i32, replicas: u32, log_start: i64) -> PartitionView {
         replicas,
         isr: replicas,
         min_isr: Some(2),
+        elr: None,
+        last_known_elr: None,
         log_start: Some(log_start),
         high_watermark: Some(log_start + 100),
         last_stable: Some(log_start + 100),

@@ -46,6 +46,8 @@ fn meta(name: &str, parts: &[(Option<i32>, &[i32], &[i32])]) -> TopicMetadata {
                 leader: *leader,
                 replicas: replicas.to_vec(),
                 isr: isr.to_vec(),
+                elr: None,
+                last_known_elr: None,
             })
             .collect(),
     }

@@ -123,6 +123,8 @@ impl Memory {
                             // reported as Kafka lists it.
                             isr: p.isr.len() as u32,
                             min_isr,
+                            elr: p.elr.as_ref().map(|v| v.len() as u32),
+                            last_known_elr: p.last_known_elr.as_ref().map(|v| v.len() as u32),
                             log_start: o.log_start,
                             high_watermark: o.high_watermark,
                             last_stable: o.last_stable,

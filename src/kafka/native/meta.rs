@@ -7,8 +7,12 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_topic_partitions_request;
+use kafka_protocol::messages::describe_topic_partitions_response::DescribeTopicPartitionsResponsePartition;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{BrokerId, DescribeConfigsRequest, ListOffsetsRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, DescribeConfigsRequest, DescribeTopicPartitionsRequest, ListOffsetsRequest, MetadataResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::pool::Pool;
@@ -67,8 +71,11 @@ pub(crate) async fn topic_metadata(
     state: &ClusterState,
     deadline: Instant,
 ) -> Result<Vec<TopicMetadata>, NetError> {
-    let r = pool.metadata(None, deadline).await?;
-    let topics = topics_of(&r);
+    let topics = if elr_enabled(pool, deadline).await {
+        described_topics(pool, deadline).await?
+    } else {
+        topics_of(&pool.metadata(None, deadline).await?)
+    };
     let mut leaders = ClusterState::lock(&state.leaders);
     leaders.clear();
     remember_leaders(&mut leaders, &topics);
@@ -99,6 +106,80 @@ async fn refresh_leaders(
     Ok(())
 }
 
+/// The cluster feature that turns on eligible leader replicas (KIP-966).
+const ELR_FEATURE: &str = "eligible.leader.replicas.version";
+/// Partitions per DescribeTopicPartitions page: the broker's default cap
+/// (`max.request.partition.size.limit`).
+const DESCRIBE_TOPIC_PARTITIONS_PAGE: i32 = 2000;
+/// Pages read per call at most: 10 million partitions, far beyond any cluster; it only bounds
+/// the loop against a broker whose cursor never ends.
+const MAX_PAGES: usize = 5000;
+
+/// Whether the cluster keeps eligible leader replicas, so that topic metadata is read with
+/// DescribeTopicPartitions (which reports them) instead of Metadata (which does not).
+async fn elr_enabled(pool: &Pool, deadline: Instant) -> bool {
+    match pool.any(deadline).await {
+        Ok(conn) => conn.feature(ELR_FEATURE) >= 1 && conn.version::<DescribeTopicPartitionsRequest>((0, 0)).is_some(),
+        Err(_) => false,
+    }
+}
+
+/// Every topic with its partitions and their ELR, from DescribeTopicPartitions pages of
+/// [`DESCRIBE_TOPIC_PARTITIONS_PAGE`] partitions (an empty topic list means every topic).
+async fn described_topics(pool: &Pool, deadline: Instant) -> Result<Vec<TopicMetadata>, NetError> {
+    let mut topics: BTreeMap<String, TopicMetadata> = BTreeMap::new();
+    let mut cursor: Option<(String, i32)> = None;
+    for _ in 0..MAX_PAGES {
+        let conn = pool.any(deadline).await?;
+        let request = |_version: i16| {
+            let mut r = DescribeTopicPartitionsRequest::default();
+            r.response_partition_limit = DESCRIBE_TOPIC_PARTITIONS_PAGE;
+            r.cursor = cursor.as_ref().map(|(topic, partition)| {
+                let mut c = describe_topic_partitions_request::Cursor::default();
+                c.topic_name = TopicName(StrBytes::from_string(topic.clone()));
+                c.partition_index = *partition;
+                c
+            });
+            r
+        };
+        let page = pool
+            .call(conn, "DescribeTopicPartitions", (0, 0), request, deadline)
+            .await?;
+        for t in page.topics.iter().filter(|t| t.error_code == 0) {
+            let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) else {
+                continue;
+            };
+            let entry = topics.entry(name.clone()).or_insert_with(|| TopicMetadata {
+                name,
+                partitions: Vec::new(),
+            });
+            entry.partitions.extend(t.partitions.iter().map(described_partition));
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some((c.topic_name.0.to_string(), c.partition_index)),
+            None => break,
+        }
+    }
+    let mut topics: Vec<TopicMetadata> = topics.into_values().collect();
+    for t in &mut topics {
+        t.partitions.sort_by_key(|p| p.id);
+        t.partitions.dedup_by_key(|p| p.id);
+    }
+    Ok(topics)
+}
+
+fn described_partition(p: &DescribeTopicPartitionsResponsePartition) -> PartitionMetadata {
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+    PartitionMetadata {
+        id: p.partition_index,
+        leader: (p.leader_id.0 >= 0).then_some(p.leader_id.0),
+        replicas: ids(&p.replica_nodes),
+        isr: ids(&p.isr_nodes),
+        elr: Some(p.eligible_leader_replicas.as_deref().map(ids).unwrap_or_default()),
+        last_known_elr: Some(p.last_known_elr.as_deref().map(ids).unwrap_or_default()),
+    }
+}
+
 /// The topics of a Metadata response, sorted. A topic-level error (being deleted, not
 /// authorized) means the entry holds no usable partitions; it is left out.
 pub(crate) fn topics_of(r: &MetadataResponse) -> Vec<TopicMetadata> {
@@ -117,6 +198,8 @@ pub(crate) fn topics_of(r: &MetadataResponse) -> Vec<TopicMetadata> {
                     leader: (p.leader_id.0 >= 0).then_some(p.leader_id.0),
                     replicas: ids(&p.replica_nodes),
                     isr: ids(&p.isr_nodes),
+                    elr: None,
+                    last_known_elr: None,
                 })
                 .collect();
             partitions.sort_by_key(|p| p.id);

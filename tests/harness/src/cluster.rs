@@ -859,6 +859,28 @@ impl KafkaCluster {
         (java_binary(), args)
     }
 
+    /// Runs `source`, a single-file Java program (source-file mode), with the cluster's Kafka
+    /// jars on the class path and returns its standard output: a way to ask Kafka's own Java
+    /// clients what they see. `tests/harness/java/` holds the programs.
+    pub fn run_java_source(&self, source: &Path, args: &[&str]) -> Result<String> {
+        let out = std::process::Command::new(java_binary())
+            .args(["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp"])
+            .arg(self.dist.classpath())
+            .arg(source)
+            .args(args)
+            .output()
+            .map_err(|e| HarnessError::io(format!("running {}", source.display()), e))?;
+        if !out.status.success() {
+            return Err(HarnessError::InvalidArgument(format!(
+                "{} exited with {}: {}",
+                source.display(),
+                out.status,
+                dist::tail_lines(&String::from_utf8_lossy(&out.stderr), 20)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Formats all nodes' storage concurrently (each JVM start costs about a
     /// second of CPU, and nodes are independent here).
     fn format_storage(&self) -> Result<()> {
