@@ -71,11 +71,10 @@ pub(crate) async fn topic_metadata(
     state: &ClusterState,
     deadline: Instant,
 ) -> Result<Vec<TopicMetadata>, NetError> {
-    let topics = if elr_enabled(pool, deadline).await {
-        described_topics(pool, deadline).await?
-    } else {
-        topics_of(&pool.metadata(None, deadline).await?)
-    };
+    let mut topics = topics_of(&pool.metadata(None, deadline).await?);
+    if elr_enabled(pool, deadline).await {
+        add_elr(pool, &mut topics, deadline).await;
+    }
     let mut leaders = ClusterState::lock(&state.leaders);
     leaders.clear();
     remember_leaders(&mut leaders, &topics);
@@ -115,8 +114,8 @@ const DESCRIBE_TOPIC_PARTITIONS_PAGE: i32 = 2000;
 /// the loop against a broker whose cursor never ends.
 const MAX_PAGES: usize = 5000;
 
-/// Whether the cluster keeps eligible leader replicas, so that topic metadata is read with
-/// DescribeTopicPartitions (which reports them) instead of Metadata (which does not).
+/// Whether the cluster keeps eligible leader replicas, which DescribeTopicPartitions reports
+/// (Metadata does not).
 async fn elr_enabled(pool: &Pool, deadline: Instant) -> bool {
     match pool.any(deadline).await {
         Ok(conn) => conn.feature(ELR_FEATURE) >= 1 && conn.version::<DescribeTopicPartitionsRequest>((0, 0)).is_some(),
@@ -124,15 +123,74 @@ async fn elr_enabled(pool: &Pool, deadline: Instant) -> bool {
     }
 }
 
-/// Every topic with its partitions and their ELR, from DescribeTopicPartitions pages of
-/// [`DESCRIBE_TOPIC_PARTITIONS_PAGE`] partitions (an empty topic list means every topic).
-async fn described_topics(pool: &Pool, deadline: Instant) -> Result<Vec<TopicMetadata>, NetError> {
-    let mut topics: BTreeMap<String, TopicMetadata> = BTreeMap::new();
+/// Fills in the ELR of `topics` (from Metadata). A partition whose ISR holds every replica has
+/// an empty ELR and last known ELR (KIP-966 keeps ELR disjoint from the ISR and clears both
+/// once a leader is elected cleanly), so only topics with a partition out of sync or without a
+/// leader are asked, with DescribeTopicPartitions: a healthy cluster costs no request. When
+/// that request fails, their ELR stays unknown (no series) and the cycle goes on.
+async fn add_elr(pool: &Pool, topics: &mut [TopicMetadata], deadline: Instant) {
+    let degraded: Vec<String> = topics
+        .iter()
+        .filter(|t| {
+            t.partitions
+                .iter()
+                .any(|p| p.leader.is_none() || p.isr.len() < p.replicas.len())
+        })
+        .map(|t| t.name.clone())
+        .collect();
+    let described = if degraded.is_empty() {
+        Ok(HashMap::new())
+    } else {
+        described_partitions(pool, &degraded, deadline).await
+    };
+    let described = described.unwrap_or_else(|e| {
+        tracing::debug!(cluster = pool.cluster.as_str(), "DescribeTopicPartitions: {e}");
+        HashMap::new()
+    });
+    apply_elr(topics, &described);
+}
+
+/// ELR by partition, as DescribeTopicPartitions reports it: (ELR, last known ELR).
+type Described = HashMap<TopicPartition, (Vec<i32>, Vec<i32>)>;
+
+/// Sets the ELR of each partition: as described, or empty for a partition in sync with a
+/// leader, or unknown.
+fn apply_elr(topics: &mut [TopicMetadata], described: &Described) {
+    for t in topics.iter_mut() {
+        for p in &mut t.partitions {
+            let in_sync = p.leader.is_some() && p.isr.len() >= p.replicas.len();
+            match described.get(&TopicPartition::new(t.name.clone(), p.id)) {
+                Some((elr, last_known)) => {
+                    p.elr = Some(elr.clone());
+                    p.last_known_elr = Some(last_known.clone());
+                }
+                None if in_sync => {
+                    p.elr = Some(Vec::new());
+                    p.last_known_elr = Some(Vec::new());
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// The ELR and last known ELR of every partition of `names`, from DescribeTopicPartitions pages
+/// of [`DESCRIBE_TOPIC_PARTITIONS_PAGE`] partitions.
+async fn described_partitions(pool: &Pool, names: &[String], deadline: Instant) -> Result<Described, NetError> {
+    let mut out = HashMap::new();
     let mut cursor: Option<(String, i32)> = None;
     for _ in 0..MAX_PAGES {
         let conn = pool.any(deadline).await?;
         let request = |_version: i16| {
             let mut r = DescribeTopicPartitionsRequest::default();
+            r.topics = names
+                .iter()
+                .map(|n| {
+                    let mut t = describe_topic_partitions_request::TopicRequest::default();
+                    t.name = TopicName(StrBytes::from_string(n.clone()));
+                    t
+                })
+                .collect();
             r.response_partition_limit = DESCRIBE_TOPIC_PARTITIONS_PAGE;
             r.cursor = cursor.as_ref().map(|(topic, partition)| {
                 let mut c = describe_topic_partitions_request::Cursor::default();
@@ -149,23 +207,18 @@ async fn described_topics(pool: &Pool, deadline: Instant) -> Result<Vec<TopicMet
             let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) else {
                 continue;
             };
-            let entry = topics.entry(name.clone()).or_insert_with(|| TopicMetadata {
-                name,
-                partitions: Vec::new(),
-            });
-            entry.partitions.extend(t.partitions.iter().map(described_partition));
+            for p in &t.partitions {
+                let d = described_partition(p);
+                let elr = (d.elr.unwrap_or_default(), d.last_known_elr.unwrap_or_default());
+                out.insert(TopicPartition::new(name.clone(), p.partition_index), elr);
+            }
         }
         match page.next_cursor {
             Some(c) => cursor = Some((c.topic_name.0.to_string(), c.partition_index)),
             None => break,
         }
     }
-    let mut topics: Vec<TopicMetadata> = topics.into_values().collect();
-    for t in &mut topics {
-        t.partitions.sort_by_key(|p| p.id);
-        t.partitions.dedup_by_key(|p| p.id);
-    }
-    Ok(topics)
+    Ok(out)
 }
 
 fn described_partition(p: &DescribeTopicPartitionsResponsePartition) -> PartitionMetadata {
@@ -437,4 +490,52 @@ pub(crate) async fn join_all<F: std::future::Future>(futures: impl IntoIterator<
     })
     .await;
     out.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(id: i32, leader: Option<i32>, isr: Vec<i32>) -> PartitionMetadata {
+        PartitionMetadata {
+            id,
+            leader,
+            replicas: vec![1, 2, 3],
+            isr,
+            elr: None,
+            last_known_elr: None,
+        }
+    }
+
+    #[test]
+    fn elr_is_empty_in_sync_described_out_of_sync_and_unknown_otherwise() {
+        let mut topics = vec![TopicMetadata {
+            name: "t".into(),
+            partitions: vec![
+                partition(0, Some(1), vec![1, 2, 3]),
+                partition(1, Some(1), vec![1]),
+                partition(2, None, vec![]),
+                partition(3, Some(2), vec![2]),
+            ],
+        }];
+        let described = Described::from([
+            (TopicPartition::new("t", 1), (vec![2], vec![])),
+            (TopicPartition::new("t", 2), (vec![], vec![3])),
+        ]);
+        apply_elr(&mut topics, &described);
+        let got: Vec<_> = topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.elr.clone(), p.last_known_elr.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(vec![]), Some(vec![])),
+                (Some(vec![2]), Some(vec![])),
+                (Some(vec![]), Some(vec![3])),
+                (None, None),
+            ]
+        );
+    }
 }
