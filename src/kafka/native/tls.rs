@@ -224,79 +224,23 @@ mod tests {
 
     /// A CA, a server certificate for `localhost` and a client key, plain and encrypted.
     fn pki(dir: &Path) {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=test-ca",
-            ],
+        let run = |args: &str| openssl(dir, &args.split_whitespace().collect::<Vec<_>>());
+        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+        write("client.cnf", "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
+        write(
+            "server.cnf",
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:broker.example\n",
         );
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "client.key",
-                "-out",
-                "client.csr",
-                "-subj",
-                "/CN=client",
-            ],
-        );
-        std::fs::write(
-            dir.join("ext.cnf"),
-            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-        )
-        .unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "client.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "client.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "ext.cnf",
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "pkcs8",
-                "-topk8",
-                "-v2",
-                "aes-256-cbc",
-                "-in",
-                "client.key",
-                "-passout",
-                "pass:k3y",
-                "-out",
-                "client.enc.key",
-            ],
-        );
+        run("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca");
+        for (name, cn) in [("client", "client"), ("server", "broker.example")] {
+            run(&format!(
+                "req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr -subj /CN={cn}"
+            ));
+            run(&format!(
+                "x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out {name}.pem -days 2 -extfile {name}.cnf"
+            ));
+        }
+        run("pkcs8 -topk8 -v2 aes-256-cbc -in client.key -passout pass:k3y -out client.enc.key");
     }
 
     fn files(dir: &Path, key: &str, password: Option<&str>) -> TlsFiles {
@@ -342,5 +286,75 @@ mod tests {
         assert!(server_name("127.0.0.1").is_ok());
         assert!(server_name("::1").is_ok());
         assert!(server_name("bad name").is_err());
+    }
+
+    /// One handshake with a broker stand-in (certificate for `broker.example`, client
+    /// certificates required) reached as `localhost`, reading two bytes it sends.
+    async fn handshake(dir: &Path, client: &TlsFiles) -> Result<(), String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let roots = Arc::new(roots(Some(&dir.join("ca.pem"))).unwrap());
+        let client_auth = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
+            .build()
+            .unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(client_auth)
+            .with_single_cert(
+                certificates(&dir.join("server.pem")).unwrap(),
+                private_key(&dir.join("server.key"), None).unwrap(),
+            )
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let accept = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            if let Ok(mut tls) = acceptor.accept(tcp).await {
+                let _ = tls.write_all(b"ok").await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        let connector = tokio_rustls::TlsConnector::from(client_config(client)?);
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let result = async {
+            let mut tls = connector
+                .connect(server_name("localhost")?, tcp)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 2];
+            tls.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        .await;
+        accept.abort();
+        result
+    }
+
+    #[tokio::test]
+    async fn the_hostname_is_verified_unless_turned_off_and_the_chain_always() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        pki(d);
+        let mtls = files(d, "client.enc.key", Some("k3y"));
+        let e = handshake(d, &mtls).await.unwrap_err();
+        assert!(e.contains("NotValidForName") || e.contains("not valid for name"), "{e}");
+        let no_hostname = TlsFiles {
+            verify_hostname: false,
+            ..mtls.clone()
+        };
+        handshake(d, &no_hostname).await.unwrap();
+        // Roots of another issuer: the chain fails even without the hostname check.
+        let other_roots = TlsFiles {
+            ca_file: Some(d.join("client.pem")),
+            ..no_hostname
+        };
+        let e = handshake(d, &other_roots).await.unwrap_err();
+        assert!(e.contains("UnknownIssuer") || e.contains("unknown issuer"), "{e}");
+        let insecure = TlsFiles {
+            verify_certificates: false,
+            ..mtls
+        };
+        handshake(d, &insecure).await.unwrap();
     }
 }
