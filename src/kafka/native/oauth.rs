@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -82,6 +82,8 @@ struct Cached {
 pub(crate) struct TokenProvider {
     source: TokenSource,
     cache: Mutex<Option<Cached>>,
+    /// TLS towards an `https` token endpoint; ureq's built-in public roots when `None`.
+    https: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl fmt::Debug for TokenProvider {
@@ -125,10 +127,17 @@ impl TokenProvider {
         Some(TokenProvider::new(source))
     }
 
+    /// The same provider, trusting `https` for the token endpoint.
+    pub(crate) fn with_https(mut self, https: Arc<rustls::ClientConfig>) -> Self {
+        self.https = Some(https);
+        self
+    }
+
     pub(crate) fn new(source: TokenSource) -> Self {
         TokenProvider {
             source,
             cache: Mutex::new(None),
+            https: None,
         }
     }
 
@@ -159,7 +168,13 @@ impl TokenProvider {
                 client_secret,
                 scope,
                 ..
-            } => fetch_oidc(token_endpoint_url, client_id, client_secret, scope.as_deref(), timeout)?,
+            } => fetch_oidc(
+                token_endpoint_url,
+                (client_id, client_secret),
+                scope.as_deref(),
+                self.https.clone(),
+                timeout,
+            )?,
         };
         *cache = Some(Cached {
             token: token.clone(),
@@ -278,13 +293,17 @@ fn oauth_error_code(body: &str) -> Option<String> {
 /// POSTs the client-credentials grant and returns the token and its lifetime.
 fn fetch_oidc(
     url: &str,
-    client_id: &str,
-    client_secret: &str,
+    (client_id, client_secret): (&str, &str),
     scope: Option<&str>,
+    https: Option<Arc<rustls::ClientConfig>>,
     timeout: Duration,
 ) -> Result<(String, Duration), String> {
     // Redirects are not followed: they would carry the client credentials to another URL.
-    let agent = ureq::AgentBuilder::new().timeout(timeout).redirects(0).build();
+    let mut agent = ureq::AgentBuilder::new().timeout(timeout).redirects(0);
+    if let Some(https) = https {
+        agent = agent.tls_config(https);
+    }
+    let agent = agent.build();
     let response = agent
         .post(url)
         .set("Authorization", &basic_authorization(client_id, client_secret))

@@ -52,7 +52,13 @@ impl Pool {
             Some(t) => Some(super::tls::client_config(t)?),
             None => None,
         };
-        let tokens = TokenProvider::from_settings(settings.sasl.as_ref()).map(Arc::new);
+        let tokens = match TokenProvider::from_settings(settings.sasl.as_ref()) {
+            Some(t) => {
+                let ca_file = settings.tls.as_ref().and_then(|t| t.ca_file.as_deref());
+                Some(Arc::new(t.with_https(super::tls::https_client_config(ca_file)?)))
+            }
+            None => None,
+        };
         Ok(Pool {
             cluster: cluster.to_string(),
             settings,

@@ -62,6 +62,28 @@ pub(crate) fn client_config(s: &TlsFiles) -> Result<Arc<rustls::ClientConfig>, S
     Ok(Arc::new(config))
 }
 
+/// TLS for an `https` token endpoint (OAUTHBEARER with OIDC): the system CA bundle, as
+/// librdkafka's token fetch uses, plus the cluster's `ca_file` when there is one, so an
+/// endpoint signed by a private CA is trusted the same way by both readers.
+pub(crate) fn https_client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut store = RootCertStore::empty();
+    for path in SYSTEM_CA_BUNDLES.iter().map(Path::new).filter(|p| p.exists()).take(1) {
+        store.add_parsable_certificates(certificates(path)?);
+    }
+    if let Some(ca) = ca_file {
+        store.add_parsable_certificates(certificates(ca)?);
+    }
+    if store.is_empty() {
+        store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// The name the broker's certificate must carry: a DNS name or an IP address.
 pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(host.to_string()).map_err(|e| format!("{host:?} is not a valid TLS server name: {e}"))
