@@ -15,6 +15,7 @@ use crate::error::ConfigError;
 
 pub mod registry;
 mod security;
+pub(crate) use security::SYSTEM_CA_BUNDLES;
 mod validate;
 
 use validate::validate;

@@ -82,8 +82,8 @@ struct RawOauthBearer {
 const UNSECURED_JWT_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Where CA bundles of common distributions live; one must exist when TLS verifies brokers
-/// against the system roots.
-const SYSTEM_CA_BUNDLES: &[&str] = &[
+/// against the system roots. The native reader loads its roots from the same list.
+pub(crate) const SYSTEM_CA_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
     "/etc/ssl/ca-bundle.pem",
