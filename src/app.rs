@@ -158,6 +158,10 @@ pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
 
 /// Runs the exporter until SIGINT or SIGTERM.
 pub async fn run(opts: RunOptions) -> Result<(), AppError> {
+    // Installed before anything serves: a SIGTERM sent as soon as the exporter answers
+    // (a supervisor that waits for /-/healthy, then stops it) must be a graceful shutdown,
+    // not the default action that kills the process.
+    let mut signals = Signals::install()?;
     let Loaded {
         mut config,
         policy,
@@ -200,7 +204,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
         crate::http::serve(listener, state, stop, opts.shutdown_timeout),
     );
 
-    let signal = wait_for_signal().await?;
+    let signal = signals.next().await;
     tracing::info!(signal, "shutting down");
     let running = supervisor
         .shutdown(opts.shutdown_timeout + Duration::from_millis(500))
@@ -289,16 +293,29 @@ fn start_clusters(
     Ok((slots, side))
 }
 
-async fn wait_for_signal() -> Result<&'static str, AppError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| AppError::Runtime(format!("cannot install SIGTERM handler: {e}")))?;
-    let mut int = signal(SignalKind::interrupt())
-        .map_err(|e| AppError::Runtime(format!("cannot install SIGINT handler: {e}")))?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, captured from the moment [`Signals::install`] returns.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, AppError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate())
+            .map_err(|e| AppError::Runtime(format!("cannot install SIGTERM handler: {e}")))?;
+        let int = signal(SignalKind::interrupt())
+            .map_err(|e| AppError::Runtime(format!("cannot install SIGINT handler: {e}")))?;
+        Ok(Self { term, int })
+    }
+
+    /// Waits for the next SIGTERM or SIGINT and names it.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 #[cfg(test)]
