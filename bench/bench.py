@@ -196,6 +196,15 @@ class Exporter:
     def complete(self, samples):
         raise NotImplementedError
 
+    def offset_lag_ready(self, samples):
+        """The output holds every group's offset lag (what kminion serves); for exporters that
+        publish whole cycles only, their first complete output."""
+        return self.complete(samples)
+
+    def time_lag_ready(self, samples):
+        """The output holds time lag from record reads; `None` for exporters without any."""
+        return None
+
     def cycle_marker(self, samples):
         """A value that changes once per completed cycle."""
         raise NotImplementedError
@@ -240,6 +249,19 @@ class Ours(Exporter):
     def complete(self, samples):
         return bool(metric(samples, "kafka_slo_exporter_cluster_up")) and \
             metric(samples, "kafka_slo_exporter_cluster_up")[0] == 1.0
+
+    def offset_lag_ready(self, samples):
+        # Published as soon as the offsets and committed offsets of the first cycle are in,
+        # with every earlier stage's data.
+        done = {dict(labels).get("stage") for (n, labels), _ in samples.items()
+                if n == "kafka_slo_exporter_stage_last_success_timestamp_seconds"}
+        core = {"cluster", "topics", "topic_configs", "offsets", "groups", "group_offsets"}
+        return core <= done and bool(metric(samples, "kafka_consumergroup_lag"))
+
+    def time_lag_ready(self, samples):
+        # The first cycle's record reads (at most lag.max_record_reads) have landed.
+        return any(n == "kafka_slo_exporter_stage_last_success_timestamp_seconds"
+                   and dict(labels).get("stage") == "time_lag" for (n, labels), _ in samples.items())
 
     def cycle_marker(self, samples):
         v = metric(samples, "kafka_slo_exporter_cycles_total")
@@ -369,19 +391,26 @@ def wait_cycle_edge(exp, timeout, poll=0.5):
 def measure_background(exp, cfg):
     interval = exp.interval
     res = {"kind": "background"}
-    # Time to the first complete output.
+    # Time to the first output with offset lag, with time lag (ours only), and to the first
+    # complete one; polled every 0.1 s so that the steps of a progressive start are told apart.
     deadline = time.monotonic() + 900
+    steps = [("first_offset_lag_s", exp.offset_lag_ready), ("first_time_lag_s", exp.time_lag_ready),
+             ("first_complete_s", exp.complete)]
     while True:
         if exp.proc.poll() is not None:
             raise RuntimeError(f"{exp.name} exited with {exp.proc.returncode}")
         s = scrape_samples(exp)
-        if s and exp.complete(s):
-            res["first_complete_s"] = round(time.monotonic() - exp.started, 2)
+        now = round(time.monotonic() - exp.started, 2)
+        for key, ready in steps:
+            if s and key not in res and ready(s):
+                res[key] = now
+        if "first_complete_s" in res:
             break
         if time.monotonic() > deadline:
             raise RuntimeError(f"{exp.name}: no complete output after 900s")
-        time.sleep(0.5)
-    log(f"{exp.name}: first complete output after {res['first_complete_s']}s")
+        time.sleep(0.1)
+    log(f"{exp.name}: first output with offset lag after {res.get('first_offset_lag_s')}s, with "
+        f"time lag after {res.get('first_time_lag_s')}s, complete after {res['first_complete_s']}s")
     # Steady state: cycles pass unmeasured until the exporter's start-up work is done (ours reads
     # record timestamps there, at most 5,000 per cycle), then the durations of the next ones and
     # a CPU window of `windows` intervals.
@@ -427,6 +456,7 @@ def measure_scrape_time(exp, cfg):
     # collection. CPU is read around the second.
     status, body, first = http_get(exp.url, timeout=timeout)
     res["first_complete_s"] = round(time.monotonic() - exp.started, 2)
+    res["first_offset_lag_s"] = res["first_complete_s"]
     res["first_scrape_s"] = round(first, 3)
     if status != 200:
         raise RuntimeError(f"{exp.name}: HTTP {status}")

@@ -19,6 +19,9 @@ PEERS = ["klag-exporter", "kafka_exporter", "kminion"]
 # (key, label, unit, getter, lower is better)
 METRICS = [
     ("cycle_s", "Collection cycle", "s", lambda r: r.get("cycle_s")),
+    ("first_offset_lag_s", "Start to first output with offset lag", "s",
+     lambda r: r.get("first_offset_lag_s", r.get("first_complete_s"))),
+    ("first_time_lag_s", "Start to first output with time lag", "s", lambda r: r.get("first_time_lag_s")),
     ("first_complete_s", "Start to first complete output", "s", lambda r: r.get("first_complete_s")),
     ("peak_rss", "Peak RSS (VmHWM)", "MiB", lambda r: r.get("peak_rss_kb") and r["peak_rss_kb"] / 1024),
     ("cpu", "CPU per cycle", "s", lambda r: r.get("cpu_s_per_cycle")),

@@ -14,7 +14,9 @@
 //!   submodule owns every `unsafe` block (librdkafka admin calls the `rdkafka` crate does not
 //!   wrap, and the global allocator).
 //! - [`poller`] runs one task per cluster. Every interval it runs a cycle on a blocking thread
-//!   and publishes a new snapshot with an atomic pointer swap.
+//!   whose request branches run on their own threads; each stage's outcome is folded and
+//!   published as a new snapshot (an atomic pointer swap) as soon as it arrives, so a stage
+//!   waiting on a dead broker holds back no other stage's results.
 //! - [`model`] holds the plain view types (partitions, topic settings, topics) that the
 //!   snapshot builds and the policy and collectors read; it depends on no other module.
 //! - [`snapshot`] holds the immutable per-cluster snapshot and the pure function that folds a

@@ -171,7 +171,8 @@ pub struct GroupView {
     pub topics: Vec<GroupTopicView>,
 }
 
-/// Everything scrapes read about one cluster. Replaced as a whole after each cycle.
+/// Everything scrapes read about one cluster. Replaced as a whole whenever a stage of the cycle
+/// in flight has new results, and at the end of each cycle.
 #[derive(Debug, Clone)]
 pub struct ClusterSnapshot {
     pub name: String,
@@ -198,7 +199,7 @@ pub struct ClusterSnapshot {
     pub groups: Option<Arc<Vec<GroupView>>>,
     /// Compliance of every exported topic with the policy, in topic order.
     pub compliance: Option<Arc<Vec<TopicCompliance>>>,
-    /// When the cycle that built this snapshot ended.
+    /// When the topic views and their compliance were built.
     pub built_at: Option<SystemTime>,
     /// The share of topics and groups this snapshot covers: `topics`, `compliance` and
     /// `groups` hold only this shard's.
@@ -273,6 +274,7 @@ mod fold;
 mod views;
 
 pub use fold::{CommittedOffsets, GroupInfo, IoOutcome, Memory, Offsets, OffsetsRaw, PartitionCount, StageOutcome};
+pub use views::{GroupLag, Rebuild};
 
 #[cfg(test)]
 mod tests;

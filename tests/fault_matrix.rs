@@ -53,6 +53,10 @@ const REGISTRY_MAX_STALENESS: f64 = 4.0;
 /// scheduling slack, and a freshly started JVM's slower first answers).
 const REGISTRY_ONE_CYCLE: Duration =
     Duration::from_millis(((REGISTRY_INTERVAL + REGISTRY_TIMEOUT) * 1000.0) as u64 + 1000);
+/// How soon a broker kill Kafka's metadata shows must reach /metrics: one interval plus one
+/// second, plus slack for this test's polling (a fresh client's metadata request per poll) and
+/// for a busy 2-core host.
+const KILL_VISIBLE: Duration = Duration::from_millis((INTERVAL * 1000.0) as u64 + 1000 + 2000);
 /// Schema of the value subject the test registers.
 const SUBJECT_SCHEMA: &str = r#"{"type":"string"}"#;
 /// Stages whose data every cycle refreshes (time lag and replay window have their own cadence).
@@ -286,6 +290,39 @@ fn kafka_view(kafka: &KafkaCluster) -> Option<(usize, usize)> {
         })
         .unwrap_or(0);
     Some((md.brokers().len(), full))
+}
+
+/// After a broker was killed: the time from Kafka's own metadata (a fresh client) first showing
+/// every partition of TOPIC under-replicated to /metrics first showing it. Both are polled on
+/// their own threads, each observation timed when its answer came.
+fn broker_kill_delay(kafka: &KafkaCluster, e: &Exporter) -> Duration {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (kafka_at, metrics_at) = thread::scope(|scope| {
+        let kafka_seen = scope.spawn(|| loop {
+            if kafka_view(kafka).is_some_and(|(_, full)| full == 0) {
+                return Instant::now();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Kafka never showed the partitions under-replicated"
+            );
+            thread::sleep(Duration::from_millis(50));
+        });
+        let metrics_seen = scope.spawn(|| loop {
+            let m = e.scrape();
+            let at = Instant::now();
+            if m.value("kafka_topic_under_replicated_partitions", &[("topic", TOPIC)]) == Some(PARTITIONS as f64) {
+                return at;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/metrics never showed the partitions under-replicated"
+            );
+            thread::sleep(Duration::from_millis(50));
+        });
+        (kafka_seen.join().unwrap(), metrics_seen.join().unwrap())
+    });
+    metrics_at.saturating_duration_since(kafka_at)
 }
 
 /// Waits (up to `timeout`) until Kafka itself reports 3 brokers and every partition fully in
@@ -539,6 +576,15 @@ fn run_phases(kafka: &KafkaCluster, registry: &SchemaRegistry, e: &Exporter, sta
     // One broker killed and restarted. Brokers 2 and 3 are not voters.
     let phase = Instant::now();
     kafka.kill_broker(3);
+    let delay = broker_kill_delay(kafka, e);
+    eprintln!(
+        "[fault-matrix] broker kill: under-replicated partitions on /metrics {:.2}s after Kafka's metadata showed them (interval {INTERVAL}s)",
+        delay.as_secs_f64()
+    );
+    assert!(
+        delay <= KILL_VISIBLE,
+        "the killed broker's under-replicated partitions reached /metrics {delay:?} after Kafka showed them"
+    );
     let m = e.wait_for(
         Duration::from_secs(60),
         "broker 3 gone and its replicas out of sync",

@@ -121,6 +121,9 @@ pub struct Memory {
     pub last_success: Option<SystemTime>,
     /// See [`ClusterSnapshot::partition_offset_errors`].
     pub partition_offset_errors: usize,
+    /// The snapshot that ended the last cycle: publications within a cycle keep its views
+    /// where they rebuild nothing.
+    pub published: Option<std::sync::Arc<ClusterSnapshot>>,
 }
 
 fn stage_done<T>(
@@ -167,32 +170,72 @@ impl Memory {
     /// (a skipped stage counts as failed: its data is not current).
     pub fn fold_io(&mut self, io: IoOutcome, cfg: &ClusterConfig) -> bool {
         let at = io.at;
-        let max = cfg.max_staleness;
+        let mut ok = self.fold_cluster(io.cluster, at, cfg);
+        ok &= self.fold_topics(io.topics, at, cfg);
+        ok &= self.fold_configs(io.configs, at, cfg);
+        ok &= self.fold_offsets(io.offsets, at, cfg);
+        ok &= self.fold_groups(io.groups, at, cfg);
+        ok &= self.fold_group_offsets(io.group_offsets, at, cfg);
+        ok
+    }
+
+    /// Folds DescribeCluster; each `fold_*` returns whether its stage succeeded.
+    pub fn fold_cluster(
+        &mut self,
+        outcome: StageOutcome<ClusterDescription>,
+        at: SystemTime,
+        cfg: &ClusterConfig,
+    ) -> bool {
         let mut ok = true;
+        stage_done(&mut self.stages, Stage::Cluster, &outcome, at, &mut ok);
+        let value = outcome.result.ok().map(normalise_description);
+        fresh(&mut self.cluster, value, at, cfg.max_staleness);
+        ok
+    }
 
-        stage_done(&mut self.stages, Stage::Cluster, &io.cluster, at, &mut ok);
-        fresh(
-            &mut self.cluster,
-            io.cluster.result.ok().map(normalise_description),
-            at,
-            max,
-        );
-
-        stage_done(&mut self.stages, Stage::Topics, &io.topics, at, &mut ok);
-        let topics = io.topics.result.ok().map(|t| selected_topics(cfg, t));
+    /// Folds Metadata: the selected topics and their partition counts.
+    pub fn fold_topics(
+        &mut self,
+        outcome: StageOutcome<Vec<TopicMetadata>>,
+        at: SystemTime,
+        cfg: &ClusterConfig,
+    ) -> bool {
+        let mut ok = true;
+        stage_done(&mut self.stages, Stage::Topics, &outcome, at, &mut ok);
+        let topics = outcome.result.ok().map(|t| selected_topics(cfg, t));
         if let Some(t) = &topics {
             self.observe_partition_counts(t, at);
         }
-        fresh(&mut self.metadata, topics, at, max);
+        fresh(&mut self.metadata, topics, at, cfg.max_staleness);
+        ok
+    }
 
-        let configs = optional_stage(&mut self.stages, Stage::TopicConfigs, io.configs, at, &mut ok).map(|v| {
+    /// Folds DescribeConfigs (`None`: skipped for want of a topic list).
+    pub fn fold_configs(
+        &mut self,
+        outcome: Option<StageOutcome<Vec<TopicConfig>>>,
+        at: SystemTime,
+        cfg: &ClusterConfig,
+    ) -> bool {
+        let mut ok = true;
+        let configs = optional_stage(&mut self.stages, Stage::TopicConfigs, outcome, at, &mut ok).map(|v| {
             v.into_iter()
                 .map(|(name, cfg)| (name, TopicSettings::from_config(&cfg)))
                 .collect::<HashMap<_, _>>()
         });
-        fresh(&mut self.configs, configs, at, max);
+        fresh(&mut self.configs, configs, at, cfg.max_staleness);
+        ok
+    }
 
-        let raw = optional_stage(&mut self.stages, Stage::Offsets, io.offsets, at, &mut ok);
+    /// Folds ListOffsets and adds the high watermarks to their history.
+    pub fn fold_offsets(
+        &mut self,
+        outcome: Option<StageOutcome<OffsetsRaw>>,
+        at: SystemTime,
+        cfg: &ClusterConfig,
+    ) -> bool {
+        let mut ok = true;
+        let raw = optional_stage(&mut self.stages, Stage::Offsets, outcome, at, &mut ok);
         if let Some(raw) = &raw {
             self.partition_offset_errors = partitions_with_errors(raw);
         }
@@ -200,18 +243,38 @@ impl Memory {
         if let Some(map) = &offsets {
             self.record_high_watermarks(map, at, cfg.lag.history_samples);
         }
-        fresh(&mut self.offsets, offsets, at, max);
+        fresh(&mut self.offsets, offsets, at, cfg.max_staleness);
+        ok
+    }
 
-        stage_done(&mut self.stages, Stage::Groups, &io.groups, at, &mut ok);
-        let groups = io.groups.result.ok().map(|(l, d)| selected_groups(cfg, l, d));
-        fresh(&mut self.groups, groups, at, max);
+    /// Folds ListConsumerGroups + DescribeConsumerGroups.
+    pub fn fold_groups(
+        &mut self,
+        outcome: StageOutcome<(Vec<GroupListing>, Vec<GroupDescription>)>,
+        at: SystemTime,
+        cfg: &ClusterConfig,
+    ) -> bool {
+        let mut ok = true;
+        stage_done(&mut self.stages, Stage::Groups, &outcome, at, &mut ok);
+        let groups = outcome.result.ok().map(|(l, d)| selected_groups(cfg, l, d));
+        fresh(&mut self.groups, groups, at, cfg.max_staleness);
+        ok
+    }
 
-        let committed = optional_stage(&mut self.stages, Stage::GroupOffsets, io.group_offsets, at, &mut ok).map(|v| {
+    /// Folds ListConsumerGroupOffsets (`None`: skipped for want of a group list).
+    pub fn fold_group_offsets(
+        &mut self,
+        outcome: Option<StageOutcome<Vec<GroupOffsets>>>,
+        at: SystemTime,
+        cfg: &ClusterConfig,
+    ) -> bool {
+        let mut ok = true;
+        let committed = optional_stage(&mut self.stages, Stage::GroupOffsets, outcome, at, &mut ok).map(|v| {
             v.into_iter()
                 .map(|g| (g.group, g.offsets))
                 .collect::<CommittedOffsets>()
         });
-        fresh(&mut self.group_offsets, committed, at, max);
+        fresh(&mut self.group_offsets, committed, at, cfg.max_staleness);
         ok
     }
 

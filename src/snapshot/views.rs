@@ -1,7 +1,7 @@
 //! Building the immutable snapshot from the poller's memory: topic and group views, lag and
 //! status, and the topics' compliance.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -14,9 +14,39 @@ use crate::status::{self, StatusRules};
 
 use super::fold::*;
 
+/// How a publication computes group lag.
+#[derive(Debug, Clone, Default)]
+pub struct GroupLag {
+    /// Advance the status histories: once per cycle, when offsets and committed offsets are
+    /// both this cycle's.
+    pub observe: bool,
+    /// The previous publication's groups, while this cycle's record reads are pending: a
+    /// position without a cached record timestamp keeps the time lag served before rather than
+    /// changing method or going absent until the read lands.
+    pub carry: Option<Arc<Vec<GroupView>>>,
+}
+
+/// What a publication in the middle of a cycle rebuilds; the rest is shared with the previous
+/// publication.
+#[derive(Debug, Clone, Default)]
+pub struct Rebuild {
+    /// Topic views, totals and compliance.
+    pub topics: bool,
+    /// Group views (lag, status), or `None` to keep the previous ones.
+    pub groups: Option<GroupLag>,
+}
+
+/// The topic-derived parts of a snapshot.
+type TopicParts = (
+    Option<Arc<Vec<TopicView>>>,
+    Option<Arc<Vec<TopicCompliance>>>,
+    Option<ClusterTotals>,
+);
+
 impl Memory {
-    /// Builds the snapshot from memory, advances the group status histories when the lag
-    /// inputs are fresh, and evicts cache entries no group needs any more.
+    /// Builds the snapshot that ends a cycle from memory, advances the group status histories
+    /// when the lag inputs were collected at `at`, and evicts cache entries no group needs any
+    /// more.
     pub fn snapshot(
         &mut self,
         cfg: &ClusterConfig,
@@ -25,10 +55,78 @@ impl Memory {
         duration: Duration,
         all_ok: bool,
     ) -> ClusterSnapshot {
+        let observe = [
+            &self.group_offsets.as_ref().map(|d| d.collected_at),
+            &self.offsets.as_ref().map(|d| d.collected_at),
+        ]
+        .iter()
+        .all(|t| **t == Some(at));
+        let lag = GroupLag { observe, carry: None };
+        self.finish_cycle(cfg, policy, at, duration, all_ok, lag)
+    }
+
+    /// The snapshot that ends a cycle: every view rebuilt, the cycle counted.
+    pub fn finish_cycle(
+        &mut self,
+        cfg: &ClusterConfig,
+        policy: &Policy,
+        at: SystemTime,
+        duration: Duration,
+        all_ok: bool,
+        lag: GroupLag,
+    ) -> ClusterSnapshot {
         self.cycles_total += 1;
         if all_ok {
             self.last_success = Some(at);
         }
+        let topic_parts = self.topic_parts(cfg, policy, at);
+        let groups = self
+            .groups
+            .clone()
+            .map(|g| Arc::new(self.group_views(&g.value, cfg, at, &lag)));
+        // Keep only cache entries for positions still being measured.
+        let live: HashSet<(TopicPartition, i64)> =
+            self.lag_positions().into_iter().map(|(tp, pos, _)| (tp, pos)).collect();
+        self.record_ts.retain(|k, _| live.contains(k));
+        let mut s = self.assemble(cfg, topic_parts, groups, Some(at));
+        s.up = all_ok;
+        s.last_cycle_duration = Some(duration);
+        s
+    }
+
+    /// A snapshot within a cycle: what `rebuild` names is rebuilt from memory, the other views
+    /// and the cycle's health (`up`, cycle count and duration) are the previous publication's;
+    /// stage statistics and data ages are always current.
+    pub fn publish(
+        &mut self,
+        prev: &ClusterSnapshot,
+        cfg: &ClusterConfig,
+        policy: &Policy,
+        at: SystemTime,
+        rebuild: Rebuild,
+    ) -> ClusterSnapshot {
+        let (topic_parts, built_at) = if rebuild.topics {
+            (self.topic_parts(cfg, policy, at), Some(at))
+        } else {
+            (
+                (prev.topics.clone(), prev.compliance.clone(), prev.totals),
+                prev.built_at,
+            )
+        };
+        let groups = match &rebuild.groups {
+            Some(lag) => self
+                .groups
+                .clone()
+                .map(|g| Arc::new(self.group_views(&g.value, cfg, at, lag))),
+            None => prev.groups.clone(),
+        };
+        let mut s = self.assemble(cfg, topic_parts, groups, built_at);
+        s.up = prev.up;
+        s.last_cycle_duration = prev.last_cycle_duration;
+        s
+    }
+
+    fn topic_parts(&self, cfg: &ClusterConfig, policy: &Policy, at: SystemTime) -> TopicParts {
         let all_topics = self.metadata.as_ref().map(|md| self.topic_views(&md.value, at));
         let totals = all_topics.as_deref().map(ClusterTotals::of);
         let topics = all_topics.map(|mut t| {
@@ -36,22 +134,17 @@ impl Memory {
             Arc::new(t)
         });
         let compliance = topics.as_ref().map(|topics| Arc::new(compliance(policy, topics, at)));
-        let groups_fresh = [
-            &self.group_offsets.as_ref().map(|d| d.collected_at),
-            &self.offsets.as_ref().map(|d| d.collected_at),
-        ]
-        .iter()
-        .all(|t| **t == Some(at));
-        let groups = self
-            .groups
-            .clone()
-            .map(|g| Arc::new(self.group_views(&g.value, cfg, at, groups_fresh)));
+        (topics, compliance, totals)
+    }
 
-        // Keep only cache entries for positions still being measured.
-        let live: HashSet<(TopicPartition, i64)> =
-            self.lag_positions().into_iter().map(|(tp, pos, _)| (tp, pos)).collect();
-        self.record_ts.retain(|k, _| live.contains(k));
-
+    /// A snapshot of the given views with the current stage statistics and data ages.
+    fn assemble(
+        &self,
+        cfg: &ClusterConfig,
+        (topics, compliance, totals): TopicParts,
+        groups: Option<Arc<Vec<GroupView>>>,
+        built_at: Option<SystemTime>,
+    ) -> ClusterSnapshot {
         let mut data_at = BTreeMap::new();
         let mut mark = |stage: Stage, t: Option<SystemTime>| {
             if let Some(t) = t {
@@ -73,9 +166,9 @@ impl Memory {
             name: cfg.name.clone(),
             labels: cfg.labels.clone(),
             granularity: cfg.lag.granularity,
-            up: all_ok,
+            up: false,
             cycles_total: self.cycles_total,
-            last_cycle_duration: Some(duration),
+            last_cycle_duration: None,
             last_success: self.last_success,
             stages: Stage::ALL
                 .iter()
@@ -90,7 +183,7 @@ impl Memory {
             topics,
             groups,
             compliance,
-            built_at: Some(at),
+            built_at,
             shard: cfg.shard,
             totals,
         }
@@ -200,8 +293,10 @@ impl Memory {
         groups: &[GroupInfo],
         cfg: &ClusterConfig,
         at: SystemTime,
-        fresh: bool,
+        lag: &GroupLag,
     ) -> Vec<GroupView> {
+        let fresh = lag.observe;
+        let carried = carried_time_lags(lag.carry.as_deref());
         let rules = StatusRules {
             window: cfg.lag.status_window,
             min_observations: cfg.lag.status_min_observations,
@@ -228,7 +323,14 @@ impl Memory {
                 if !known_topics.contains(tp.topic.as_str()) {
                     continue; // filtered out or deleted topic
                 }
-                let (lag, time_lag) = self.partition_lag(&tp, c, at);
+                let (lag, mut time_lag) = self.partition_lag(&tp, c, at);
+                let unread = lag.filter(|l| l.lag > 0 && !self.record_ts.contains_key(&(tp.clone(), l.position)));
+                if unread.is_some() {
+                    let key = (g.listing.group.as_str(), tp.topic.as_str(), tp.partition);
+                    if let Some(prev) = carried.get(&key) {
+                        time_lag = Some(*prev);
+                    }
+                }
                 if let Some(l) = lag {
                     let key = (g.listing.group.clone(), tp.clone());
                     let h = self.status_history.entry(key.clone()).or_default();
@@ -268,6 +370,21 @@ impl Memory {
         }
         views
     }
+}
+
+/// Time lag served per (group, topic, partition) in `groups`.
+fn carried_time_lags(groups: Option<&Vec<GroupView>>) -> HashMap<(&str, &str, i32), (f64, TimeLagMethod)> {
+    let mut out = HashMap::new();
+    for g in groups.into_iter().flatten() {
+        for t in &g.topics {
+            for p in &t.partitions {
+                if let Some(tl) = p.time_lag {
+                    out.insert((g.name.as_str(), t.topic.as_str(), p.partition), tl);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Each topic's compliance with the policy at `at`.
