@@ -10,7 +10,8 @@
 //!   within one cycle, never this cycle's watermark with the last cycle's commit;
 //! - until this cycle's time-lag reads land, a position without a cached record timestamp keeps
 //!   the time lag served before, so a series neither changes method nor goes absent mid-cycle;
-//! - the cycle's health (`up`, cycle count and duration) changes only when the cycle ends.
+//! - the cycle's health (cycle count and duration) changes when the cycle ends; `up` drops as
+//!   soon as a stage of the cycle in flight fails, and rises only when a whole cycle succeeded.
 //!
 //! Consecutive outcomes that are ready together are folded into one publication, and the last
 //! outcome of a cycle goes straight into the cycle's final snapshot: at most one publication per
@@ -249,7 +250,11 @@ impl Run<'_> {
             self.observed |= lag.observe;
         }
         let at = SystemTime::now();
-        let s = Arc::new(self.memory.publish(&self.prev, self.cfg, self.policy, at, rebuild));
+        let mut s = self.memory.publish(&self.prev, self.cfg, self.policy, at, rebuild);
+        // A cycle with a failed stage cannot complete every stage: `up` drops without waiting
+        // for its slowest stage; it rises only when a whole cycle succeeded.
+        s.up &= self.ok;
+        let s = Arc::new(s);
         self.prev = Arc::clone(&s);
         publish(s);
     }

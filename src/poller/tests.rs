@@ -504,13 +504,12 @@ impl KafkaSource for Slow {
 
 /// Runs one cycle on its own thread; returns its publications as they come and the final
 /// snapshot with the memory.
-fn cycle_in_background(
-    source: Arc<Slow>,
-    mut memory: Memory,
-) -> (
+type Background = (
     std::sync::mpsc::Receiver<Arc<ClusterSnapshot>>,
     std::thread::JoinHandle<(Arc<ClusterSnapshot>, Memory)>,
-) {
+);
+
+fn cycle_in_background(source: Arc<Slow>, mut memory: Memory) -> Background {
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::spawn(move || {
         let mut publish = |s: Arc<ClusterSnapshot>| tx.send(s).unwrap();
