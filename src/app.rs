@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub shutdown_timeout: Duration,
     /// This process's share of every cluster's topics and groups.
     pub shard: crate::shard::Shard,
+    /// The `--metric-*` lists that replace the file's `global.metrics` lists.
+    pub metric_flags: crate::families::Overrides,
 }
 
 /// Everything loaded from files before the exporter starts.
@@ -49,8 +51,13 @@ pub struct Loaded {
 
 /// Loads the configuration and the policy, and creates (but does not connect) a client per
 /// cluster, so that every property librdkafka rejects is reported as a configuration error.
-pub fn load(config_file: &std::path::Path, policy_file: Option<&std::path::Path>) -> Result<Loaded, ConfigError> {
-    let config = Config::load(config_file)?;
+pub fn load(
+    config_file: &std::path::Path,
+    policy_file: Option<&std::path::Path>,
+    metric_flags: &crate::families::Overrides,
+) -> Result<Loaded, ConfigError> {
+    let mut config = Config::load(config_file)?;
+    config.apply_metric_flags(metric_flags)?;
     let policy = match policy_file {
         Some(p) => Policy::load(p)?,
         None => Policy::builtin(),
@@ -168,7 +175,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
         sources,
         client_errors,
         reader_stats,
-    } = load(&opts.config_file, opts.policy_file.as_deref())?;
+    } = load(&opts.config_file, opts.policy_file.as_deref(), &opts.metric_flags)?;
     for c in &mut config.clusters {
         c.shard = opts.shard;
     }
@@ -190,7 +197,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     )?;
     let rejections = side.rejections.clone();
     let state = Arc::new(HttpState {
-        registry: crate::collectors::registry(slots.clone(), side, opts.shard, config.max_series),
+        registry: crate::collectors::registry(slots.clone(), side, opts.shard, config.max_series, config.selection.clone()),
         slots,
         policy_source: policy.source.clone(),
         options: opts.http.clone(),

@@ -87,6 +87,20 @@ struct RawGlobal {
     compliance: RawCompliance,
     #[serde(default)]
     max_series: Option<usize>,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+/// Which Kafka state families are served (`global.metrics`); see [`crate::families`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+    #[serde(default)]
+    opt_in: Vec<String>,
 }
 
 /// ADR compliance settings (global).
@@ -277,6 +291,10 @@ pub struct Config {
     pub clusters: Vec<ClusterConfig>,
     /// Ceiling on the Kafka state series in `/metrics`; `None` for no limit.
     pub max_series: Option<usize>,
+    /// The families `global.metrics` selects, as written (the `--metric-*` flags replace them).
+    pub metrics: crate::families::Lists,
+    /// The same lists resolved against the catalog.
+    pub selection: crate::families::Selection,
 }
 
 /// One Kafka cluster to watch.
@@ -412,6 +430,16 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Config {
+    /// Applies the `--metric-*` flags: each given list replaces the file's.
+    pub fn apply_metric_flags(&mut self, flags: &crate::families::Overrides) -> Result<(), ConfigError> {
+        if flags.is_empty() {
+            return Ok(());
+        }
+        self.selection = validate::select(&self.file, &self.metrics, flags)?;
+        self.metrics = flags.apply(&self.metrics);
+        Ok(())
+    }
+
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =

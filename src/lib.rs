@@ -21,6 +21,9 @@
 //!   cycle into the next snapshot (staleness, error counters); most unit tests live there.
 //! - [`lag`] and [`status`] are pure calculations over observed offsets: offset and time lag,
 //!   data loss, retention usage, and Burrow-style group status rules.
+//! - [`families`] is the catalog of Kafka state families with what each serves by default, and
+//!   the user's selection over it (allow, deny and opt-in lists); pure, read by [`config`] to
+//!   validate and by [`collectors`] to encode.
 //! - [`collectors`] encode snapshots into Prometheus families, one file per area, one
 //!   registration list. A scrape only reads snapshots.
 //! - [`policy`] holds the ADR compliance policy (classes by naming convention, requirements)
@@ -45,6 +48,7 @@ pub mod app;
 pub mod collectors;
 pub mod config;
 pub mod error;
+pub mod families;
 pub mod healthcheck;
 pub mod http;
 pub mod kafka;

@@ -76,6 +76,19 @@ struct Cli {
     /// Number of exporter processes sharing the topics and consumer groups by a stable hash.
     #[arg(long = "total-shards", value_name = "M", default_value_t = 1)]
     total_shards: u32,
+    /// Kafka state families to serve, and no others: comma-separated anchored regular
+    /// expressions over the names in docs/metrics.md. Replaces `global.metrics.allow`; excludes
+    /// --metric-denylist.
+    #[arg(long = "metric-allowlist", value_name = "PATTERNS", value_parser = metric_list)]
+    metric_allowlist: Option<MetricList>,
+    /// Kafka state families not to serve (comma-separated patterns). Replaces
+    /// `global.metrics.deny`.
+    #[arg(long = "metric-denylist", value_name = "PATTERNS", value_parser = metric_list)]
+    metric_denylist: Option<MetricList>,
+    /// Families that are off by default to serve, and problems-only families to serve for
+    /// every partition or state (comma-separated patterns). Replaces `global.metrics.opt_in`.
+    #[arg(long = "metric-opt-in-list", value_name = "PATTERNS", value_parser = metric_list)]
+    metric_opt_in_list: Option<MetricList>,
     /// Ask the exporter listening on --web.listen-address for /-/healthy and exit (0 = healthy,
     /// 1 = not); for container health checks.
     #[arg(long = "healthcheck")]
@@ -90,6 +103,23 @@ fn telemetry_path(s: &str) -> Result<String, String> {
         return Err("collides with a built-in endpoint".into());
     }
     Ok(s.to_string())
+}
+
+/// The patterns of one `--metric-*` flag (a newtype, so that clap takes the flag once with a
+/// comma-separated value rather than as a repeated list).
+#[derive(Debug, Clone)]
+struct MetricList(Vec<String>);
+
+fn metric_list(s: &str) -> Result<MetricList, String> {
+    Ok(MetricList(kafka_slo_exporter::families::split_flag(s)))
+}
+
+fn metric_flags(cli: &Cli) -> kafka_slo_exporter::families::Overrides {
+    kafka_slo_exporter::families::Overrides {
+        allow: cli.metric_allowlist.clone().map(|l| l.0),
+        deny: cli.metric_denylist.clone().map(|l| l.0),
+        opt_in: cli.metric_opt_in_list.clone().map(|l| l.0),
+    }
 }
 
 fn positive_duration(s: &str) -> Result<Duration, String> {
@@ -146,7 +176,7 @@ fn healthcheck(cli: &Cli) -> ExitCode {
 /// `--config.check`: loads the configuration, the policy and the web config, prints their
 /// summaries, exits 2 on the first error.
 fn config_check(cli: &Cli) -> ExitCode {
-    let loaded = match app::load(&cli.config_file, cli.policy_file.as_deref()) {
+    let loaded = match app::load(&cli.config_file, cli.policy_file.as_deref(), &metric_flags(&cli)) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("error: {e}");
@@ -206,6 +236,7 @@ fn main() -> ExitCode {
         }
     };
     let opts = RunOptions {
+        metric_flags: metric_flags(&cli),
         config_file: cli.config_file,
         policy_file: cli.policy_file,
         listen_address: cli.listen_address,
