@@ -197,7 +197,13 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     )?;
     let rejections = side.rejections.clone();
     let state = Arc::new(HttpState {
-        registry: crate::collectors::registry(slots.clone(), side, opts.shard, config.max_series, config.selection.clone()),
+        registry: crate::collectors::registry(
+            slots.clone(),
+            side,
+            opts.shard,
+            config.max_series,
+            config.selection.clone(),
+        ),
         slots,
         policy_source: policy.source.clone(),
         options: opts.http.clone(),

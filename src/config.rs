@@ -470,6 +470,7 @@ impl Config {
             self.file.display(),
             self.clusters.len()
         );
+        let _ = writeln!(s, "{}", self.selection.summary());
         for c in &self.clusters {
             let _ = writeln!(s, "- cluster {:?}", c.name);
             let _ = writeln!(s, "    bootstrap servers: {}", c.bootstrap_servers.join(","));

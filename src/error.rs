@@ -23,7 +23,12 @@ impl ConfigError {
         if self.field.starts_with("--") {
             format!("command line flag `{}`: {}", self.field, self.reason)
         } else {
-            format!("config file {}: field `{}`: {}", self.file.display(), self.field, self.reason)
+            format!(
+                "config file {}: field `{}`: {}",
+                self.file.display(),
+                self.field,
+                self.reason
+            )
         }
     }
 

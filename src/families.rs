@@ -39,6 +39,7 @@ pub const CATALOG: &[(&str, Preset)] = &[
     ("kafka_brokers", On),
     ("kafka_broker_info", On),
     ("kafka_broker_is_controller", On),
+    ("kafka_broker_leader_partitions", On),
     ("kafka_topics", On),
     ("kafka_partitions", On),
     ("kafka_topic_partitions", On),
@@ -77,7 +78,7 @@ pub const CATALOG: &[(&str, Preset)] = &[
     ("kafka_consumergroup_topic_lag_seconds", On),
     ("kafka_consumergroup_topic_lost_records", On),
     ("kafka_consumergroup_topic_uncommitted_partitions", On),
-    ("kafka_consumergroup_topic_retention_usage_ratio", Off),
+    ("kafka_consumergroup_topic_retention_usage_ratio", On),
     ("kafka_consumergroup_topic_lag_seconds_partitions", Off),
     ("kafka_consumergroup_lag", On),
     ("kafka_consumergroup_committed_offset", Off),
@@ -263,6 +264,21 @@ impl Selection {
         self.full.contains(key) || !CATALOG.iter().any(|(n, d)| *d == Problems && family_key(n) == key)
     }
 
+    /// One line for `--config.check`: how many families are served, how many in full.
+    pub fn summary(&self) -> String {
+        let served = CATALOG.len() - self.hidden.len();
+        let problems: Vec<&str> = CATALOG
+            .iter()
+            .filter(|(n, p)| *p == Problems && self.serves(n) && !self.full(n))
+            .map(|(n, _)| *n)
+            .collect();
+        format!(
+            "metrics: {served} of {} Kafka state families served, {} of them for problems only",
+            CATALOG.len(),
+            problems.len()
+        )
+    }
+
     /// Family keys of the catalog that are not served.
     pub fn hidden(&self) -> &BTreeSet<&'static str> {
         &self.hidden
@@ -280,7 +296,10 @@ fn matched(patterns: &[String], list: &'static str) -> Result<BTreeSet<&'static 
         };
         let re = Regex::new(&format!("^(?:{p})$")).map_err(|e| {
             let e = e.to_string();
-            fail(format!("invalid regular expression: {}", e.lines().last().unwrap_or(&e)))
+            fail(format!(
+                "invalid regular expression: {}",
+                e.lines().last().unwrap_or(&e)
+            ))
         })?;
         let hits: Vec<&'static str> = CATALOG.iter().map(|(n, _)| *n).filter(|n| re.is_match(n)).collect();
         if hits.is_empty() {
@@ -336,7 +355,12 @@ mod tests {
 
     #[test]
     fn deny_removes_whatever_the_defaults_or_opt_in_serve() {
-        let s = Selection::new(&lists(&[], &["kafka_consumergroup_.*"], &["kafka_consumergroup_lag_seconds"])).unwrap();
+        let s = Selection::new(&lists(
+            &[],
+            &["kafka_consumergroup_.*"],
+            &["kafka_consumergroup_lag_seconds"],
+        ))
+        .unwrap();
         assert!(!s.serves("kafka_consumergroup_lag"));
         assert!(!s.serves("kafka_consumergroup_lag_seconds"));
         assert!(s.serves("kafka_topic_partitions"));
@@ -344,7 +368,12 @@ mod tests {
 
     #[test]
     fn allow_serves_exactly_what_it_names() {
-        let s = Selection::new(&lists(&["kafka_consumergroup_lag", "kafka_partition_high_watermark"], &[], &[])).unwrap();
+        let s = Selection::new(&lists(
+            &["kafka_consumergroup_lag", "kafka_partition_high_watermark"],
+            &[],
+            &[],
+        ))
+        .unwrap();
         assert!(s.serves("kafka_consumergroup_lag"));
         assert!(s.serves("kafka_partition_high_watermark"));
         assert!(!s.serves("kafka_brokers"));
@@ -379,7 +408,10 @@ mod tests {
         };
         let l = flags.apply(&file);
         assert_eq!(l.deny, vec!["kafka_topics"]);
-        assert_eq!(l.opt_in, vec!["kafka_consumergroup_lag_seconds", "kafka_partition_leader"]);
+        assert_eq!(
+            l.opt_in,
+            vec!["kafka_consumergroup_lag_seconds", "kafka_partition_leader"]
+        );
         assert_eq!(flags.flag_of("opt_in"), Some("--metric-opt-in-list"));
         assert_eq!(flags.flag_of("deny"), None);
         assert!(!flags.is_empty() && Overrides::default().is_empty());

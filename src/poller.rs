@@ -830,7 +830,7 @@ mod tests {
         let topics: Vec<&str> = s.topics.as_ref().unwrap().iter().map(|t| t.name.as_str()).collect();
         assert_eq!(topics, vec!["kse-t3"]);
         assert_eq!(s.compliance.as_ref().unwrap().len(), 1);
-        let totals = s.totals.unwrap();
+        let totals = s.totals.clone().unwrap();
         assert_eq!((totals.topics, totals.partitions), (2, 2));
         let groups = s.groups.as_ref().unwrap();
         assert_eq!(groups.len(), 1);
@@ -872,6 +872,6 @@ mod tests {
         described.sort();
         assert_eq!(described, vec!["kse-g0", "kse-g2"]);
         assert_eq!(s.topics.as_ref().unwrap().len(), 2);
-        assert_eq!(s.totals.unwrap().partitions, 2);
+        assert_eq!(s.totals.as_ref().unwrap().partitions, 2);
     }
 }

@@ -250,3 +250,97 @@ fn config_check_reports_the_builtin_policy() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("audit (min retention 30days)"));
 }
+
+/// The family lists (`global.metrics`, `--metric-*`): a pattern that matches no family, a bad
+/// regular expression, or an allow list beside a deny list is an error naming the field or the
+/// flag (exit 2); a valid selection is summarised by `--config.check`.
+#[test]
+fn metric_lists_are_validated_against_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |metrics: &str| format!("global:\n  metrics: {metrics}\n{OK_CLUSTER}");
+    let cases: &[(&str, &[&str], &str, &str)] = &[
+        // (global.metrics, flags, named field or flag, reason fragment)
+        (
+            "{deny: [kafka_topics, kafka_partition_leadr]}",
+            &[],
+            "field `global.metrics.deny[1]`",
+            "matches no family",
+        ),
+        (
+            "{opt_in: ['kafka_(x']}",
+            &[],
+            "field `global.metrics.opt_in[0]`",
+            "regular expression",
+        ),
+        (
+            "{allow: [kafka_brokers], deny: [kafka_topics]}",
+            &[],
+            "field `global.metrics`",
+            "exclude each other",
+        ),
+        (
+            "{}",
+            &["--metric-opt-in-list", "kafka_partition_high_watermark,kafka_nope"],
+            "flag `--metric-opt-in-list[1]`",
+            "matches no family",
+        ),
+        (
+            "{deny: [kafka_topics]}",
+            &["--metric-allowlist", "kafka_brokers"],
+            "flag `--metric-allowlist`",
+            "exclude each other",
+        ),
+        (
+            "{}",
+            &["--metric-denylist", "kafka_slo_exporter_cluster_up"],
+            "flag `--metric-denylist[0]`",
+            "always served",
+        ),
+    ];
+    for (i, (metrics, flags, field, reason)) in cases.iter().enumerate() {
+        let cfg = write_file(dir.path(), &format!("m{i}.yml"), &with(metrics));
+        let mut args = vec!["--config.file", cfg.to_str().unwrap(), "--config.check"];
+        args.extend_from_slice(flags);
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, 2, "{metrics} {flags:?}: {stdout} {stderr}");
+        assert!(
+            stderr.contains(field) && stderr.contains(reason),
+            "{metrics} {flags:?}: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    }
+    // The same error when running, not only when checking.
+    let cfg = write_file(dir.path(), "run.yml", &with("{deny: [kafka_nope]}"));
+    let (code, _, stderr) = run(&[
+        "--config.file",
+        cfg.to_str().unwrap(),
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("global.metrics.deny[0]"), "{stderr}");
+
+    let cfg = write_file(
+        dir.path(),
+        "ok.yml",
+        &with("{opt_in: ['kafka_partition_.*', kafka_consumergroup_status]}"),
+    );
+    let (code, stdout, stderr) = run(&["--config.file", cfg.to_str().unwrap(), "--config.check"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("Kafka state families served, 0 of them for problems only"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(&[
+        "--config.file",
+        cfg.to_str().unwrap(),
+        "--config.check",
+        "--metric-opt-in-list",
+        "",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        !stdout.contains(", 0 of them for problems only"),
+        "the flag replaces the file's list: {stdout}"
+    );
+}

@@ -9,7 +9,7 @@ use kafka_harness::{ClusterOptions, ConsumerOptions, KafkaCluster, Record};
 
 fn config(bootstrap: &str, topic_allow: &str, interval: &str) -> String {
     format!(
-        "global:\n  interval: {interval}\n  timeout: 2s\nclusters:\n  - name: local\n    bootstrap_servers: [\"{bootstrap}\"]\n    labels: {{env: test}}\n    topics:\n      allow: ['{topic_allow}']\n"
+        "global:\n  interval: {interval}\n  timeout: 2s\n  metrics: {{opt_in: ['.*']}}\nclusters:\n  - name: local\n    bootstrap_servers: [\"{bootstrap}\"]\n    labels: {{env: test}}\n    topics:\n      allow: ['{topic_allow}']\n"
     )
 }
 
@@ -272,7 +272,7 @@ fn both_readers_export_the_same_state_and_say_which_serves() {
     kafka.commit_offsets("rd-app", &[(topic, 0, 2), (topic, 1, 6)]).unwrap();
     let b = kafka.bootstrap_servers();
     let yaml = format!(
-        "global:\n  interval: 1s\n  timeout: 5s\n  topics: {{allow: ['rd\\..*']}}\n  groups: {{allow: ['rd-.*']}}\nclusters:\n  - name: native\n    bootstrap_servers: [\"{b}\"]\n  - name: rdk\n    bootstrap_servers: [\"{b}\"]\n    reader: librdkafka\n"
+        "global:\n  interval: 1s\n  timeout: 5s\n  metrics: {{opt_in: ['.*']}}\n  topics: {{allow: ['rd\\..*']}}\n  groups: {{allow: ['rd-.*']}}\nclusters:\n  - name: native\n    bootstrap_servers: [\"{b}\"]\n  - name: rdk\n    bootstrap_servers: [\"{b}\"]\n    reader: librdkafka\n"
     );
     let exporter = Exporter::start(&yaml, &[]);
     let lag = |m: &Metrics, cluster: &str, p: &str| {

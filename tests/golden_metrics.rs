@@ -679,7 +679,9 @@ fn every_family_opted_in_matches_the_golden_fixture() {
 fn families_of(body: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for l in body.lines() {
-        let Some(rest) = l.strip_prefix("# TYPE ") else { continue };
+        let Some(rest) = l.strip_prefix("# TYPE ") else {
+            continue;
+        };
         let name = rest.split(' ').next().unwrap();
         if !name.starts_with("kafka_slo_exporter_") {
             out.insert(name.to_string());
@@ -739,12 +741,18 @@ fn problems_only_families_serve_problem_partitions_and_current_states() {
         count(&all, "kafka_partition_leader"),
     );
     assert!(0 < d && d < a, "leader series: {d} by default, {a} opted in");
-    for l in default.lines().filter(|l| l.starts_with("kafka_partition_under_replicated{")) {
+    for l in default
+        .lines()
+        .filter(|l| l.starts_with("kafka_partition_under_replicated{"))
+    {
         let topic = l.split("topic=\"").nth(1).unwrap().split('"').next().unwrap();
         let partition = l.split("partition=\"").nth(1).unwrap().split('"').next().unwrap();
         let replicas = default
             .lines()
-            .find(|x| x.starts_with("kafka_partition_in_sync_replicas{") && x.contains(&format!("topic=\"{topic}\",partition=\"{partition}\"")))
+            .find(|x| {
+                x.starts_with("kafka_partition_in_sync_replicas{")
+                    && x.contains(&format!("topic=\"{topic}\",partition=\"{partition}\""))
+            })
             .expect("a problem partition shows its in-sync replicas too");
         assert!(!replicas.is_empty());
     }
@@ -754,6 +762,10 @@ fn problems_only_families_serve_problem_partitions_and_current_states() {
             .map(|l| l.rsplit(' ').next().unwrap().to_string())
             .collect::<Vec<_>>()
     };
-    assert!(statuses(&default).iter().all(|v| v == "1.0" || v == "1"), "{:?}", statuses(&default));
+    assert!(
+        statuses(&default).iter().all(|v| v == "1.0" || v == "1"),
+        "{:?}",
+        statuses(&default)
+    );
     assert_eq!(statuses(&all).len(), statuses(&default).len() * 5);
 }

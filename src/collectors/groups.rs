@@ -7,8 +7,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::registry::Unit;
 
 use super::{base_labels, gauge_family, info_family, served_name, Area, Base};
-use crate::families::Selection;
 use crate::config::Granularity;
+use crate::families::Selection;
 use crate::lag::TimeLagMethod;
 use crate::snapshot::{ClusterSnapshot, GroupPartitionView, GroupTopicView, GroupView};
 use crate::status::Status;
@@ -192,7 +192,11 @@ where
 }
 
 /// Lag per group, topic and partition (granularity `partition`).
-fn encode_partitions<'a, L, I>(enc: &mut DescriptorEncoder, sel: &Selection, partitions: &impl Fn() -> I) -> std::fmt::Result
+fn encode_partitions<'a, L, I>(
+    enc: &mut DescriptorEncoder,
+    sel: &Selection,
+    partitions: &impl Fn() -> I,
+) -> std::fmt::Result
 where
     L: EncodeLabelSet,
     I: Iterator<Item = (L, &'a GroupPartitionView)>,

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use prometheus_client::encoding::DescriptorEncoder;
 
 use super::{base_labels, gauge_family, Area, Base};
-use crate::families::Selection;
 use crate::config::Granularity;
+use crate::families::Selection;
 use crate::snapshot::{ClusterSnapshot, ClusterTotals, PartitionView, TopicView};
 
 #[derive(Debug)]
@@ -174,8 +174,8 @@ impl Area for PartitionsArea {
 
         for (name, help, f) in CLUSTER_GAUGES {
             let samples = snapshots.iter().filter_map(|(base, c, _)| {
-                let totals = c.totals.filter(|_| c.shard.owns_cluster_wide())?;
-                Some((base.as_slice(), f(&totals) as f64))
+                let totals = c.totals.as_ref().filter(|_| c.shard.owns_cluster_wide())?;
+                Some((base.as_slice(), f(totals) as f64))
             });
             gauge_family(enc, name, help, None, samples)?;
         }
@@ -199,10 +199,13 @@ impl Area for PartitionsArea {
                 .filter(|(_, c, _)| c.granularity == Granularity::Partition)
                 .flat_map(|(base, _, topics)| {
                     topics.iter().flat_map(move |t| {
-                        t.partitions.iter().filter(move |p| every || has_problem(p)).filter_map(move |p| {
-                            let labels = (base.as_slice(), ([("topic", t.name.as_str())], [("partition", p.id)]));
-                            f(p).map(|v| (labels, v))
-                        })
+                        t.partitions
+                            .iter()
+                            .filter(move |p| every || has_problem(p))
+                            .filter_map(move |p| {
+                                let labels = (base.as_slice(), ([("topic", t.name.as_str())], [("partition", p.id)]));
+                                f(p).map(|v| (labels, v))
+                            })
                     })
                 });
             gauge_family(enc, name, help, None, samples)?;
