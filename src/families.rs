@@ -23,14 +23,18 @@ pub enum Preset {
     /// Every series.
     On,
     /// Only the series that carry a problem: per-partition replication state of partitions that
-    /// are under-replicated, offline, under min ISR, led by a non-preferred replica or holding
-    /// an open transaction; for a state set, only the current state. `opt_in` serves every series.
+    /// are under-replicated, offline, under min ISR, led by a non-preferred replica, with
+    /// eligible leader replicas in use or holding an open transaction. `opt_in` serves every
+    /// series.
     Problems,
+    /// A state set's current state only (value 1), not the others at 0: no information is left
+    /// out. `opt_in` serves every state.
+    Current,
     /// Nothing; `opt_in` (or an allow list naming it) serves it.
     Off,
 }
 
-use Preset::{Off, On, Problems};
+use Preset::{Current, Off, On, Problems};
 
 /// Every family of the Kafka state, by its name as served, with its default.
 pub const CATALOG: &[(&str, Preset)] = &[
@@ -72,7 +76,7 @@ pub const CATALOG: &[(&str, Preset)] = &[
     ("kafka_consumergroup_info", On),
     ("kafka_consumergroup_members", On),
     ("kafka_consumergroup_member_info", On),
-    ("kafka_consumergroup_status", Problems),
+    ("kafka_consumergroup_status", Current),
     ("kafka_consumergroup_topic_lag", On),
     ("kafka_consumergroup_topic_lag_max", On),
     ("kafka_consumergroup_topic_lag_seconds", On),
@@ -211,7 +215,7 @@ pub struct Selection {
     /// Family keys ([`family_key`]) of catalog families that are not served.
     hidden: BTreeSet<&'static str>,
     /// Family keys of served families that serve every series although their default is
-    /// [`Preset::Problems`].
+    /// [`Preset::Problems`] or [`Preset::Current`].
     full: BTreeSet<&'static str>,
 }
 
@@ -245,7 +249,7 @@ impl Selection {
             } && !deny.contains(name);
             if !served {
                 hidden.insert(family_key(name));
-            } else if *default == Problems && opt_in.contains(name) {
+            } else if matches!(default, Problems | Current) && opt_in.contains(name) {
                 full.insert(family_key(name));
             }
         }
@@ -257,11 +261,15 @@ impl Selection {
         !self.hidden.contains(family_key(name))
     }
 
-    /// True when the family serves every series, false when only those with a problem
-    /// (families whose default is [`Preset::Problems`] and that are not opted in).
+    /// True when the family serves every series, false when only those with a problem or the
+    /// current state (families whose default is [`Preset::Problems`] or [`Preset::Current`] and
+    /// that are not opted in).
     pub fn full(&self, name: &str) -> bool {
         let key = family_key(name);
-        self.full.contains(key) || !CATALOG.iter().any(|(n, d)| *d == Problems && family_key(n) == key)
+        self.full.contains(key)
+            || !CATALOG
+                .iter()
+                .any(|(n, d)| matches!(d, Problems | Current) && family_key(n) == key)
     }
 
     /// One line for `--config.check`: how many families are served, how many in full.
@@ -269,11 +277,11 @@ impl Selection {
         let served = CATALOG.len() - self.hidden.len();
         let problems: Vec<&str> = CATALOG
             .iter()
-            .filter(|(n, p)| *p == Problems && self.serves(n) && !self.full(n))
+            .filter(|(n, p)| matches!(p, Problems | Current) && self.serves(n) && !self.full(n))
             .map(|(n, _)| *n)
             .collect();
         format!(
-            "metrics: {served} of {} Kafka state families served, {} of them for problems only",
+            "metrics: {served} of {} Kafka state families served, {} of them for problems or the current state only",
             CATALOG.len(),
             problems.len()
         )

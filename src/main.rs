@@ -176,7 +176,7 @@ fn healthcheck(cli: &Cli) -> ExitCode {
 /// `--config.check`: loads the configuration, the policy and the web config, prints their
 /// summaries, exits 2 on the first error.
 fn config_check(cli: &Cli) -> ExitCode {
-    let loaded = match app::load(&cli.config_file, cli.policy_file.as_deref(), &metric_flags(&cli)) {
+    let loaded = match app::load(&cli.config_file, cli.policy_file.as_deref(), &metric_flags(cli)) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("error: {e}");

@@ -769,3 +769,31 @@ fn problems_only_families_serve_problem_partitions_and_current_states() {
     );
     assert_eq!(statuses(&all).len(), statuses(&default).len() * 5);
 }
+
+/// docs/metrics.md lists every catalog family and marks each one whose default is not "every
+/// series" the way the catalog has it (*Problems only* or *Opt-in*), so the reference never
+/// promises a series the defaults leave out.
+#[test]
+fn docs_mark_every_family_with_its_default() {
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md")).unwrap();
+    for (name, preset) in CATALOG {
+        let row = docs
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("{name} has no row in docs/metrics.md"));
+        let meaning = row.rsplit_once(" | ").map(|(_, m)| m).unwrap_or(row);
+        let marked = if meaning.starts_with("*Problems only") {
+            Preset::Problems
+        } else if meaning.starts_with("*Current state only") {
+            Preset::Current
+        } else if meaning.starts_with("*Opt-in.*") {
+            Preset::Off
+        } else {
+            Preset::On
+        };
+        assert_eq!(
+            marked, *preset,
+            "{name}: docs/metrics.md marks {marked:?}, the catalog has {preset:?}"
+        );
+    }
+}
