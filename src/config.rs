@@ -16,9 +16,36 @@ use crate::error::ConfigError;
 pub mod registry;
 mod security;
 pub(crate) use security::SYSTEM_CA_BUNDLES;
+mod single;
 mod validate;
 
 use validate::validate;
+
+pub use single::{SingleCluster, DEFAULT_CLUSTER_NAME, FLAGS_SOURCE, PASSWORD_ENV};
+
+/// Where the configuration comes from: a file, or the `--kafka.*` flags for one cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Flags(SingleCluster),
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match self {
+            ConfigSource::File(path) => Config::load(path),
+            ConfigSource::Flags(flags) => flags.load(),
+        }
+    }
+
+    /// The file's path, or what the flags call themselves in messages.
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigSource::File(path) => path,
+            ConfigSource::Flags(_) => Path::new(FLAGS_SOURCE),
+        }
+    }
+}
 
 /// Label names the exporter sets itself; constant labels may not reuse them.
 const RESERVED_LABELS: &[&str] = &[
@@ -464,12 +491,12 @@ impl Config {
     /// A human-readable summary for `--config.check`. Secret values are never printed.
     pub fn summary(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "config file {}: OK, {} cluster(s)",
-            self.file.display(),
-            self.clusters.len()
-        );
+        let from = if self.file == Path::new(FLAGS_SOURCE) {
+            "configuration from command-line flags".to_string()
+        } else {
+            format!("config file {}", self.file.display())
+        };
+        let _ = writeln!(s, "{from}: OK, {} cluster(s)", self.clusters.len());
         let _ = writeln!(s, "{}", self.selection.summary());
         for c in &self.clusters {
             let _ = writeln!(s, "- cluster {:?}", c.name);

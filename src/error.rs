@@ -17,11 +17,14 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    /// A field whose name starts with `--` is a command-line flag that replaces a part of the
-    /// file; the message names the flag instead of the file.
+    /// A field whose name starts with `--` is a command-line flag (one starting with `KSE_` an
+    /// environment variable) that stands for a part of the file; the message names it instead of
+    /// the file.
     fn describe(&self) -> String {
         if self.field.starts_with("--") {
             format!("command line flag `{}`: {}", self.field, self.reason)
+        } else if self.field.starts_with("KSE_") {
+            format!("environment variable `{}`: {}", self.field, self.reason)
         } else {
             format!(
                 "config file {}: field `{}`: {}",

@@ -344,3 +344,236 @@ fn metric_lists_are_validated_against_the_catalog() {
         "the flag replaces the file's list: {stdout}"
     );
 }
+
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(EXPORTER)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run exporter");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One cluster without a file: `--config.check` prints the effective configuration with the
+/// password masked; bad combinations exit 2 naming the flag; `--help` starts users off.
+#[test]
+fn single_cluster_flags_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    // librdkafka loads the CA when the client is created, so it must be a real certificate.
+    let ca = dir.path().join("ca.pem");
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=test-ca",
+            "-keyout",
+        ])
+        .arg(dir.path().join("ca.key"))
+        .arg("-out")
+        .arg(&ca)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let ca = ca.to_str().unwrap();
+    let not_a_cert = write_file(
+        dir.path(),
+        "bad.pem",
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
+    let env = [
+        ("KSE_KAFKA_BOOTSTRAP_SERVERS", "b1:9093,b2:9093"),
+        ("KSE_KAFKA_CLUSTER_NAME", "prod"),
+        ("KSE_KAFKA_TLS_CA_FILE", ca),
+        ("KSE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+        ("KSE_KAFKA_SASL_USERNAME", "exporter"),
+        ("KSE_KAFKA_SASL_PASSWORD", "very-secret-password"),
+    ];
+    let (code, stdout, stderr) = run_env(&["--config.check"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("configuration from command-line flags: OK, 1 cluster(s)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("cluster \"prod\""), "{stdout}");
+    assert!(stdout.contains("b1:9093,b2:9093"), "{stdout}");
+    assert!(stdout.contains("sasl.password=<secret>"), "{stdout}");
+    assert!(stdout.contains("security.protocol=SASL_SSL"), "{stdout}");
+    assert!(!stdout.contains("very-secret-password") && !stderr.contains("very-secret-password"));
+
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        // (args, environment, the flag or variable named)
+        (
+            &[
+                "--kafka.bootstrap-servers",
+                "k:9092",
+                "--config.file",
+                "x.yml",
+                "--config.check",
+            ],
+            &[],
+            "`--kafka.bootstrap-servers`",
+        ),
+        (
+            &["--config.file", "x.yml", "--config.check"],
+            &[("KSE_KAFKA_SASL_USERNAME", "u")],
+            "`--kafka.sasl-username`",
+        ),
+        (
+            &["--kafka.sasl-username", "u", "--config.check"],
+            &[],
+            "`--kafka.bootstrap-servers`",
+        ),
+        (
+            &[
+                "--kafka.bootstrap-servers",
+                "k:9092",
+                "--kafka.sasl-username",
+                "u",
+                "--config.check",
+            ],
+            &[],
+            "`--kafka.sasl-mechanism`",
+        ),
+        (
+            &[
+                "--kafka.bootstrap-servers",
+                "k:9092",
+                "--kafka.sasl-mechanism",
+                "SCRAM-SHA-256",
+                "--kafka.sasl-username",
+                "u",
+                "--config.check",
+            ],
+            &[],
+            "`--kafka.sasl-password-file`",
+        ),
+        (
+            &[
+                "--kafka.bootstrap-servers",
+                "k:9092",
+                "--kafka.sasl-mechanism",
+                "MD5",
+                "--config.check",
+            ],
+            &[],
+            "`--kafka.sasl-mechanism`",
+        ),
+        (
+            &[
+                "--kafka.bootstrap-servers",
+                "k:9092",
+                "--kafka.sasl-mechanism",
+                "PLAIN",
+                "--kafka.sasl-username",
+                "u",
+                "--kafka.sasl-password-file",
+                "/nonexistent/pw",
+                "--config.check",
+            ],
+            &[],
+            "`--kafka.sasl-password-file`",
+        ),
+        (
+            &["--kafka.bootstrap-servers", "no-port", "--config.check"],
+            &[],
+            "`--kafka.bootstrap-servers`",
+        ),
+        (
+            &["--kafka.bootstrap-servers", "k:9092", "--kafka.tls", "maybe"],
+            &[],
+            "--kafka.tls",
+        ),
+        // The exporter itself, not only the check, refuses the same way.
+        (
+            &[
+                "--kafka.bootstrap-servers",
+                "k:9092",
+                "--config.file",
+                "x.yml",
+                "--web.listen-address",
+                "127.0.0.1:0",
+            ],
+            &[],
+            "`--kafka.bootstrap-servers`",
+        ),
+    ];
+    for (args, env, named) in cases {
+        let (code, out, err) = run_env(args, env);
+        assert_eq!(code, 2, "{args:?} {env:?}: {out} {err}");
+        assert!(err.contains(named), "{args:?} {env:?} must name {named}: {err}");
+    }
+
+    let (code, help, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        help.contains("Quick start") && help.contains("--kafka.bootstrap-servers broker-1:9092"),
+        "{help}"
+    );
+    assert!(help.contains("[env: KSE_KAFKA_BOOTSTRAP_SERVERS="), "{help}");
+}
+
+/// The starter configuration: commented, every section with its default, and accepted by
+/// `--config.check` unchanged.
+#[test]
+fn the_starter_configuration_round_trips_through_config_check() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "pw", "secret\n");
+    let (code, text, stderr) = run(&[
+        "--config.generate",
+        "--kafka.bootstrap-servers",
+        "kafka-1:9092,kafka-2:9092",
+        "--kafka.cluster-name",
+        "staging",
+        "--kafka.tls",
+        "--kafka.sasl-mechanism",
+        "SCRAM-SHA-256",
+        "--kafka.sasl-username",
+        "exporter",
+        "--kafka.sasl-password-file",
+        dir.path().join("pw").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    for section in [
+        "global:",
+        "interval:",
+        "topics:",
+        "groups:",
+        "lag:",
+        "compliance:",
+        "metrics:",
+        "clusters:",
+        "tls:",
+        "sasl:",
+        "probe:",
+        "schema_registry:",
+    ] {
+        assert!(text.contains(section), "{section} missing:\n{text}");
+    }
+    let commented = text.lines().filter(|l| l.contains('#')).count();
+    assert!(commented > 20, "one line of explanation per setting:\n{text}");
+    let file = write_file(dir.path(), "starter.yml", &text);
+    let (code, stdout, stderr) = run(&["--config.file", file.to_str().unwrap(), "--config.check"]);
+    assert_eq!(code, 0, "{stderr}\n{text}");
+    assert!(
+        stdout.contains("cluster \"staging\"") && stdout.contains("kafka-1:9092,kafka-2:9092"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("interval: 30s"), "{stdout}");
+    // Without a cluster there is nothing to start from; with a file it is refused.
+    let (code, _, err) = run(&["--config.generate"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--kafka.bootstrap-servers"), "{err}");
+    let (code, _, err) = run(&["--config.generate", "--config.file", file.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--config.file"), "{err}");
+}

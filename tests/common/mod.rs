@@ -68,9 +68,21 @@ impl Exporter {
         Self::spawn(dir, config_path, args)
     }
 
+    /// Starts the exporter with exactly `args` and the environment variables `env` added, for
+    /// configurations without a file (the `--kafka.*` flags and `KSE_KAFKA_*` variables).
+    pub fn start_env(args: &[String], env: &[(&str, &str)]) -> Exporter {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::spawn_env(dir, PathBuf::new(), args, env)
+    }
+
     fn spawn(dir: tempfile::TempDir, config_path: PathBuf, args: &[String]) -> Exporter {
+        Self::spawn_env(dir, config_path, args, &[])
+    }
+
+    fn spawn_env(dir: tempfile::TempDir, config_path: PathBuf, args: &[String], env: &[(&str, &str)]) -> Exporter {
         let mut child = Command::new(EXPORTER)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
