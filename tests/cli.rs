@@ -358,6 +358,9 @@ fn run_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
+/// Arguments, environment, and the flag or variable the error must name.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 /// One cluster without a file: `--config.check` prints the effective configuration with the
 /// password masked; bad combinations exit 2 naming the flag; `--help` starts users off.
 #[test]
@@ -410,7 +413,8 @@ fn single_cluster_flags_and_environment() {
     assert!(stdout.contains("security.protocol=SASL_SSL"), "{stdout}");
     assert!(!stdout.contains("very-secret-password") && !stderr.contains("very-secret-password"));
 
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let bad_ca = not_a_cert.display().to_string();
+    let cases: &[Case] = &[
         // (args, environment, the flag or variable named)
         (
             &[
@@ -487,6 +491,17 @@ fn single_cluster_flags_and_environment() {
             &["--kafka.bootstrap-servers", "no-port", "--config.check"],
             &[],
             "`--kafka.bootstrap-servers`",
+        ),
+        (
+            &[
+                "--kafka.bootstrap-servers",
+                "k:9092",
+                "--kafka.tls-ca-file",
+                &bad_ca,
+                "--config.check",
+            ],
+            &[],
+            "`--kafka.tls-ca-file`",
         ),
         (
             &["--kafka.bootstrap-servers", "k:9092", "--kafka.tls", "maybe"],
