@@ -191,6 +191,11 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     let rejections = side.rejections.clone();
     let state = Arc::new(HttpState {
         registry: crate::collectors::registry(slots.clone(), side, opts.shard, config.max_series),
+        compat: config
+            .compat
+            .iter()
+            .map(|c| (*c, crate::collectors::compat(slots.clone(), *c)))
+            .collect(),
         slots,
         policy_source: policy.source.clone(),
         options: opts.http.clone(),

@@ -11,6 +11,7 @@
 //! cluster allocates per family, not per series.
 
 mod cluster;
+mod compat;
 mod compliance;
 mod exporter;
 mod exposition;
@@ -101,6 +102,15 @@ pub fn registry(
             Exposition::new(slots, areas).with_guard(guard)
         }
     }
+}
+
+/// Builds the exposition of a compatibility output (`global.compat`), served on its own path
+/// from the same snapshots and cached per set of snapshots like `/metrics`.
+pub fn compat(slots: Vec<SnapshotSlot>, output: crate::config::Compat) -> Exposition {
+    let area: Box<dyn Area> = match output {
+        crate::config::Compat::KafkaExporter => Box::new(compat::KafkaExporterArea),
+    };
+    Exposition::new(slots, vec![area])
 }
 
 /// The label set of families without labels (process-wide ones).
