@@ -22,7 +22,8 @@
 //! - [`lag`] and [`status`] are pure calculations over observed offsets: offset and time lag,
 //!   data loss, retention usage, and Burrow-style group status rules.
 //! - [`collectors`] encode snapshots into Prometheus families, one file per area, one
-//!   registration list. A scrape only reads snapshots.
+//!   registration list. A scrape only reads snapshots. Its `compat` area encodes the same
+//!   snapshots under danielqsj/kafka_exporter's names for a separate path (`global.compat`).
 //! - [`policy`] holds the ADR compliance policy (classes by naming convention, requirements)
 //!   and the pure evaluation of a topic; [`report`] renders it for on-call as JSON and HTML.
 //! - [`probe`] is the end-to-end delivery probe: its own thread per cluster sends records through
@@ -30,7 +31,8 @@
 //! - [`registry`] watches each cluster's Schema Registry on its own task and interval: subject
 //!   inventory, compatibility, the subject/topic cross-check and sampled wire format, published
 //!   as its own snapshot that a registry failure never mixes into the Kafka one.
-//! - [`http`] serves the telemetry path (OpenMetrics or Prometheus text), a landing page,
+//! - [`http`] serves the telemetry path (OpenMetrics or Prometheus text) and any compatibility
+//!   path, a landing page,
 //!   `/-/healthy` and `/-/ready`, with bounded connections and requests; its `web_config`
 //!   adds TLS, client certificates and basic auth from an exporter-toolkit web config file.
 //! - [`selfmetrics`] holds counters about the exporter itself that no snapshot carries (the

@@ -482,3 +482,40 @@ fn unknown_compat_output_exits_2_naming_the_field() {
         "{line}"
     );
 }
+
+/// The compatibility path is behind the same `--web.config.file` basic auth as `/metrics`.
+#[test]
+fn compat_path_requires_the_web_config_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash("s3cret-web-pw", 4).unwrap();
+    let web = common::write_file(
+        dir.path(),
+        "web.yml",
+        &format!("basic_auth_users:\n  alice: '{hash}'\n"),
+    );
+    let exporter = Exporter::start(
+        "global: {compat: [kafka_exporter]}\nclusters:\n  - name: local\n    bootstrap_servers: ['127.0.0.1:1']\n",
+        &["--web.config.file", web.to_str().unwrap()],
+    );
+    let get = |auth: Option<&str>| {
+        let mut req = ureq::get(&exporter.url(COMPAT_PATH)).timeout(Duration::from_secs(10));
+        if let Some(a) = auth {
+            req = req.set("Authorization", a);
+        }
+        match req.call() {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("GET {COMPAT_PATH}: {e}"),
+        }
+    };
+    assert_eq!(get(None), 401);
+    let basic = |user: &str, pw: &str| {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
+        )
+    };
+    assert_eq!(get(Some(&basic("alice", "wrong"))), 401);
+    assert_eq!(get(Some(&basic("alice", "s3cret-web-pw"))), 200);
+}
