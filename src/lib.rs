@@ -32,9 +32,9 @@
 //!   inventory, compatibility, the subject/topic cross-check and sampled wire format, published
 //!   as its own snapshot that a registry failure never mixes into the Kafka one.
 //! - [`http`] serves the telemetry path (OpenMetrics or Prometheus text) and any compatibility
-//!   path, a landing page,
-//!   `/-/healthy` and `/-/ready`, with bounded connections and requests; its `web_config`
-//!   adds TLS, client certificates and basic auth from an exporter-toolkit web config file.
+//!   path, a landing page, `/-/healthy` and `/-/ready`, with bounded connections and requests;
+//!   its `web_config` adds TLS, client certificates and basic auth from an exporter-toolkit web
+//!   config file.
 //! - [`selfmetrics`] holds counters about the exporter itself that no snapshot carries (the
 //!   HTTP endpoint's refusals), created at start-up and passed to [`http`] and [`collectors`].
 //! - [`shard`] splits topics and groups between exporter processes by a stable hash of their
