@@ -121,19 +121,17 @@ pub fn group_rows<'a>(g: &'a GroupView, topics: &HashMap<&str, &'a TopicView>) -
         if gt.partitions.iter().all(|p| p.committed.is_none()) {
             continue;
         }
-        let mut rows: BTreeMap<i32, GroupPartitionRow> = BTreeMap::new();
-        if let Some(t) = topics.get(gt.topic.as_str()) {
-            for p in &t.partitions {
-                rows.insert(p.id, row(p.id, None, p.high_watermark, None));
-            }
-        }
+        let high_watermarks: HashMap<i32, Option<i64>> = topics
+            .get(gt.topic.as_str())
+            .map(|t| t.partitions.iter().map(|p| (p.id, p.high_watermark)).collect())
+            .unwrap_or_default();
+        let mut rows: BTreeMap<i32, GroupPartitionRow> = high_watermarks
+            .iter()
+            .map(|(id, hw)| (*id, row(*id, None, *hw, None)))
+            .collect();
         for p in &gt.partitions {
-            let hw = topics
-                .get(gt.topic.as_str())
-                .and_then(|t| t.partitions.iter().find(|tp| tp.id == p.partition))
-                .and_then(|tp| tp.high_watermark);
-            let own_lag = p.lag.map(|l| l.lag);
-            rows.insert(p.partition, row(p.partition, p.committed, hw, own_lag));
+            let hw = high_watermarks.get(&p.partition).copied().flatten();
+            rows.insert(p.partition, row(p.partition, p.committed, hw, p.lag.map(|l| l.lag)));
         }
         out.push(GroupTopicRows {
             group: &g.name,
