@@ -225,6 +225,11 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
             config.max_series,
             config.selection.clone(),
         ),
+        compat: config
+            .compat
+            .iter()
+            .map(|c| (*c, crate::collectors::compat(slots.clone(), *c)))
+            .collect(),
         slots,
         policy_source: policy.source.clone(),
         options: opts.http.clone(),

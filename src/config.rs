@@ -115,6 +115,8 @@ struct RawGlobal {
     #[serde(default)]
     max_series: Option<usize>,
     #[serde(default)]
+    compat: Vec<String>,
+    #[serde(default)]
     metrics: RawMetrics,
 }
 
@@ -322,6 +324,41 @@ pub struct Config {
     pub metrics: crate::families::Lists,
     /// The same lists resolved against the catalog.
     pub selection: crate::families::Selection,
+    /// Compatibility outputs served beside `/metrics`, each on its own path.
+    pub compat: Vec<Compat>,
+}
+
+/// A compatibility output: another exporter's family and label names, on its own path so that
+/// one output never holds a family with two label schemes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compat {
+    /// danielqsj/kafka_exporter's names and semantics, on [`Compat::path`].
+    KafkaExporter,
+}
+
+impl Compat {
+    pub const ALL: [Compat; 1] = [Compat::KafkaExporter];
+
+    /// The name used in `global.compat`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compat::KafkaExporter => "kafka_exporter",
+        }
+    }
+
+    /// The telemetry path of the output.
+    pub fn path(self) -> &'static str {
+        match self {
+            Compat::KafkaExporter => "/kafka_exporter/metrics",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Compat, String> {
+        Compat::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| {
+            let known: Vec<&str> = Compat::ALL.iter().map(|c| c.as_str()).collect();
+            format!("unknown compatibility output {s:?}; known: {}", known.join(", "))
+        })
+    }
 }
 
 /// One Kafka cluster to watch.
@@ -498,6 +535,9 @@ impl Config {
         };
         let _ = writeln!(s, "{from}: OK, {} cluster(s)", self.clusters.len());
         let _ = writeln!(s, "{}", self.selection.summary());
+        for c in &self.compat {
+            let _ = writeln!(s, "compatibility output {}: {}", c.as_str(), c.path());
+        }
         for c in &self.clusters {
             let _ = writeln!(s, "- cluster {:?}", c.name);
             let _ = writeln!(s, "    bootstrap servers: {}", c.bootstrap_servers.join(","));

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use kafka_slo_exporter::collectors::{Format, SideSlots};
-use kafka_slo_exporter::config::{ClusterConfig, Config};
+use kafka_slo_exporter::config::{ClusterConfig, Compat, Config};
 use kafka_slo_exporter::families::{Lists, Preset, Selection, CATALOG};
 use kafka_slo_exporter::kafka::{
     Broker, ClientErrors, ClusterDescription, GroupDescription, GroupListing, GroupMember, GroupOffsets, GroupState,
@@ -559,6 +559,19 @@ fn reader_stats() -> ReaderStats {
     stats
 }
 
+/// The snapshot after the scripted cycles, and the instant of the last one.
+fn scripted_snapshot(cfg: &ClusterConfig) -> (ClusterSnapshot, SystemTime) {
+    let policy = Policy::builtin();
+    let source = Estate::default();
+    let mut memory = Memory::default();
+    let mut last = None;
+    for n in 0..CYCLES {
+        source.cycle.store(i64::from(n), Ordering::SeqCst);
+        last = Some(cycle(&source, cfg, &policy, &mut memory, t0() + INTERVAL * n));
+    }
+    (last.expect("at least one cycle"), t0() + INTERVAL * (CYCLES - 1))
+}
+
 /// The whole `/metrics` body in `format`, scraped 2 s after the last cycle, with the default
 /// selection of families.
 fn render(format: Format) -> String {
@@ -577,16 +590,8 @@ fn everything() -> Selection {
 /// The `/metrics` body in `format` with `selection`.
 fn render_selected(format: Format, selection: Selection) -> String {
     let cfg = cluster_config();
-    let policy = Policy::builtin();
-    let source = Estate::default();
-    let mut memory = Memory::default();
-    let mut last = None;
-    for n in 0..CYCLES {
-        source.cycle.store(i64::from(n), Ordering::SeqCst);
-        last = Some(cycle(&source, &cfg, &policy, &mut memory, t0() + INTERVAL * n));
-    }
-    let at = t0() + INTERVAL * (CYCLES - 1);
-    let slot = Arc::new(ArcSwap::from_pointee(last.expect("at least one cycle")));
+    let (snapshot, at) = scripted_snapshot(&cfg);
+    let slot = Arc::new(ArcSwap::from_pointee(snapshot));
     let probe = Arc::new(ArcSwap::from_pointee(probe_snapshot(at)));
     let registry = Arc::new(ArcSwap::from_pointee(registry_snapshot(at)));
     let side = SideSlots {
@@ -796,4 +801,24 @@ fn docs_mark_every_family_with_its_default() {
             "{name}: docs/metrics.md marks {marked:?}, the catalog has {preset:?}"
         );
     }
+}
+
+/// The kafka_exporter compatibility output (`/kafka_exporter/metrics`) of the same snapshots:
+/// its names, labels and values (the -1 of partitions without a commit) show up in review.
+fn render_compat(format: Format) -> String {
+    let (snapshot, at) = scripted_snapshot(&cluster_config());
+    let slot = Arc::new(ArcSwap::from_pointee(snapshot));
+    let exposition = kafka_slo_exporter::collectors::compat(vec![slot], Compat::KafkaExporter);
+    let body = exposition
+        .render_plain_at(format, at + Duration::from_secs(2))
+        .expect("the fixed snapshots encode");
+    String::from_utf8(body).expect("the exposition is UTF-8")
+}
+
+#[test]
+fn kafka_exporter_compat_output_matches_the_golden_fixture() {
+    check("compat-kafka_exporter.prom", &render_compat(Format::Prometheus));
+    let body = render_compat(Format::OpenMetrics);
+    assert!(body.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    check("compat-kafka_exporter.openmetrics", &body);
 }

@@ -11,6 +11,7 @@
 //! cluster allocates per family, not per series.
 
 mod cluster;
+mod compat;
 mod compliance;
 mod exporter;
 mod exposition;
@@ -120,6 +121,15 @@ pub fn served_name<'a>(name: &'a str, unit: Option<&Unit>) -> std::borrow::Cow<'
         Some(Unit::Seconds) => format!("{name}_seconds").into(),
         _ => name.into(),
     }
+}
+
+/// Builds the exposition of a compatibility output (`global.compat`), served on its own path
+/// from the same snapshots and cached per set of snapshots like `/metrics`.
+pub fn compat(slots: Vec<SnapshotSlot>, output: crate::config::Compat) -> Exposition {
+    let area: Box<dyn Area> = match output {
+        crate::config::Compat::KafkaExporter => Box::new(compat::KafkaExporterArea),
+    };
+    Exposition::new(slots, vec![area])
 }
 
 /// The label set of families without labels (process-wide ones).

@@ -246,6 +246,7 @@ global:
   metrics:                    # which families are served (docs/metrics.md#which-families-are-served)
     opt_in: []                # e.g. [kafka_partition_high_watermark] for per-partition offsets
     deny: []                  # families to leave out
+  # compat: [kafka_exporter]  # also serve kafka_exporter's names on /kafka_exporter/metrics
 clusters:
 ";
 

@@ -39,7 +39,22 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigErro
         max_series: raw.global.max_series,
         metrics,
         selection,
+        compat: validate_compat(&raw.global.compat).map_err(|(f, r)| err(&f, r))?,
     })
+}
+
+/// `global.compat`: known outputs, each at most once.
+fn validate_compat(names: &[String]) -> Result<Vec<Compat>, (String, String)> {
+    let mut out: Vec<Compat> = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let field = format!("global.compat[{i}]");
+        let c = Compat::parse(name).map_err(|r| (field.clone(), r))?;
+        if out.contains(&c) {
+            return Err((field, format!("{name:?} is listed twice")));
+        }
+        out.push(c);
+    }
+    Ok(out)
 }
 
 /// The validated `global` section: the defaults of every cluster.
