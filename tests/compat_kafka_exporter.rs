@@ -20,9 +20,8 @@ mod common;
 mod tools;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{bootstrap_yaml, openmetrics_check, Exporter, Metrics, Proc};
@@ -169,20 +168,7 @@ fn stage(kafka: &KafkaCluster) {
 /// `promtool check metrics` (2.x) finds nothing but its lint of kafka_exporter's two `_sum`
 /// gauge names, which dashboards query and so are kept.
 fn promtool_check(text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool must be installed (Debian package prometheus)");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, report) = common::promtool_report(text);
     let mut findings: Vec<&str> = report.lines().filter(|l| !l.trim().is_empty()).collect();
     findings.sort();
     let suffix = "non-histogram and non-summary metrics should not have \"_sum\" suffix";

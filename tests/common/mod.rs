@@ -296,8 +296,8 @@ impl Metrics {
     }
 }
 
-/// Runs `promtool check metrics` on `text`; panics with promtool's output on failure.
-pub fn promtool_check_metrics(text: &str) {
+/// Runs `promtool check metrics` on `text`: whether it succeeded, and what it printed.
+pub fn promtool_report(text: &str) -> (bool, String) {
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -312,8 +312,14 @@ pub fn promtool_check_metrics(text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    (out.status.success(), report)
+}
+
+/// Runs `promtool check metrics` on `text`; panics with promtool's output on failure.
+pub fn promtool_check_metrics(text: &str) {
+    let (ok, report) = promtool_report(text);
     assert!(
-        out.status.success() && report.trim().is_empty(),
+        ok && report.trim().is_empty(),
         "promtool check metrics:\n{report}\non:\n{text}"
     );
 }
