@@ -676,14 +676,16 @@ def native_request_counts(exp, interval, cycles):
 
 def cluster_shape(samples):
     r"""What the batched minimum depends on, from the exporter's own series: brokers
-    (`kafka_brokers`), brokers leading at least one exported partition (the values of
-    `kafka_partition_leader`), exported topics, and per coordinator its classic and
-    consumer-protocol groups (`kafka_consumergroup_info`).
+    (`kafka_brokers`), brokers leading at least one exported partition
+    (`kafka_broker_leader_partitions` > 0), exported topics (`kafka_topic_partitions`), and per
+    coordinator its classic and consumer-protocol groups (`kafka_consumergroup_info`).
 
     >>> cluster_shape(parse_samples("\n".join([
     ...     'kafka_brokers{cluster="b"} 3',
-    ...     'kafka_partition_leader{cluster="b",topic="t",partition="0"} 1',
-    ...     'kafka_partition_leader{cluster="b",topic="u",partition="0"} 1',
+    ...     'kafka_broker_leader_partitions{cluster="b",broker_id="1"} 2',
+    ...     'kafka_broker_leader_partitions{cluster="b",broker_id="2"} 0',
+    ...     'kafka_topic_partitions{cluster="b",topic="t"} 1',
+    ...     'kafka_topic_partitions{cluster="b",topic="u"} 1',
     ...     'kafka_consumergroup_info{cluster="b",group="g",type="classic",coordinator_id="2"} 1',
     ...     'kafka_consumergroup_info{cluster="b",group="h",type="consumer",coordinator_id="2"} 1'])))
     {'brokers': 3, 'leaders': 1, 'topics': 2, 'coordinators': {'2': [1, 1]}}
@@ -692,8 +694,9 @@ def cluster_shape(samples):
     leaders, topics, coordinators = set(), set(), {}
     for (name, labels), v in samples.items():
         d = dict(labels)
-        if name == "kafka_partition_leader":
-            leaders.add(int(v))
+        if name == "kafka_broker_leader_partitions" and v > 0:
+            leaders.add(d.get("broker_id"))
+        elif name == "kafka_topic_partitions":
             topics.add(d.get("topic"))
         elif name == "kafka_consumergroup_info":
             c = coordinators.setdefault(d.get("coordinator_id") or "?", [0, 0])
@@ -705,7 +708,8 @@ def cluster_shape(samples):
 OFFSET_FETCH_GROUPS = 100  # groups per OffsetFetch request: the native reader's chunk bound
 
 
-SHAPE_SOURCE = "the exporter's own series: `kafka_brokers`, `kafka_partition_leader`, `kafka_consumergroup_info`"
+SHAPE_SOURCE = ("the exporter's own series: `kafka_brokers`, `kafka_broker_leader_partitions`, "
+                "`kafka_topic_partitions`, `kafka_consumergroup_info`")
 
 
 def native_request_minimum(brokers, leaders, topics, coordinators, source=SHAPE_SOURCE):

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::config::{ClusterConfig, ReaderChoice};
+use crate::config::{ClusterConfig, ReaderChoice, SingleCluster};
 use crate::error::{AppError, ConfigError};
 use crate::http::{HttpOptions, HttpState};
 use crate::kafka::{ClientErrors, KafkaSource, NativeSource, RdKafkaSource, ReaderKind, ReaderStats};
@@ -26,7 +26,8 @@ pub const DEFAULT_PORT: u16 = 10077;
 /// Everything `run` needs from the command line.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    pub config_file: PathBuf,
+    /// The configuration file, or the `--kafka.*` flags of a single cluster.
+    pub config: crate::config::ConfigSource,
     /// Compliance policy; `None` for the built-in ADR-0007 policy.
     pub policy_file: Option<PathBuf>,
     pub listen_address: String,
@@ -34,6 +35,8 @@ pub struct RunOptions {
     pub shutdown_timeout: Duration,
     /// This process's share of every cluster's topics and groups.
     pub shard: crate::shard::Shard,
+    /// The `--metric-*` lists that replace the file's `global.metrics` lists.
+    pub metric_flags: crate::families::Overrides,
 }
 
 /// Everything loaded from files before the exporter starts.
@@ -49,8 +52,14 @@ pub struct Loaded {
 
 /// Loads the configuration and the policy, and creates (but does not connect) a client per
 /// cluster, so that every property librdkafka rejects is reported as a configuration error.
-pub fn load(config_file: &std::path::Path, policy_file: Option<&std::path::Path>) -> Result<Loaded, ConfigError> {
-    let config = Config::load(config_file)?;
+pub fn load(
+    source: &crate::config::ConfigSource,
+    policy_file: Option<&std::path::Path>,
+    metric_flags: &crate::families::Overrides,
+) -> Result<Loaded, ConfigError> {
+    let mut config = source.load()?;
+    let config_file = source.path();
+    config.apply_metric_flags(metric_flags)?;
     let policy = match policy_file {
         Some(p) => Policy::load(p)?,
         None => Policy::builtin(),
@@ -71,6 +80,25 @@ pub fn load(config_file: &std::path::Path, policy_file: Option<&std::path::Path>
             })?;
         }
         let source = RdKafkaSource::new(c, &client_errors[i]).map_err(|(property, reason)| {
+            // A cluster from the --kafka.* flags: name the flag behind the property.
+            // librdkafka names a file it cannot load only in the message (`ssl.ca.location
+            // failed: ...`).
+            let named = || {
+                reason
+                    .split_once(" failed:")
+                    .map(|(p, _)| p)
+                    .filter(|p| !p.contains(' '))
+            };
+            let flag = match source {
+                crate::config::ConfigSource::Flags(_) => property
+                    .as_deref()
+                    .or_else(named)
+                    .and_then(SingleCluster::flag_of_property),
+                crate::config::ConfigSource::File(_) => None,
+            };
+            if let Some(flag) = flag {
+                return ConfigError::new(config_file, flag, reason);
+            }
             let field = match property {
                 Some(k) if c.client_properties.iter().any(|(p, _)| *p == k) => {
                     let section = if c.secret_keys.contains(&k) {
@@ -168,7 +196,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
         sources,
         client_errors,
         reader_stats,
-    } = load(&opts.config_file, opts.policy_file.as_deref())?;
+    } = load(&opts.config, opts.policy_file.as_deref(), &opts.metric_flags)?;
     for c in &mut config.clusters {
         c.shard = opts.shard;
     }
@@ -190,7 +218,18 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     )?;
     let rejections = side.rejections.clone();
     let state = Arc::new(HttpState {
-        registry: crate::collectors::registry(slots.clone(), side, opts.shard, config.max_series),
+        registry: crate::collectors::registry(
+            slots.clone(),
+            side,
+            opts.shard,
+            config.max_series,
+            config.selection.clone(),
+        ),
+        compat: config
+            .compat
+            .iter()
+            .map(|c| (*c, crate::collectors::compat(slots.clone(), *c)))
+            .collect(),
         slots,
         policy_source: policy.source.clone(),
         options: opts.http.clone(),

@@ -16,9 +16,36 @@ use crate::error::ConfigError;
 pub mod registry;
 mod security;
 pub(crate) use security::SYSTEM_CA_BUNDLES;
+mod single;
 mod validate;
 
 use validate::validate;
+
+pub use single::{SingleCluster, DEFAULT_CLUSTER_NAME, FLAGS_SOURCE, PASSWORD_ENV};
+
+/// Where the configuration comes from: a file, or the `--kafka.*` flags for one cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Flags(SingleCluster),
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match self {
+            ConfigSource::File(path) => Config::load(path),
+            ConfigSource::Flags(flags) => flags.load(),
+        }
+    }
+
+    /// The file's path, or what the flags call themselves in messages.
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigSource::File(path) => path,
+            ConfigSource::Flags(_) => Path::new(FLAGS_SOURCE),
+        }
+    }
+}
 
 /// Label names the exporter sets itself; constant labels may not reuse them.
 const RESERVED_LABELS: &[&str] = &[
@@ -87,6 +114,22 @@ struct RawGlobal {
     compliance: RawCompliance,
     #[serde(default)]
     max_series: Option<usize>,
+    #[serde(default)]
+    compat: Vec<String>,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+/// Which Kafka state families are served (`global.metrics`); see [`crate::families`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+    #[serde(default)]
+    opt_in: Vec<String>,
 }
 
 /// ADR compliance settings (global).
@@ -277,6 +320,45 @@ pub struct Config {
     pub clusters: Vec<ClusterConfig>,
     /// Ceiling on the Kafka state series in `/metrics`; `None` for no limit.
     pub max_series: Option<usize>,
+    /// The families `global.metrics` selects, as written (the `--metric-*` flags replace them).
+    pub metrics: crate::families::Lists,
+    /// The same lists resolved against the catalog.
+    pub selection: crate::families::Selection,
+    /// Compatibility outputs served beside `/metrics`, each on its own path.
+    pub compat: Vec<Compat>,
+}
+
+/// A compatibility output: another exporter's family and label names, on its own path so that
+/// one output never holds a family with two label schemes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compat {
+    /// danielqsj/kafka_exporter's names and semantics, on [`Compat::path`].
+    KafkaExporter,
+}
+
+impl Compat {
+    pub const ALL: [Compat; 1] = [Compat::KafkaExporter];
+
+    /// The name used in `global.compat`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compat::KafkaExporter => "kafka_exporter",
+        }
+    }
+
+    /// The telemetry path of the output.
+    pub fn path(self) -> &'static str {
+        match self {
+            Compat::KafkaExporter => "/kafka_exporter/metrics",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Compat, String> {
+        Compat::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| {
+            let known: Vec<&str> = Compat::ALL.iter().map(|c| c.as_str()).collect();
+            format!("unknown compatibility output {s:?}; known: {}", known.join(", "))
+        })
+    }
 }
 
 /// One Kafka cluster to watch.
@@ -412,6 +494,16 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Config {
+    /// Applies the `--metric-*` flags: each given list replaces the file's.
+    pub fn apply_metric_flags(&mut self, flags: &crate::families::Overrides) -> Result<(), ConfigError> {
+        if flags.is_empty() {
+            return Ok(());
+        }
+        self.selection = validate::select(&self.file, &self.metrics, flags)?;
+        self.metrics = flags.apply(&self.metrics);
+        Ok(())
+    }
+
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
@@ -436,12 +528,16 @@ impl Config {
     /// A human-readable summary for `--config.check`. Secret values are never printed.
     pub fn summary(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "config file {}: OK, {} cluster(s)",
-            self.file.display(),
-            self.clusters.len()
-        );
+        let from = if self.file == Path::new(FLAGS_SOURCE) {
+            "configuration from command-line flags".to_string()
+        } else {
+            format!("config file {}", self.file.display())
+        };
+        let _ = writeln!(s, "{from}: OK, {} cluster(s)", self.clusters.len());
+        let _ = writeln!(s, "{}", self.selection.summary());
+        for c in &self.compat {
+            let _ = writeln!(s, "compatibility output {}: {}", c.as_str(), c.path());
+        }
         for c in &self.clusters {
             let _ = writeln!(s, "- cluster {:?}", c.name);
             let _ = writeln!(s, "    bootstrap servers: {}", c.bootstrap_servers.join(","));

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 /// An invalid configuration. Always reported as one line naming the file, the field path and the
 /// reason; the process exits with code 2.
 #[derive(Debug, thiserror::Error)]
-#[error("config file {file}: field `{field}`: {reason}")]
+#[error("{}", self.describe())]
 pub struct ConfigError {
     /// The file being loaded.
     pub file: PathBuf,
@@ -17,6 +17,24 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// A field whose name starts with `--` is a command-line flag (one starting with `KSE_` an
+    /// environment variable) that stands for a part of the file; the message names it instead of
+    /// the file.
+    fn describe(&self) -> String {
+        if self.field.starts_with("--") {
+            format!("command line flag `{}`: {}", self.field, self.reason)
+        } else if self.field.starts_with("KSE_") {
+            format!("environment variable `{}`: {}", self.field, self.reason)
+        } else {
+            format!(
+                "config file {}: field `{}`: {}",
+                self.file.display(),
+                self.field,
+                self.reason
+            )
+        }
+    }
+
     pub fn new(file: impl Into<PathBuf>, field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             file: file.into(),

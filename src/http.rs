@@ -73,6 +73,8 @@ pub struct HttpOptions {
 pub struct HttpState {
     /// The `/metrics` output, cached per collection cycle.
     pub registry: Exposition,
+    /// Compatibility outputs (`global.compat`) by path, cached the same way.
+    pub compat: Vec<(crate::config::Compat, Exposition)>,
     pub slots: Vec<SnapshotSlot>,
     /// Where the compliance policy came from, for the report.
     pub policy_source: String,
@@ -337,7 +339,10 @@ fn handle(state: &HttpState, req: Request<Incoming>, _peer: SocketAddr) -> Respo
         return text(StatusCode::PAYLOAD_TOO_LARGE, "request bodies are not accepted\n");
     }
     if path == state.options.telemetry_path {
-        return metrics(state, &req);
+        return metrics(&state.registry, &req);
+    }
+    if let Some((_, exposition)) = state.compat.iter().find(|(c, _)| c.path() == path) {
+        return metrics(exposition, &req);
     }
     match path {
         "/" => landing(state),
@@ -360,7 +365,7 @@ pub fn wants_openmetrics(accept: Option<&str>) -> bool {
     })
 }
 
-fn metrics(state: &HttpState, req: &Request<Incoming>) -> Response<Body> {
+fn metrics(exposition: &Exposition, req: &Request<Incoming>) -> Response<Body> {
     let header = |name| req.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     let (format, content_type) = if wants_openmetrics(header(ACCEPT)) {
         (Format::OpenMetrics, OPENMETRICS_CONTENT_TYPE)
@@ -374,9 +379,9 @@ fn metrics(state: &HttpState, req: &Request<Incoming>) -> Response<Body> {
     // Scrapes of a cycle already encoded only copy bytes. Encoding a new cycle of a large
     // cluster takes a while: the worker is handed over meanwhile so that other connections keep
     // being served.
-    let rendered = match state.registry.cached(format, gzip) {
+    let rendered = match exposition.cached(format, gzip) {
         Some(r) => r,
-        None => tokio::task::block_in_place(|| state.registry.render(format, gzip)),
+        None => tokio::task::block_in_place(|| exposition.render(format, gzip)),
     };
     let body = match rendered {
         Ok(b) => b,
@@ -476,10 +481,21 @@ fn landing(state: &HttpState) -> Response<Body> {
             )
         })
         .collect();
+    let compat: String = state
+        .compat
+        .iter()
+        .map(|(c, _)| {
+            format!(
+                "<li><a href=\"{}\">Metrics with {} names</a></li>",
+                c.path(),
+                c.as_str()
+            )
+        })
+        .collect();
     let body = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>kafka-slo-exporter</title></head><body>\n\
          <h1>kafka-slo-exporter</h1>\n<p>Version {version}</p>\n\
-         <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/compliance\">ADR compliance report</a></li><li><a href=\"/-/healthy\">Health</a></li><li><a href=\"/-/ready\">Readiness</a></li></ul>\n\
+         <ul><li><a href=\"{path}\">Metrics</a></li>{compat}<li><a href=\"/compliance\">ADR compliance report</a></li><li><a href=\"/-/healthy\">Health</a></li><li><a href=\"/-/ready\">Readiness</a></li></ul>\n\
          <h2>Clusters</h2><ul>{clusters}</ul>\n</body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
     );

@@ -23,8 +23,12 @@
 //!   cycle into the next snapshot (staleness, error counters); most unit tests live there.
 //! - [`lag`] and [`status`] are pure calculations over observed offsets: offset and time lag,
 //!   data loss, retention usage, and Burrow-style group status rules.
+//! - [`families`] is the catalog of Kafka state families with what each serves by default, and
+//!   the user's selection over it (allow, deny and opt-in lists); pure, read by [`config`] to
+//!   validate and by [`collectors`] to encode.
 //! - [`collectors`] encode snapshots into Prometheus families, one file per area, one
-//!   registration list. A scrape only reads snapshots.
+//!   registration list. A scrape only reads snapshots. Its `compat` area encodes the same
+//!   snapshots under danielqsj/kafka_exporter's names for a separate path (`global.compat`).
 //! - [`policy`] holds the ADR compliance policy (classes by naming convention, requirements)
 //!   and the pure evaluation of a topic; [`report`] renders it for on-call as JSON and HTML.
 //! - [`probe`] is the end-to-end delivery probe: its own thread per cluster sends records through
@@ -32,9 +36,10 @@
 //! - [`registry`] watches each cluster's Schema Registry on its own task and interval: subject
 //!   inventory, compatibility, the subject/topic cross-check and sampled wire format, published
 //!   as its own snapshot that a registry failure never mixes into the Kafka one.
-//! - [`http`] serves the telemetry path (OpenMetrics or Prometheus text), a landing page,
-//!   `/-/healthy` and `/-/ready`, with bounded connections and requests; its `web_config`
-//!   adds TLS, client certificates and basic auth from an exporter-toolkit web config file.
+//! - [`http`] serves the telemetry path (OpenMetrics or Prometheus text) and any compatibility
+//!   path, a landing page, `/-/healthy` and `/-/ready`, with bounded connections and requests;
+//!   its `web_config` adds TLS, client certificates and basic auth from an exporter-toolkit web
+//!   config file.
 //! - [`selfmetrics`] holds counters about the exporter itself that no snapshot carries (the
 //!   HTTP endpoint's refusals), created at start-up and passed to [`http`] and [`collectors`].
 //! - [`shard`] splits topics and groups between exporter processes by a stable hash of their
@@ -47,6 +52,7 @@ pub mod app;
 pub mod collectors;
 pub mod config;
 pub mod error;
+pub mod families;
 pub mod healthcheck;
 pub mod http;
 pub mod kafka;

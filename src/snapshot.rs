@@ -209,13 +209,24 @@ pub struct ClusterSnapshot {
 }
 
 /// Partition counts over every selected topic of a cluster.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterTotals {
     pub topics: usize,
     pub partitions: usize,
     pub under_replicated: usize,
     pub offline: usize,
     pub non_preferred_leader: usize,
+    /// Partitions led by each broker, by broker id (brokers leading none are absent).
+    pub leaders: Vec<(i32, usize)>,
+}
+
+/// Counts per broker id, in id order.
+fn leaders_per_broker(leaders: impl Iterator<Item = i32>) -> Vec<(i32, usize)> {
+    let mut counts = std::collections::BTreeMap::new();
+    for id in leaders {
+        *counts.entry(id).or_insert(0usize) += 1;
+    }
+    counts.into_iter().collect()
 }
 
 impl ClusterTotals {
@@ -228,6 +239,7 @@ impl ClusterTotals {
             under_replicated: count(&|p| p.under_replicated()),
             offline: count(&|p| p.offline()),
             non_preferred_leader: count(&|p| !p.offline() && !p.leader_is_preferred()),
+            leaders: leaders_per_broker(partitions().filter_map(|p| p.leader)),
         }
     }
 }

@@ -250,3 +250,345 @@ fn config_check_reports_the_builtin_policy() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("audit (min retention 30days)"));
 }
+
+/// The family lists (`global.metrics`, `--metric-*`): a pattern that matches no family, a bad
+/// regular expression, or an allow list beside a deny list is an error naming the field or the
+/// flag (exit 2); a valid selection is summarised by `--config.check`.
+#[test]
+fn metric_lists_are_validated_against_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |metrics: &str| format!("global:\n  metrics: {metrics}\n{OK_CLUSTER}");
+    let cases: &[(&str, &[&str], &str, &str)] = &[
+        // (global.metrics, flags, named field or flag, reason fragment)
+        (
+            "{deny: [kafka_topics, kafka_partition_leadr]}",
+            &[],
+            "field `global.metrics.deny[1]`",
+            "matches no family",
+        ),
+        (
+            "{opt_in: ['kafka_(x']}",
+            &[],
+            "field `global.metrics.opt_in[0]`",
+            "regular expression",
+        ),
+        (
+            "{allow: [kafka_brokers], deny: [kafka_topics]}",
+            &[],
+            "field `global.metrics`",
+            "exclude each other",
+        ),
+        (
+            "{}",
+            &["--metric-opt-in-list", "kafka_partition_high_watermark,kafka_nope"],
+            "flag `--metric-opt-in-list[1]`",
+            "matches no family",
+        ),
+        (
+            "{deny: [kafka_topics]}",
+            &["--metric-allowlist", "kafka_brokers"],
+            "flag `--metric-allowlist`",
+            "exclude each other",
+        ),
+        (
+            "{}",
+            &["--metric-denylist", "kafka_slo_exporter_cluster_up"],
+            "flag `--metric-denylist[0]`",
+            "always served",
+        ),
+    ];
+    for (i, (metrics, flags, field, reason)) in cases.iter().enumerate() {
+        let cfg = write_file(dir.path(), &format!("m{i}.yml"), &with(metrics));
+        let mut args = vec!["--config.file", cfg.to_str().unwrap(), "--config.check"];
+        args.extend_from_slice(flags);
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, 2, "{metrics} {flags:?}: {stdout} {stderr}");
+        assert!(
+            stderr.contains(field) && stderr.contains(reason),
+            "{metrics} {flags:?}: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    }
+    // The same error when running, not only when checking.
+    let cfg = write_file(dir.path(), "run.yml", &with("{deny: [kafka_nope]}"));
+    let (code, _, stderr) = run(&[
+        "--config.file",
+        cfg.to_str().unwrap(),
+        "--web.listen-address",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("global.metrics.deny[0]"), "{stderr}");
+
+    let cfg = write_file(
+        dir.path(),
+        "ok.yml",
+        &with("{opt_in: ['kafka_partition_.*', kafka_consumergroup_status]}"),
+    );
+    let (code, stdout, stderr) = run(&["--config.file", cfg.to_str().unwrap(), "--config.check"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("Kafka state families served, 0 of them for problems or the current state only"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(&[
+        "--config.file",
+        cfg.to_str().unwrap(),
+        "--config.check",
+        "--metric-opt-in-list",
+        "",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        !stdout.contains(", 0 of them for problems"),
+        "the flag replaces the file's list: {stdout}"
+    );
+}
+
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(EXPORTER)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run exporter");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Arguments, environment, and the flag or variable the error must name.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
+/// One cluster without a file: `--config.check` prints the effective configuration with the
+/// password masked; bad combinations exit 2 naming the flag; `--help` starts users off.
+#[test]
+fn single_cluster_flags_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    // librdkafka loads the CA when the client is created, so it must be a real certificate.
+    let ca = dir.path().join("ca.pem");
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=test-ca",
+            "-keyout",
+        ])
+        .arg(dir.path().join("ca.key"))
+        .arg("-out")
+        .arg(&ca)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let ca = ca.to_str().unwrap();
+    let not_a_cert = write_file(
+        dir.path(),
+        "bad.pem",
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
+    let env = [
+        ("KSE_KAFKA_BOOTSTRAP_SERVERS", "b1:9093,b2:9093"),
+        ("KSE_KAFKA_CLUSTER_NAME", "prod"),
+        ("KSE_KAFKA_TLS_CA_FILE", ca),
+        ("KSE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+        ("KSE_KAFKA_SASL_USERNAME", "exporter"),
+        ("KSE_KAFKA_SASL_PASSWORD", "very-secret-password"),
+    ];
+    let (code, stdout, stderr) = run_env(&["--config.check"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("configuration from command-line flags: OK, 1 cluster(s)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("cluster \"prod\""), "{stdout}");
+    assert!(stdout.contains("b1:9093,b2:9093"), "{stdout}");
+    assert!(stdout.contains("sasl.password=<secret>"), "{stdout}");
+    assert!(stdout.contains("security.protocol=SASL_SSL"), "{stdout}");
+    assert!(!stdout.contains("very-secret-password") && !stderr.contains("very-secret-password"));
+
+    let bad_ca = not_a_cert.display().to_string();
+    let cases: &[Case] = &[
+        // (args, environment, the flag or variable named)
+        (
+            &[
+                "--kafka.bootstrap-servers",
+                "k:9092",
+                "--config.file",
+                "x.yml",
+                "--config.check",
+            ],
+            &[],
+            "`--kafka.bootstrap-servers`",
+        ),
+        (
+            &["--config.file", "x.yml", "--config.check"],
+            &[("KSE_KAFKA_SASL_USERNAME", "u")],
+            "`--kafka.sasl-username`",
+        ),
+        (
+            &["--kafka.sasl-username", "u", "--config.check"],
+            &[],
+            "`--kafka.bootstrap-servers`",
+        ),
+        (
+            &[
+                "--kafka.bootstrap-servers",
+                "k:9092",
+                "--kafka.sasl-username",
+                "u",
+                "--config.check",
+            ],
+            &[],
+            "`--kafka.sasl-mechanism`",
+        ),
+        (
+            &[
+                "--kafka.bootstrap-servers",
+                "k:9092",
+                "--kafka.sasl-mechanism",
+                "SCRAM-SHA-256",
+                "--kafka.sasl-username",
+                "u",
+                "--config.check",
+            ],
+            &[],
+            "`--kafka.sasl-password-file`",
+        ),
+        (
+            &[
+                "--kafka.bootstrap-servers",
+                "k:9092",
+                "--kafka.sasl-mechanism",
+                "MD5",
+                "--config.check",
+            ],
+            &[],
+            "`--kafka.sasl-mechanism`",
+        ),
+        (
+            &[
+                "--kafka.bootstrap-servers",
+                "k:9092",
+                "--kafka.sasl-mechanism",
+                "PLAIN",
+                "--kafka.sasl-username",
+                "u",
+                "--kafka.sasl-password-file",
+                "/nonexistent/pw",
+                "--config.check",
+            ],
+            &[],
+            "`--kafka.sasl-password-file`",
+        ),
+        (
+            &["--kafka.bootstrap-servers", "no-port", "--config.check"],
+            &[],
+            "`--kafka.bootstrap-servers`",
+        ),
+        (
+            &[
+                "--kafka.bootstrap-servers",
+                "k:9092",
+                "--kafka.tls-ca-file",
+                &bad_ca,
+                "--config.check",
+            ],
+            &[],
+            "`--kafka.tls-ca-file`",
+        ),
+        (
+            &["--kafka.bootstrap-servers", "k:9092", "--kafka.tls", "maybe"],
+            &[],
+            "--kafka.tls",
+        ),
+        // The exporter itself, not only the check, refuses the same way.
+        (
+            &[
+                "--kafka.bootstrap-servers",
+                "k:9092",
+                "--config.file",
+                "x.yml",
+                "--web.listen-address",
+                "127.0.0.1:0",
+            ],
+            &[],
+            "`--kafka.bootstrap-servers`",
+        ),
+    ];
+    for (args, env, named) in cases {
+        let (code, out, err) = run_env(args, env);
+        assert_eq!(code, 2, "{args:?} {env:?}: {out} {err}");
+        assert!(err.contains(named), "{args:?} {env:?} must name {named}: {err}");
+    }
+
+    let (code, help, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        help.contains("Quick start") && help.contains("--kafka.bootstrap-servers broker-1:9092"),
+        "{help}"
+    );
+    assert!(help.contains("[env: KSE_KAFKA_BOOTSTRAP_SERVERS="), "{help}");
+}
+
+/// The starter configuration: commented, every section with its default, and accepted by
+/// `--config.check` unchanged.
+#[test]
+fn the_starter_configuration_round_trips_through_config_check() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "pw", "secret\n");
+    let (code, text, stderr) = run(&[
+        "--config.generate",
+        "--kafka.bootstrap-servers",
+        "kafka-1:9092,kafka-2:9092",
+        "--kafka.cluster-name",
+        "staging",
+        "--kafka.tls",
+        "--kafka.sasl-mechanism",
+        "SCRAM-SHA-256",
+        "--kafka.sasl-username",
+        "exporter",
+        "--kafka.sasl-password-file",
+        dir.path().join("pw").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    for section in [
+        "global:",
+        "interval:",
+        "topics:",
+        "groups:",
+        "lag:",
+        "compliance:",
+        "metrics:",
+        "clusters:",
+        "tls:",
+        "sasl:",
+        "probe:",
+        "schema_registry:",
+    ] {
+        assert!(text.contains(section), "{section} missing:\n{text}");
+    }
+    let commented = text.lines().filter(|l| l.contains('#')).count();
+    assert!(commented > 20, "one line of explanation per setting:\n{text}");
+    let file = write_file(dir.path(), "starter.yml", &text);
+    let (code, stdout, stderr) = run(&["--config.file", file.to_str().unwrap(), "--config.check"]);
+    assert_eq!(code, 0, "{stderr}\n{text}");
+    assert!(
+        stdout.contains("cluster \"staging\"") && stdout.contains("kafka-1:9092,kafka-2:9092"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("interval: 30s"), "{stdout}");
+    // Without a cluster there is nothing to start from; with a file it is refused.
+    let (code, _, err) = run(&["--config.generate"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--kafka.bootstrap-servers"), "{err}");
+    let (code, _, err) = run(&["--config.generate", "--config.file", file.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--config.file"), "{err}");
+}

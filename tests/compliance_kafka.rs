@@ -52,7 +52,7 @@ fn create(
 
 fn exporter(kafka: &KafkaCluster, topics: &str, extra_global: &str, args: &[&str]) -> Exporter {
     let cfg = format!(
-        "global:\n  interval: 1s\n  timeout: 3s\n{extra_global}clusters:\n  - name: local\n    bootstrap_servers: {}\n    topics: {{allow: ['{topics}']}}\n",
+        "global:\n  interval: 1s\n  timeout: 3s\n  metrics: {{opt_in: ['.*']}}\n{extra_global}clusters:\n  - name: local\n    bootstrap_servers: {}\n    topics: {{allow: ['{topics}']}}\n",
         common::bootstrap_yaml(kafka)
     );
     Exporter::start(&cfg, args)

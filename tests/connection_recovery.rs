@@ -74,7 +74,7 @@ fn connection_attempts_during_a_cut_are_redialled_and_the_exporter_recovers() {
         .consuming_group("c-billing", &[TOPIC], ConsumerOptions::default())
         .unwrap();
     let cfg = format!(
-        "global:\n  interval: 1s\n  timeout: {}s\n  topics: {{allow: ['c\\..*']}}\n  groups: {{allow: ['c-.*']}}\nclusters:\n  - name: local\n    bootstrap_servers: {}\n",
+        "global:\n  interval: 1s\n  timeout: {}s\n  metrics: {{opt_in: ['.*']}}\n  topics: {{allow: ['c\\..*']}}\n  groups: {{allow: ['c-.*']}}\nclusters:\n  - name: local\n    bootstrap_servers: {}\n",
         TIMEOUT.as_secs(),
         common::bootstrap_yaml(&kafka)
     );

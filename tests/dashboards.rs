@@ -572,3 +572,29 @@ fn every_documented_family_is_on_a_dashboard() {
         .collect();
     assert!(missing.is_empty(), "documented families on no dashboard: {missing:?}");
 }
+
+/// A panel that reads a family the defaults serve only in part (opt-in, or problems only) says
+/// so in its description, naming `global.metrics.opt_in` or the problems-only rule, so that a
+/// user who sees it empty knows why and what to change.
+#[test]
+fn panels_beyond_the_defaults_say_what_they_need() {
+    let mut problems = Vec::new();
+    for (file, d) in committed() {
+        for q in queries(&d) {
+            let needs = dashboards_support::beyond_defaults(&q.expr);
+            let said = q.description.contains("global.metrics.opt_in") || q.description.contains("problem");
+            if !needs.is_empty() && !said {
+                problems.push(format!(
+                    "{file} {:?}: reads {needs:?}; its description must say what it needs",
+                    q.panel
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(dashboards_support::beyond_defaults("max(kafka_partition_leader{a=\"b\"})") == ["kafka_partition_leader"]);
+    assert!(
+        dashboards_support::beyond_defaults("kafka_partition_leader_partitions + kafka_broker_leader_partitions")
+            .is_empty()
+    );
+}

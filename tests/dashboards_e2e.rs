@@ -3,7 +3,9 @@
 //! Registry, the exporter with the delivery probe and registry watch, and Prometheus 3.x scraping
 //! it with the alert pack's rules loaded (the SLO panels read its recording rules). Each
 //! panel target, with the dashboard variables set to real values, must return at least one
-//! series, except the few panels listed in [`EMPTY_BY_DESIGN`].
+//! series, except the few panels listed in [`EMPTY_BY_DESIGN`] and queries of families the
+//! default selection serves only in part (opt-in or problems-only ones): the exporter runs with
+//! the defaults, as the dashboards must work with them.
 
 mod alerts_support;
 mod common;
@@ -176,8 +178,9 @@ fn every_panel_query_returns_data_from_a_real_stack() {
     kafka
         .commit_offsets("replay-tool", &[("order.internal.retry", 0, 5)])
         .unwrap();
+    // A lag series exists once the exporter has seen the (only) commit.
     exporter.wait_for(Duration::from_secs(60), "replay-tool's first commit", |m| {
-        m.value("kafka_consumergroup_committed_offset", &replay) == Some(5.0)
+        m.find("kafka_consumergroup_lag", &replay).len() == 1
     });
     kafka
         .commit_offsets("replay-tool", &[("order.internal.retry", 0, 1)])
@@ -196,10 +199,14 @@ fn every_panel_query_returns_data_from_a_real_stack() {
         ("group", GROUPS.to_string()),
         ("__rate_interval", RATE_INTERVAL.to_string()),
     ]);
+    // The exporter runs with the default selection of families: a query that reads an opt-in
+    // or problems-only family may be empty on this healthy cluster (its panel says what it
+    // needs; tests/dashboards.rs checks that).
     let by_design = |q: &Query| {
         EMPTY_BY_DESIGN
             .iter()
             .any(|(u, p, _)| q.dashboard == *u && q.panel == *p)
+            || !dashboards_support::beyond_defaults(&q.expr).is_empty()
     };
     let describe = |q: &Query| format!("{} {:?} {}: {}", q.dashboard, q.panel, q.ref_id, q.expr);
 
@@ -263,7 +270,7 @@ fn every_panel_query_returns_data_from_a_real_stack() {
     }
     eprintln!(
         "dashboards e2e: {} panel queries with data ({} empty by design) after {:?}",
-        all.len() - EMPTY_BY_DESIGN.len(),
+        all.iter().filter(|q| !by_design(q)).count(),
         all.iter().filter(|q| by_design(q)).count(),
         started.elapsed()
     );

@@ -9,7 +9,7 @@ use kafka_harness::{ClusterOptions, ConsumerOptions, KafkaCluster, Record};
 
 fn config(bootstrap: &str, topic_allow: &str, interval: &str) -> String {
     format!(
-        "global:\n  interval: {interval}\n  timeout: 2s\nclusters:\n  - name: local\n    bootstrap_servers: [\"{bootstrap}\"]\n    labels: {{env: test}}\n    topics:\n      allow: ['{topic_allow}']\n"
+        "global:\n  interval: {interval}\n  timeout: 2s\n  metrics: {{opt_in: ['.*']}}\nclusters:\n  - name: local\n    bootstrap_servers: [\"{bootstrap}\"]\n    labels: {{env: test}}\n    topics:\n      allow: ['{topic_allow}']\n"
     )
 }
 
@@ -272,7 +272,7 @@ fn both_readers_export_the_same_state_and_say_which_serves() {
     kafka.commit_offsets("rd-app", &[(topic, 0, 2), (topic, 1, 6)]).unwrap();
     let b = kafka.bootstrap_servers();
     let yaml = format!(
-        "global:\n  interval: 1s\n  timeout: 5s\n  topics: {{allow: ['rd\\..*']}}\n  groups: {{allow: ['rd-.*']}}\nclusters:\n  - name: native\n    bootstrap_servers: [\"{b}\"]\n  - name: rdk\n    bootstrap_servers: [\"{b}\"]\n    reader: librdkafka\n"
+        "global:\n  interval: 1s\n  timeout: 5s\n  metrics: {{opt_in: ['.*']}}\n  topics: {{allow: ['rd\\..*']}}\n  groups: {{allow: ['rd-.*']}}\nclusters:\n  - name: native\n    bootstrap_servers: [\"{b}\"]\n  - name: rdk\n    bootstrap_servers: [\"{b}\"]\n    reader: librdkafka\n"
     );
     let exporter = Exporter::start(&yaml, &[]);
     let lag = |m: &Metrics, cluster: &str, p: &str| {
@@ -332,4 +332,43 @@ fn both_readers_export_the_same_state_and_say_which_serves() {
         None,
         "librdkafka's requests are not counted by the exporter"
     );
+}
+
+/// One command, no file: `--kafka.bootstrap-servers` alone watches a real cluster with the
+/// defaults, and the group's lag is served.
+#[test]
+fn one_flag_watches_a_cluster_without_a_file() {
+    let kafka = KafkaCluster::shared_single();
+    kafka.create_topic("qs.orders", 2, 1, &[]).unwrap();
+    let records: Vec<Record> = (0..7).map(|i| Record::new(format!("r{i}"))).collect();
+    kafka.produce("qs.orders", 1, &records).unwrap();
+    kafka
+        .commit_offsets("qs-app", &[("qs.orders", 0, 0), ("qs.orders", 1, 2)])
+        .unwrap();
+    let args: Vec<String> = [
+        "--kafka.bootstrap-servers",
+        &kafka.bootstrap_servers(),
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--log.format",
+        "json",
+    ]
+    .map(String::from)
+    .to_vec();
+    let exporter = Exporter::start_env(&args, &[]);
+    let lag = |m: &Metrics, p: &str| {
+        m.value(
+            "kafka_consumergroup_lag",
+            &[
+                ("cluster", "kafka"),
+                ("group", "qs-app"),
+                ("topic", "qs.orders"),
+                ("partition", p),
+            ],
+        )
+    };
+    let m = exporter.wait_for(Duration::from_secs(60), "qs-app's lag", |m| lag(m, "1").is_some());
+    assert_eq!(lag(&m, "0"), Some(0.0));
+    assert_eq!(lag(&m, "1"), Some(5.0));
+    assert_eq!(m.value("kafka_brokers", &[("cluster", "kafka")]), Some(1.0));
 }

@@ -489,7 +489,7 @@ fn fault_matrix() {
         .unwrap();
 
     let cfg = format!(
-        "global:\n  interval: {INTERVAL}s\n  timeout: {TIMEOUT}s\n  topics: {{allow: ['f\\..*']}}\n  groups: {{allow: ['f-.*']}}\nclusters:\n  - name: local\n    bootstrap_servers: {}\n    probe:\n      interval: 500ms\n      timeout: 4s\n    schema_registry:\n      urls: [\"{}\"]\n      interval: {REGISTRY_INTERVAL}s\n      timeout: {REGISTRY_TIMEOUT}s\n      max_staleness: {REGISTRY_MAX_STALENESS}s\n",
+        "global:\n  interval: {INTERVAL}s\n  metrics: {{opt_in: ['.*']}}\n  timeout: {TIMEOUT}s\n  topics: {{allow: ['f\\..*']}}\n  groups: {{allow: ['f-.*']}}\nclusters:\n  - name: local\n    bootstrap_servers: {}\n    probe:\n      interval: 500ms\n      timeout: 4s\n    schema_registry:\n      urls: [\"{}\"]\n      interval: {REGISTRY_INTERVAL}s\n      timeout: {REGISTRY_TIMEOUT}s\n      max_staleness: {REGISTRY_MAX_STALENESS}s\n",
         common::bootstrap_yaml(&kafka),
         registry.url()
     );

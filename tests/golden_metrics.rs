@@ -12,7 +12,7 @@
 //!
 //! `UPDATE_GOLDEN=1 cargo test --test golden_metrics` rewrites the fixtures.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -20,7 +20,8 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use kafka_slo_exporter::collectors::{Format, SideSlots};
-use kafka_slo_exporter::config::{ClusterConfig, Config};
+use kafka_slo_exporter::config::{ClusterConfig, Compat, Config};
+use kafka_slo_exporter::families::{Lists, Preset, Selection, CATALOG};
 use kafka_slo_exporter::kafka::{
     Broker, ClientErrors, ClusterDescription, GroupDescription, GroupListing, GroupMember, GroupOffsets, GroupState,
     GroupType, KafkaSource, OffsetSpec, PartitionMetadata, PartitionOffset, ReaderKind, ReaderStats, RecordAt,
@@ -558,19 +559,39 @@ fn reader_stats() -> ReaderStats {
     stats
 }
 
-/// The whole `/metrics` body in `format`, scraped 2 s after the last cycle.
-fn render(format: Format) -> String {
-    let cfg = cluster_config();
+/// The snapshot after the scripted cycles, and the instant of the last one.
+fn scripted_snapshot(cfg: &ClusterConfig) -> (ClusterSnapshot, SystemTime) {
     let policy = Policy::builtin();
     let source = Estate::default();
     let mut memory = Memory::default();
     let mut last = None;
     for n in 0..CYCLES {
         source.cycle.store(i64::from(n), Ordering::SeqCst);
-        last = Some(cycle(&source, &cfg, &policy, &mut memory, t0() + INTERVAL * n));
+        last = Some(cycle(&source, cfg, &policy, &mut memory, t0() + INTERVAL * n));
     }
-    let at = t0() + INTERVAL * (CYCLES - 1);
-    let slot = Arc::new(ArcSwap::from_pointee(last.expect("at least one cycle")));
+    (last.expect("at least one cycle"), t0() + INTERVAL * (CYCLES - 1))
+}
+
+/// The whole `/metrics` body in `format`, scraped 2 s after the last cycle, with the default
+/// selection of families.
+fn render(format: Format) -> String {
+    render_selected(format, Selection::default())
+}
+
+/// Every family, each with every series (`opt_in: [".*"]`).
+fn everything() -> Selection {
+    Selection::new(&Lists {
+        opt_in: vec![".*".into()],
+        ..Lists::default()
+    })
+    .unwrap()
+}
+
+/// The `/metrics` body in `format` with `selection`.
+fn render_selected(format: Format, selection: Selection) -> String {
+    let cfg = cluster_config();
+    let (snapshot, at) = scripted_snapshot(&cfg);
+    let slot = Arc::new(ArcSwap::from_pointee(snapshot));
     let probe = Arc::new(ArcSwap::from_pointee(probe_snapshot(at)));
     let registry = Arc::new(ArcSwap::from_pointee(registry_snapshot(at)));
     let side = SideSlots {
@@ -580,7 +601,7 @@ fn render(format: Format) -> String {
         reader_stats: vec![("golden".to_string(), reader_stats())],
         rejections: Default::default(),
     };
-    let exposition = kafka_slo_exporter::collectors::registry(vec![slot], side, cfg.shard, Some(100_000));
+    let exposition = kafka_slo_exporter::collectors::registry(vec![slot], side, cfg.shard, Some(100_000), selection);
     let body = exposition
         .render_plain_at(format, at + Duration::from_secs(2))
         .expect("the fixed snapshots encode");
@@ -651,4 +672,153 @@ fn openmetrics_matches_the_golden_fixture() {
 #[test]
 fn rendering_is_deterministic() {
     assert_eq!(render(Format::Prometheus), render(Format::Prometheus));
+}
+
+#[test]
+fn every_family_opted_in_matches_the_golden_fixture() {
+    check("metrics-all.prom", &render_selected(Format::Prometheus, everything()));
+}
+
+/// The families of a Prometheus text body, by the names the catalog uses (counters with
+/// `_total`, infos with `_info`), without the exporter's own.
+fn families_of(body: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for l in body.lines() {
+        let Some(rest) = l.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let name = rest.split(' ').next().unwrap();
+        if !name.starts_with("kafka_slo_exporter_") {
+            out.insert(name.to_string());
+        }
+    }
+    out
+}
+
+/// The catalog of families (what the selection lists validate against) is exactly what the
+/// exporter can serve: every family of the all-families output is in it, and every catalog
+/// family shows up there. The estate of this fixture has every kind of problem, so the default
+/// output shows the problems-only families too, and only the off-by-default ones are missing.
+#[test]
+fn the_catalog_is_exactly_the_served_families() {
+    let all = families_of(&render_selected(Format::Prometheus, everything()));
+    // Served only after an event the fixture does not stage (a topic gaining partitions);
+    // compliance_kafka.rs checks it against real Kafka.
+    let evented = ["kafka_topic_partition_count_last_change_timestamp_seconds"];
+    let catalog: BTreeSet<String> = CATALOG
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .filter(|n| !evented.contains(&n.as_str()))
+        .collect();
+    assert_eq!(
+        all.difference(&catalog).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "served but not in the catalog"
+    );
+    assert_eq!(
+        catalog.difference(&all).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "in the catalog but never served"
+    );
+    let default = families_of(&render(Format::Prometheus));
+    let expected: BTreeSet<String> = CATALOG
+        .iter()
+        .filter(|(_, p)| *p != Preset::Off)
+        .map(|(n, _)| n.to_string())
+        .filter(|n| !evented.contains(&n.as_str()))
+        .collect();
+    assert_eq!(default, expected);
+}
+
+/// Problems-only families serve only the partitions with a problem by default, every partition
+/// when opted in; the current group status only, every status when opted in.
+#[test]
+fn problems_only_families_serve_problem_partitions_and_current_states() {
+    let count = |body: &str, family: &str| {
+        body.lines()
+            .filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{'))
+            .count()
+    };
+    let default = render(Format::Prometheus);
+    let all = render_selected(Format::Prometheus, everything());
+    let (d, a) = (
+        count(&default, "kafka_partition_leader"),
+        count(&all, "kafka_partition_leader"),
+    );
+    assert!(0 < d && d < a, "leader series: {d} by default, {a} opted in");
+    for l in default
+        .lines()
+        .filter(|l| l.starts_with("kafka_partition_under_replicated{"))
+    {
+        let topic = l.split("topic=\"").nth(1).unwrap().split('"').next().unwrap();
+        let partition = l.split("partition=\"").nth(1).unwrap().split('"').next().unwrap();
+        let replicas = default
+            .lines()
+            .find(|x| {
+                x.starts_with("kafka_partition_in_sync_replicas{")
+                    && x.contains(&format!("topic=\"{topic}\",partition=\"{partition}\""))
+            })
+            .expect("a problem partition shows its in-sync replicas too");
+        assert!(!replicas.is_empty());
+    }
+    let statuses = |body: &str| {
+        body.lines()
+            .filter(|l| l.starts_with("kafka_consumergroup_status{"))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        statuses(&default).iter().all(|v| v == "1.0" || v == "1"),
+        "{:?}",
+        statuses(&default)
+    );
+    assert_eq!(statuses(&all).len(), statuses(&default).len() * 5);
+}
+
+/// docs/metrics.md lists every catalog family and marks each one whose default is not "every
+/// series" the way the catalog has it (*Problems only* or *Opt-in*), so the reference never
+/// promises a series the defaults leave out.
+#[test]
+fn docs_mark_every_family_with_its_default() {
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md")).unwrap();
+    for (name, preset) in CATALOG {
+        let row = docs
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("{name} has no row in docs/metrics.md"));
+        let meaning = row.rsplit_once(" | ").map(|(_, m)| m).unwrap_or(row);
+        let marked = if meaning.starts_with("*Problems only") {
+            Preset::Problems
+        } else if meaning.starts_with("*Current state only") {
+            Preset::Current
+        } else if meaning.starts_with("*Opt-in.*") {
+            Preset::Off
+        } else {
+            Preset::On
+        };
+        assert_eq!(
+            marked, *preset,
+            "{name}: docs/metrics.md marks {marked:?}, the catalog has {preset:?}"
+        );
+    }
+}
+
+/// The kafka_exporter compatibility output (`/kafka_exporter/metrics`) of the same snapshots:
+/// its names, labels and values (the -1 of partitions without a commit) show up in review.
+fn render_compat(format: Format) -> String {
+    let (snapshot, at) = scripted_snapshot(&cluster_config());
+    let slot = Arc::new(ArcSwap::from_pointee(snapshot));
+    let exposition = kafka_slo_exporter::collectors::compat(vec![slot], Compat::KafkaExporter);
+    let body = exposition
+        .render_plain_at(format, at + Duration::from_secs(2))
+        .expect("the fixed snapshots encode");
+    String::from_utf8(body).expect("the exposition is UTF-8")
+}
+
+#[test]
+fn kafka_exporter_compat_output_matches_the_golden_fixture() {
+    check("compat-kafka_exporter.prom", &render_compat(Format::Prometheus));
+    let body = render_compat(Format::OpenMetrics);
+    assert!(body.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    check("compat-kafka_exporter.openmetrics", &body);
 }

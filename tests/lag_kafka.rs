@@ -16,7 +16,7 @@ const HOUR_MS: i64 = 3_600_000;
 /// An exporter watching only topics and groups with `prefix`, collecting every second.
 fn exporter(kafka: &KafkaCluster, prefix: &str, extra: &str) -> Exporter {
     let cfg = format!(
-        "global:\n  interval: 1s\n  timeout: 3s\nclusters:\n  - name: local\n    bootstrap_servers: [\"{}\"]\n    topics: {{allow: ['{prefix}\\..*']}}\n    groups: {{allow: ['{prefix}-.*']}}\n{extra}",
+        "global:\n  interval: 1s\n  timeout: 3s\n  metrics: {{opt_in: ['.*']}}\nclusters:\n  - name: local\n    bootstrap_servers: [\"{}\"]\n    topics: {{allow: ['{prefix}\\..*']}}\n    groups: {{allow: ['{prefix}-.*']}}\n{extra}",
         kafka.bootstrap_servers()
     );
     Exporter::start(&cfg, &[])

@@ -95,7 +95,7 @@ fn probe_measures_delivery_through_failures() {
     // Its configuration follows the policy's durability rules.
     let admin_view = Exporter::start(
         &format!(
-            "global: {{interval: 1s}}\nclusters:\n  - name: local\n    bootstrap_servers: [\"{}\"]\n    topics: {{allow: ['{}']}}\n",
+            "global: {{interval: 1s, metrics: {{opt_in: ['.*']}}}}\nclusters:\n  - name: local\n    bootstrap_servers: [\"{}\"]\n    topics: {{allow: ['{}']}}\n",
             kafka.bootstrap_servers().split(',').next().unwrap(),
             TOPIC.replace('.', "\\.")
         ),

@@ -72,6 +72,7 @@ const GLOBAL_KEYS: &[&str] = &[
     "lag",
     "compliance",
     "max_series",
+    "compat",
 ];
 const CLUSTER_KEYS: &[&str] = &[
     "interval",

@@ -66,7 +66,7 @@ fn under_replicated_then_under_min_isr_then_healthy_again() {
         .create_topic("r.order.events", 6, 3, &[("min.insync.replicas", "2")])
         .unwrap();
     let cfg = format!(
-        "global:\n  interval: 1s\n  timeout: 2s\nclusters:\n  - name: local\n    bootstrap_servers: [{}]\n    topics: {{allow: ['r\\..*']}}\n",
+        "global:\n  interval: 1s\n  timeout: 2s\n  metrics: {{opt_in: ['.*']}}\nclusters:\n  - name: local\n    bootstrap_servers: [{}]\n    topics: {{allow: ['r\\..*']}}\n",
         kafka.bootstrap_servers().split(',').map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
     );
     let e = Exporter::start(&cfg, &[]);

@@ -232,7 +232,7 @@ fn two_shards_split_the_series_of_one_unsharded_exporter() {
     }
 
     let config = format!(
-        "global:\n  interval: 1s\n  timeout: 5s\n  topics: {{allow: ['shd\\..*']}}\n  groups: {{allow: ['shd-.*']}}\nclusters:\n  - name: local\n    bootstrap_servers: {}\n    labels: {{env: test}}\n",
+        "global:\n  interval: 1s\n  timeout: 5s\n  metrics: {{opt_in: ['.*']}}\n  topics: {{allow: ['shd\\..*']}}\n  groups: {{allow: ['shd-.*']}}\nclusters:\n  - name: local\n    bootstrap_servers: {}\n    labels: {{env: test}}\n",
         bootstrap_yaml(kafka)
     );
     let whole = Exporter::start(&config, &[]);
@@ -281,6 +281,7 @@ fn two_shards_split_the_series_of_one_unsharded_exporter() {
     // Cluster-wide series come from shard 0 only; per-topic and per-group ones from the owner.
     for f in [
         "kafka_brokers",
+        "kafka_broker_leader_partitions",
         "kafka_cluster_info",
         "kafka_topics",
         "kafka_partitions",

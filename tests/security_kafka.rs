@@ -482,3 +482,73 @@ fn an_expired_oauthbearer_token_is_an_explicit_authentication_error() {
     );
     assert_no_secrets(&exporter, &["expired-secret-77a1", "eyJ"]);
 }
+
+/// One cluster from environment variables only, as a container would start: SCRAM-SHA-512 over
+/// TLS with the CA and the password from `KSE_KAFKA_*`; the password appears in no log line.
+#[test]
+fn scram_over_tls_from_environment_variables_without_a_file() {
+    let kafka = cluster();
+    let pki = kafka.pki().unwrap();
+    let ca = pki.ca.cert.display().to_string();
+    let sasl_ssl = kafka.sasl_ssl_bootstrap_servers().unwrap();
+    let env = [
+        ("KSE_KAFKA_BOOTSTRAP_SERVERS", sasl_ssl.as_str()),
+        ("KSE_KAFKA_CLUSTER_NAME", "envscram"),
+        ("KSE_KAFKA_TLS_CA_FILE", ca.as_str()),
+        ("KSE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+        ("KSE_KAFKA_SASL_USERNAME", "bob"),
+        ("KSE_KAFKA_SASL_PASSWORD", BOB_PASSWORD),
+    ];
+    let args: Vec<String> = [
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--log.format",
+        "json",
+        "--log.level",
+        "debug",
+    ]
+    .map(String::from)
+    .to_vec();
+    let exporter = Exporter::start_env(&args, &env);
+    let lag = |m: &Metrics| {
+        m.value(
+            "kafka_consumergroup_lag",
+            &[
+                ("cluster", "envscram"),
+                ("group", "sec-billing"),
+                ("topic", "sec.orders"),
+                ("partition", "0"),
+            ],
+        )
+    };
+    let m = exporter.wait_for(
+        Duration::from_secs(60),
+        "lag over SCRAM-SHA-512 from the environment",
+        |m| lag(m).is_some(),
+    );
+    assert_eq!(lag(&m), Some(7.0));
+    assert_eq!(up(&m, "envscram"), Some(1.0));
+    assert_no_secrets(&exporter, &[BOB_PASSWORD]);
+
+    // The wrong password: a clear error for the cluster, the exporter keeps serving.
+    let env_wrong: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(k, v)| {
+            if *k == "KSE_KAFKA_SASL_PASSWORD" {
+                (*k, WRONG_PASSWORD)
+            } else {
+                (*k, *v)
+            }
+        })
+        .collect();
+    let exporter = Exporter::start_env(&args, &env_wrong);
+    let m = exporter.wait_for(Duration::from_secs(60), "authentication errors counted", |m| {
+        m.value(
+            "kafka_slo_exporter_kafka_client_errors_total",
+            &[("cluster", "envscram"), ("kind", "authentication")],
+        )
+        .is_some_and(|v| v > 0.0)
+    });
+    assert_eq!(up(&m, "envscram"), Some(0.0));
+    assert_no_secrets(&exporter, &[WRONG_PASSWORD]);
+}

@@ -1,4 +1,6 @@
-//! The series limit (`global.max_series`) against a real Kafka with many partitions.
+//! The series budget against a real Kafka: the default selection of families (aggregates,
+//! per-partition group lag, per-partition state only where a partition has a problem), the
+//! `--metric-*` flags over it, and the series limit (`global.max_series`) with many partitions.
 
 mod common;
 
@@ -6,7 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{Exporter, Metrics};
-use kafka_harness::KafkaCluster;
+use kafka_harness::{KafkaCluster, Record};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 const TOPICS: usize = 30;
 const PARTITIONS: usize = 8;
@@ -158,4 +161,134 @@ fn series_over_the_limit_are_dropped_by_whole_families() {
         e.logs().contains("series over global.max_series"),
         "a warning is logged"
     );
+}
+
+fn budget_config(kafka: &KafkaCluster) -> String {
+    format!(
+        "global:\n  interval: 1s\n  topics: {{allow: ['sd\\..*']}}\n  groups: {{allow: ['sd-.*']}}\nclusters:\n  - name: local\n    bootstrap_servers: {}\n",
+        common::bootstrap_yaml(kafka)
+    )
+}
+
+/// With the defaults, a healthy partition shows no per-partition state and a partition held
+/// back by an open transaction shows its state; the group's lag is per partition; aggregates
+/// are complete. The flags then opt families in and deny one.
+#[test]
+fn defaults_serve_aggregates_lag_and_problem_partitions_only() {
+    const PARTITIONS: i32 = 4;
+    let kafka = KafkaCluster::shared_single();
+    kafka.create_topic("sd.orders", PARTITIONS, 1, &[]).unwrap();
+    kafka.create_topic("sd.payments", 1, 1, &[]).unwrap();
+    let records: Vec<Record> = (0..3).map(|i| Record::new(format!("r{i}"))).collect();
+    kafka.produce("sd.orders", 0, &records).unwrap();
+    let commits: Vec<(&str, i32, i64)> = (0..PARTITIONS).map(|p| ("sd.orders", p, 0)).collect();
+    kafka.commit_offsets("sd-app", &commits).unwrap();
+    // sd.payments/0 holds an open transaction: its last stable offset lags its high watermark.
+    let producer: BaseProducer = kafka
+        .client_config()
+        .set("transactional.id", "sd-tx")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    producer.init_transactions(Duration::from_secs(30)).unwrap();
+    producer.begin_transaction().unwrap();
+    for i in 0..2 {
+        producer
+            .send(
+                BaseRecord::<str, str>::to("sd.payments")
+                    .partition(0)
+                    .payload(&format!("tx{i}")),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let e = Exporter::start(&budget_config(kafka), &[]);
+    let m = e.wait_for(
+        Duration::from_secs(60),
+        "lag of every partition and the open transaction",
+        |m| {
+            m.find("kafka_consumergroup_lag", &[("group", "sd-app")]).len() == PARTITIONS as usize
+                && m.value("kafka_topic_open_transaction_offsets", &[("topic", "sd.payments")]) == Some(2.0)
+        },
+    );
+    let orders = [("topic", "sd.orders")];
+    assert_eq!(
+        m.value(
+            "kafka_consumergroup_lag",
+            &[("group", "sd-app"), ("topic", "sd.orders"), ("partition", "0")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        m.value(
+            "kafka_consumergroup_topic_lag",
+            &[("group", "sd-app"), ("topic", "sd.orders")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(m.value("kafka_topic_high_watermarks", &orders), Some(3.0));
+    assert_eq!(m.value("kafka_topic_under_replicated_partitions", &orders), Some(0.0));
+    // Off by default.
+    for family in [
+        "kafka_partition_high_watermark",
+        "kafka_partition_log_start_offset",
+        "kafka_consumergroup_committed_offset",
+    ] {
+        assert!(m.find(family, &[]).is_empty(), "{family} is off by default");
+    }
+    // Problems only: nothing of the healthy topic, everything of the partition with the open
+    // transaction.
+    for family in [
+        "kafka_partition_leader",
+        "kafka_partition_in_sync_replicas",
+        "kafka_partition_under_replicated",
+        "kafka_partition_last_stable_offset",
+    ] {
+        assert!(m.find(family, &orders).is_empty(), "{family} of a healthy partition");
+    }
+    let payments = [("topic", "sd.payments"), ("partition", "0")];
+    assert_eq!(
+        m.value("kafka_partition_open_transaction_offsets", &payments),
+        Some(2.0)
+    );
+    assert_eq!(m.value("kafka_partition_last_stable_offset", &payments), Some(0.0));
+    assert_eq!(m.value("kafka_partition_under_replicated", &payments), Some(0.0));
+    assert!(m.value("kafka_partition_leader", &payments).is_some());
+    // Leaders per broker replace the per-partition leader for the distribution.
+    let led: f64 = m
+        .find("kafka_broker_leader_partitions", &[])
+        .iter()
+        .map(|s| value(s))
+        .sum();
+    assert_eq!(led, f64::from(PARTITIONS + 1));
+    // The current status only.
+    let status = m.find("kafka_consumergroup_status", &[("group", "sd-app")]);
+    assert_eq!(status.len(), 1, "{status:?}");
+    assert_eq!(value(status[0]), 1.0);
+    drop(e);
+    producer.abort_transaction(Duration::from_secs(30)).unwrap();
+
+    let e = Exporter::start(
+        &budget_config(kafka),
+        &[
+            "--metric-opt-in-list",
+            "kafka_partition_high_watermark,kafka_partition_leader,kafka_consumergroup_status",
+            "--metric-denylist",
+            "kafka_consumergroup_lag",
+        ],
+    );
+    let m = e.wait_for(Duration::from_secs(60), "opted-in families", |m| {
+        m.find("kafka_partition_high_watermark", &orders).len() == PARTITIONS as usize
+    });
+    assert_eq!(m.find("kafka_partition_leader", &orders).len(), PARTITIONS as usize);
+    assert_eq!(m.find("kafka_consumergroup_status", &[("group", "sd-app")]).len(), 5);
+    assert!(m.find("kafka_consumergroup_lag", &[]).is_empty(), "denied");
+    assert!(m
+        .value(
+            "kafka_consumergroup_topic_lag",
+            &[("group", "sd-app"), ("topic", "sd.orders")]
+        )
+        .is_some());
+    common::promtool_check_metrics(&m.text);
 }

@@ -99,9 +99,27 @@ impl Area for ClusterArea {
         for (name, help, f) in TOTALS_GAUGES {
             let samples = wide
                 .iter()
-                .filter_map(|(b, c)| c.totals.map(|t| (b.as_slice(), f(&t) as f64)));
+                .filter_map(|(b, c)| c.totals.as_ref().map(|t| (b.as_slice(), f(t) as f64)));
             gauge_family(enc, name, help, None, samples)?;
         }
+        // Every registered broker, with 0 when it leads nothing (a broker back from a restart
+        // before the preferred leaders are elected again).
+        let leaders = wide.iter().flat_map(|(b, c)| {
+            let counts = c.totals.as_ref().map(|t| t.leaders.as_slice()).unwrap_or_default();
+            let brokers = c.cluster.as_deref().map(|d| d.brokers.as_slice()).unwrap_or_default();
+            let led = move |id: i32| counts.iter().find(|(l, _)| *l == id).map_or(0, |(_, n)| *n);
+            brokers
+                .iter()
+                .filter(move |_| c.totals.is_some())
+                .map(move |br| ((b.as_slice(), [("broker_id", br.id)]), led(br.id) as f64))
+        });
+        gauge_family(
+            enc,
+            "kafka_broker_leader_partitions",
+            "Partitions of the exported topics led by the broker (0 for a registered broker leading none).",
+            None,
+            leaders,
+        )?;
         let topics = clusters
             .iter()
             .filter_map(|c| c.topics.as_ref().map(|t| (base_labels(c), t)));

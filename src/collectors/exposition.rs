@@ -58,6 +58,8 @@ pub struct Exposition {
     cache: Mutex<Cache>,
     /// The series limit, when one is configured.
     guard: Option<Arc<SeriesGuard>>,
+    /// The families the selection does not serve; `None` when it serves every one.
+    hiding: Option<Arc<Plan>>,
 }
 
 #[derive(Debug, Default)]
@@ -132,7 +134,16 @@ impl Exposition {
             runs,
             cache: Mutex::new(Cache::default()),
             guard: None,
+            hiding: None,
         }
+    }
+
+    /// Leaves out the families `selection` does not serve, from every area. The areas with
+    /// many series skip them while encoding already; this also covers the others.
+    pub fn with_selection(mut self, selection: &crate::families::Selection) -> Self {
+        let plan = Plan::hiding(selection.hidden());
+        self.hiding = Some(Arc::new(plan)).filter(|p| !p.is_empty());
+        self
     }
 
     /// Applies `guard`'s series limit to the areas that are cached per set of snapshots.
@@ -141,12 +152,14 @@ impl Exposition {
         self
     }
 
-    /// The guard's plan for `clusters` (`None` without a limit or when nothing is dropped).
+    /// What to leave out of the cached areas of `clusters`: the hidden families and the
+    /// guard's drops (`None` when nothing is left out).
     fn plan(&self, clusters: &Arc<[Arc<ClusterSnapshot>]>) -> Result<Option<Arc<Plan>>, String> {
         let Some(guard) = &self.guard else {
-            return Ok(None);
+            return Ok(self.hiding.clone());
         };
-        let plan = guard.plan(clusters, || {
+        let hidden = self.hiding.as_ref().map(|p| p.hidden.clone()).unwrap_or_default();
+        let plan = guard.plan(clusters, &hidden, || {
             let now = SystemTime::now();
             let mut counter = FamilyFilter::new(Sink, None);
             for (range, live) in &self.runs {
@@ -161,7 +174,7 @@ impl Exposition {
                 .map(|(counts, _)| counts)
                 .map_err(|e| format!("counting series: {e}"))
         })?;
-        Ok(Some(plan).filter(|p| !p.dropped.is_empty()))
+        Ok(Some(plan).filter(|p| !p.is_empty()))
     }
 
     /// The gzip response body when the current snapshots are already compressed in `format`
@@ -241,8 +254,8 @@ impl Exposition {
         match plan.as_deref() {
             None => encode_registry(&mut out, &registry, format).map_err(fail)?,
             Some(plan) => {
-                // Only families of the cached areas are in the plan, so filtering the whole
-                // body drops nothing else.
+                // The guard only drops families of the cached areas, and hidden families are
+                // hidden in every area, so the whole body can be filtered with one plan.
                 let mut filter = FamilyFilter::new(&mut out, Some(plan));
                 encode_registry(&mut filter, &registry, format).map_err(fail)?;
                 filter.finish().map_err(fail)?;
@@ -320,7 +333,7 @@ impl Exposition {
         let mut live: Vec<Chunk> = Vec::new();
         for p in parts {
             if let Part::Live(range) = p {
-                live.push(self.compress(&rendering.clusters, range.clone(), now, format, None)?);
+                live.push(self.compress(&rendering.clusters, range.clone(), now, format, self.hiding.as_deref())?);
             }
         }
         let mut eof = String::new();

@@ -6,14 +6,17 @@ use std::time::SystemTime;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::registry::Unit;
 
-use super::{base_labels, gauge_family, info_family, Area, Base};
+use super::{base_labels, gauge_family, info_family, served_name, Area, Base};
 use crate::config::Granularity;
+use crate::families::Selection;
 use crate::lag::TimeLagMethod;
 use crate::snapshot::{ClusterSnapshot, GroupPartitionView, GroupTopicView, GroupView};
 use crate::status::Status;
 
 #[derive(Debug)]
-pub struct GroupsArea;
+pub struct GroupsArea {
+    pub selection: Arc<Selection>,
+}
 
 type TopicFn = fn(&GroupTopicView) -> Option<f64>;
 type PartitionFn = fn(&GroupPartitionView) -> Option<f64>;
@@ -78,14 +81,15 @@ impl Area for GroupsArea {
                 })
         };
 
-        encode_groups(enc, &groups)?;
-        encode_topics(enc, &topics)?;
-        encode_partitions(enc, &partitions)
+        let sel = self.selection.as_ref();
+        encode_groups(enc, sel, &groups)?;
+        encode_topics(enc, sel, &topics)?;
+        encode_partitions(enc, sel, &partitions)
     }
 }
 
 /// Group identity, members and status.
-fn encode_groups<'a, I>(enc: &mut DescriptorEncoder, groups: &impl Fn() -> I) -> std::fmt::Result
+fn encode_groups<'a, I>(enc: &mut DescriptorEncoder, sel: &Selection, groups: &impl Fn() -> I) -> std::fmt::Result
 where
     I: Iterator<Item = (&'a [(&'a str, &'a str)], &'a GroupView)>,
 {
@@ -127,32 +131,43 @@ where
             })
         }),
     )?;
+    // By default only the current status (value 1); opted in, every status with 0 for the others.
+    let every_status = sel.full("kafka_consumergroup_status");
     gauge_family(
         enc,
         "kafka_consumergroup_status",
-        "Group status: 1 for the current status (ok, warn, stall, stop, rewind), 0 for the others. See docs/metrics.md for the rules.",
+        "Group status: 1 for the current status (ok, warn, stall, stop, rewind); the others are 0 when opted in, else absent. See docs/metrics.md for the rules.",
         None,
         groups().flat_map(|(base, g)| {
             g.status.into_iter().flat_map(move |s| {
-                Status::ALL.into_iter().map(move |candidate| {
-                    let labels = (base, [("group", g.name.as_str()), ("status", candidate.as_str())]);
-                    (labels, if candidate == s { 1.0 } else { 0.0 })
-                })
+                Status::ALL
+                    .into_iter()
+                    .filter(move |candidate| every_status || *candidate == s)
+                    .map(move |candidate| {
+                        let labels = (base, [("group", g.name.as_str()), ("status", candidate.as_str())]);
+                        (labels, if candidate == s { 1.0 } else { 0.0 })
+                    })
             })
         }),
     )
 }
 
 /// Lag per group and topic.
-fn encode_topics<'a, I>(enc: &mut DescriptorEncoder, topics: &impl Fn() -> I) -> std::fmt::Result
+fn encode_topics<'a, I>(enc: &mut DescriptorEncoder, sel: &Selection, topics: &impl Fn() -> I) -> std::fmt::Result
 where
     I: Iterator<Item = (&'a [(&'a str, &'a str)], &'a GroupView, &'a GroupTopicView)>,
 {
     for (name, help, unit, f) in TOPIC_GAUGES {
+        if !sel.serves(&served_name(name, unit.as_ref())) {
+            continue;
+        }
         let samples = topics().filter_map(|(base, g, t)| {
             f(t).map(|v| ((base, [("group", g.name.as_str()), ("topic", t.topic.as_str())]), v))
         });
         gauge_family(enc, name, help, unit.as_ref(), samples)?;
+    }
+    if !sel.serves("kafka_consumergroup_topic_lag_seconds_partitions") {
+        return Ok(());
     }
     gauge_family(
         enc,
@@ -177,14 +192,24 @@ where
 }
 
 /// Lag per group, topic and partition (granularity `partition`).
-fn encode_partitions<'a, L, I>(enc: &mut DescriptorEncoder, partitions: &impl Fn() -> I) -> std::fmt::Result
+fn encode_partitions<'a, L, I>(
+    enc: &mut DescriptorEncoder,
+    sel: &Selection,
+    partitions: &impl Fn() -> I,
+) -> std::fmt::Result
 where
     L: EncodeLabelSet,
     I: Iterator<Item = (L, &'a GroupPartitionView)>,
 {
     for (name, help, unit, f) in PARTITION_GAUGES {
+        if !sel.serves(&served_name(name, unit.as_ref())) {
+            continue;
+        }
         let samples = partitions().filter_map(|(labels, p)| f(p).map(|v| (labels, v)));
         gauge_family(enc, name, help, unit.as_ref(), samples)?;
+    }
+    if !sel.serves("kafka_consumergroup_lag_seconds_method_info") {
+        return Ok(());
     }
     info_family(
         enc,

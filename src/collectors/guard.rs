@@ -12,7 +12,7 @@
 //! The plan is applied while encoding ([`FamilyFilter`]), in both formats, and published as
 //! self-metrics by [`GuardArea`]; a warning is logged at most once per [`WARN_EVERY`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,23 +27,37 @@ pub const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Families that are never counted nor dropped.
 const EXEMPT_PREFIX: &str = "kafka_slo_exporter_";
 
-/// Which families of one set of snapshots are dropped.
+/// Which families of one set of snapshots are left out.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Plan {
-    /// Dropped families (name as in OpenMetrics, without `_total`/`_info`) and their series.
+    /// Families dropped by the limit (name as in OpenMetrics, without `_total`/`_info`) and
+    /// their series.
     pub dropped: BTreeMap<String, usize>,
     /// Series left in the output of the snapshot areas.
     pub kept: usize,
+    /// Families the selection (`global.metrics`) does not serve, by family key.
+    pub hidden: BTreeSet<&'static str>,
 }
 
 impl Plan {
-    /// Drops whole families, largest first (ties by name), until at most `limit` series remain.
-    pub fn new(counts: &BTreeMap<String, usize>, limit: usize) -> Plan {
-        let mut kept: usize = counts.values().sum();
+    /// Leaves out only what the selection does not serve.
+    pub fn hiding(hidden: &BTreeSet<&'static str>) -> Plan {
+        Plan {
+            hidden: hidden.clone(),
+            ..Plan::default()
+        }
+    }
+
+    /// Leaves out `hidden`, then drops whole families, largest first (ties by name), until at
+    /// most `limit` series remain.
+    pub fn new(counts: &BTreeMap<String, usize>, limit: usize, hidden: &BTreeSet<&'static str>) -> Plan {
+        let counts: BTreeMap<&String, &usize> = counts.iter().filter(|(f, _)| !hidden.contains(f.as_str())).collect();
+        let mut kept: usize = counts.values().copied().sum();
         let mut dropped = BTreeMap::new();
         if kept > limit {
             let mut by_size: Vec<(&String, &usize)> = counts
                 .iter()
+                .map(|(k, v)| (*k, *v))
                 .filter(|(name, _)| !name.starts_with(EXEMPT_PREFIX))
                 .collect();
             by_size.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
@@ -55,11 +69,20 @@ impl Plan {
                 dropped.insert(name.clone(), *n);
             }
         }
-        Plan { dropped, kept }
+        Plan {
+            dropped,
+            kept,
+            hidden: hidden.clone(),
+        }
     }
 
     fn drops(&self, family: &str) -> bool {
-        self.dropped.contains_key(family)
+        self.dropped.contains_key(family) || self.hidden.contains(family)
+    }
+
+    /// True when the plan leaves nothing out.
+    pub fn is_empty(&self) -> bool {
+        self.dropped.is_empty() && self.hidden.is_empty()
     }
 
     pub fn dropped_series(&self) -> usize {
@@ -180,6 +203,7 @@ impl SeriesGuard {
     pub fn plan(
         &self,
         clusters: &[Arc<ClusterSnapshot>],
+        hidden: &BTreeSet<&'static str>,
         count: impl FnOnce() -> Result<BTreeMap<String, usize>, String>,
     ) -> Result<Arc<Plan>, String> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -187,7 +211,7 @@ impl SeriesGuard {
         if same && !state.key.is_empty() {
             return Ok(Arc::clone(&state.plan));
         }
-        let plan = Arc::new(Plan::new(&count()?, self.limit));
+        let plan = Arc::new(Plan::new(&count()?, self.limit, hidden));
         for (family, n) in &plan.dropped {
             *state.dropped_total.entry(family.clone()).or_default() += *n as u64;
         }
@@ -270,10 +294,11 @@ mod tests {
     fn under_the_limit_nothing_is_dropped() {
         let c = counts(&[("kafka_partition_leader", 10), ("kafka_brokers", 1)]);
         assert_eq!(
-            Plan::new(&c, 11),
+            Plan::new(&c, 11, &BTreeSet::new()),
             Plan {
                 dropped: BTreeMap::new(),
-                kept: 11
+                kept: 11,
+                hidden: BTreeSet::new(),
             }
         );
     }
@@ -286,23 +311,40 @@ mod tests {
             ("kafka_topic_partitions", 10),
             ("kafka_brokers", 1),
         ]);
-        let p = Plan::new(&c, 150);
+        let p = Plan::new(&c, 150, &BTreeSet::new());
         assert_eq!(p.dropped, counts(&[("kafka_partition_leader", 100)]));
         assert_eq!(p.kept, 111);
-        let p = Plan::new(&c, 50);
+        let p = Plan::new(&c, 50, &BTreeSet::new());
         assert_eq!(
             p.dropped,
             counts(&[("kafka_partition_leader", 100), ("kafka_partition_replicas", 100)])
         );
         assert_eq!(p.kept, 11);
         // Deterministic: the same input gives the same plan.
-        assert_eq!(Plan::new(&c, 50), p);
+        assert_eq!(Plan::new(&c, 50, &BTreeSet::new()), p);
+    }
+
+    #[test]
+    fn hidden_families_are_left_out_before_the_limit_counts() {
+        let c = counts(&[
+            ("kafka_partition_high_watermark", 100),
+            ("kafka_partition_leader", 50),
+            ("kafka_brokers", 1),
+        ]);
+        let hidden: BTreeSet<&'static str> = ["kafka_partition_high_watermark"].into();
+        let p = Plan::new(&c, 60, &hidden);
+        assert!(p.dropped.is_empty(), "{p:?}");
+        assert_eq!(p.kept, 51);
+        assert!(p.drops("kafka_partition_high_watermark") && !p.drops("kafka_partition_leader"));
+        let p = Plan::new(&c, 10, &hidden);
+        assert_eq!(p.dropped, counts(&[("kafka_partition_leader", 50)]));
+        assert_eq!(p.kept, 1);
     }
 
     #[test]
     fn self_metrics_are_never_dropped() {
         let c = counts(&[("kafka_slo_exporter_x", 1000), ("kafka_brokers", 1)]);
-        let p = Plan::new(&c, 10);
+        let p = Plan::new(&c, 10, &BTreeSet::new());
         assert_eq!(p.dropped, counts(&[("kafka_brokers", 1)]));
         assert_eq!(p.kept, 1000);
     }
@@ -350,7 +392,11 @@ kafka_slo_exporter_record_reads_total 4\n";
 
     #[test]
     fn a_dropped_family_leaves_no_line_behind() {
-        let plan = Plan::new(&counts(&[("kafka_partition_leader", 2), ("kafka_brokers", 1)]), 1);
+        let plan = Plan::new(
+            &counts(&[("kafka_partition_leader", 2), ("kafka_brokers", 1)]),
+            1,
+            &BTreeSet::new(),
+        );
         let mut f = FamilyFilter::new(String::new(), Some(&plan));
         feed(&mut f, TEXT);
         let (_, out) = f.finish().unwrap();
@@ -368,9 +414,9 @@ kafka_slo_exporter_record_reads_total 4\n";
         let snap = Arc::new(ClusterSnapshot::empty("a", &[], crate::config::Granularity::Partition));
         let set = vec![Arc::clone(&snap)];
         let c = counts(&[("kafka_partition_leader", 5), ("kafka_brokers", 1)]);
-        let p1 = guard.plan(&set, || Ok(c.clone())).unwrap();
+        let p1 = guard.plan(&set, &BTreeSet::new(), || Ok(c.clone())).unwrap();
         let p2 = guard
-            .plan(&set, || panic!("must not recount the same snapshots"))
+            .plan(&set, &BTreeSet::new(), || panic!("must not recount the same snapshots"))
             .unwrap();
         assert!(Arc::ptr_eq(&p1, &p2));
         let set2 = vec![Arc::new(ClusterSnapshot::empty(
@@ -378,7 +424,7 @@ kafka_slo_exporter_record_reads_total 4\n";
             &[],
             crate::config::Granularity::Partition,
         ))];
-        guard.plan(&set2, || Ok(c.clone())).unwrap();
+        guard.plan(&set2, &BTreeSet::new(), || Ok(c.clone())).unwrap();
         let state = guard.state.lock().unwrap();
         assert_eq!(state.dropped_total.get("kafka_partition_leader"), Some(&10));
     }

@@ -11,6 +11,7 @@
 //! cluster allocates per family, not per series.
 
 mod cluster;
+mod compat;
 mod compliance;
 mod exporter;
 mod exposition;
@@ -29,6 +30,7 @@ use prometheus_client::registry::Unit;
 
 pub use exposition::{Exposition, Format};
 
+use crate::families::Selection;
 use crate::snapshot::ClusterSnapshot;
 use crate::snapshot::SnapshotSlot;
 
@@ -64,8 +66,9 @@ pub struct SideSlots {
     pub rejections: crate::selfmetrics::Rejections,
 }
 
-/// The registration list: every area, in output order. `shard` is this process's shard.
-pub fn all(side: SideSlots, shard: crate::shard::Shard) -> Vec<Box<dyn Area>> {
+/// The registration list: every area, in output order. `shard` is this process's shard;
+/// `selection` the families served (areas with many series consult it while encoding).
+pub fn all(side: SideSlots, shard: crate::shard::Shard, selection: &Arc<Selection>) -> Vec<Box<dyn Area>> {
     vec![
         Box::new(exporter::ExporterArea {
             shard,
@@ -74,8 +77,12 @@ pub fn all(side: SideSlots, shard: crate::shard::Shard) -> Vec<Box<dyn Area>> {
             rejections: side.rejections,
         }),
         Box::new(cluster::ClusterArea),
-        Box::new(partitions::PartitionsArea),
-        Box::new(groups::GroupsArea),
+        Box::new(partitions::PartitionsArea {
+            selection: Arc::clone(selection),
+        }),
+        Box::new(groups::GroupsArea {
+            selection: Arc::clone(selection),
+        }),
         Box::new(compliance::ComplianceArea),
         Box::new(probe::ProbeArea { probes: side.probes }),
         Box::new(registry::RegistryArea {
@@ -84,23 +91,45 @@ pub fn all(side: SideSlots, shard: crate::shard::Shard) -> Vec<Box<dyn Area>> {
     ]
 }
 
-/// Builds the exposition served on the telemetry path, with the series limit
-/// (`global.max_series`) when one is set.
+/// Builds the exposition served on the telemetry path: the families `selection` serves, within
+/// the series limit (`global.max_series`) when one is set.
 pub fn registry(
     slots: Vec<SnapshotSlot>,
     side: SideSlots,
     shard: crate::shard::Shard,
     max_series: Option<usize>,
+    selection: Selection,
 ) -> Exposition {
-    let mut areas = all(side, shard);
+    let selection = Arc::new(selection);
+    let mut areas = all(side, shard, &selection);
     match max_series {
-        None => Exposition::new(slots, areas),
+        None => Exposition::new(slots, areas).with_selection(&selection),
         Some(limit) => {
             let guard = Arc::new(guard::SeriesGuard::new(limit));
             areas.push(Box::new(guard::GuardArea(Arc::clone(&guard))));
-            Exposition::new(slots, areas).with_guard(guard)
+            Exposition::new(slots, areas)
+                .with_selection(&selection)
+                .with_guard(guard)
         }
     }
+}
+
+/// A family's name as served: with `_seconds` for a family in seconds (the encoder appends
+/// the unit), as [`crate::families`] lists it.
+pub fn served_name<'a>(name: &'a str, unit: Option<&Unit>) -> std::borrow::Cow<'a, str> {
+    match unit {
+        Some(Unit::Seconds) => format!("{name}_seconds").into(),
+        _ => name.into(),
+    }
+}
+
+/// Builds the exposition of a compatibility output (`global.compat`), served on its own path
+/// from the same snapshots and cached per set of snapshots like `/metrics`.
+pub fn compat(slots: Vec<SnapshotSlot>, output: crate::config::Compat) -> Exposition {
+    let area: Box<dyn Area> = match output {
+        crate::config::Compat::KafkaExporter => Box::new(compat::KafkaExporterArea),
+    };
+    Exposition::new(slots, vec![area])
 }
 
 /// The label set of families without labels (process-wide ones).

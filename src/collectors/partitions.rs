@@ -8,10 +8,13 @@ use prometheus_client::encoding::DescriptorEncoder;
 
 use super::{base_labels, gauge_family, Area, Base};
 use crate::config::Granularity;
+use crate::families::Selection;
 use crate::snapshot::{ClusterSnapshot, ClusterTotals, PartitionView, TopicView};
 
 #[derive(Debug)]
-pub struct PartitionsArea;
+pub struct PartitionsArea {
+    pub selection: Arc<Selection>,
+}
 
 type PartitionFn = fn(&PartitionView) -> Option<f64>;
 
@@ -39,6 +42,20 @@ const PARTITION_GAUGES: &[(&str, &str, PartitionFn)] = &[
     ("kafka_partition_last_stable_offset", "Last stable offset (ListOffsets latest, read_committed): below the first open transaction.", |p| offset(p.last_stable)),
     ("kafka_partition_open_transaction_offsets", "High watermark minus last stable offset: offsets held back by open transactions. Stays > 0 for a stuck transaction.", |p| offset(p.open_transaction_gap())),
 ];
+
+/// True when the partition has a problem that its problems-only families show (see
+/// [`crate::families::Preset::Problems`]): replication short of what is assigned or of
+/// min.insync.replicas, no leader or not the preferred one, eligible leader replicas in use, or
+/// offsets held back by an open transaction.
+pub fn has_problem(p: &PartitionView) -> bool {
+    p.under_replicated()
+        || p.offline()
+        || !p.leader_is_preferred()
+        || p.under_min_isr() == Some(true)
+        || p.elr.is_some_and(|n| n > 0)
+        || p.last_known_elr.is_some_and(|n| n > 0)
+        || p.open_transaction_gap().is_some_and(|g| g > 0)
+}
 
 type TopicFn = fn(&TopicView) -> Option<f64>;
 
@@ -157,8 +174,8 @@ impl Area for PartitionsArea {
 
         for (name, help, f) in CLUSTER_GAUGES {
             let samples = snapshots.iter().filter_map(|(base, c, _)| {
-                let totals = c.totals.filter(|_| c.shard.owns_cluster_wide())?;
-                Some((base.as_slice(), f(&totals) as f64))
+                let totals = c.totals.as_ref().filter(|_| c.shard.owns_cluster_wide())?;
+                Some((base.as_slice(), f(totals) as f64))
             });
             gauge_family(enc, name, help, None, samples)?;
         }
@@ -173,15 +190,22 @@ impl Area for PartitionsArea {
         }
 
         for (name, help, f) in PARTITION_GAUGES {
+            if !self.selection.serves(name) {
+                continue;
+            }
+            let every = self.selection.full(name);
             let samples = snapshots
                 .iter()
                 .filter(|(_, c, _)| c.granularity == Granularity::Partition)
                 .flat_map(|(base, _, topics)| {
                     topics.iter().flat_map(move |t| {
-                        t.partitions.iter().filter_map(move |p| {
-                            let labels = (base.as_slice(), ([("topic", t.name.as_str())], [("partition", p.id)]));
-                            f(p).map(|v| (labels, v))
-                        })
+                        t.partitions
+                            .iter()
+                            .filter(move |p| every || has_problem(p))
+                            .filter_map(move |p| {
+                                let labels = (base.as_slice(), ([("topic", t.name.as_str())], [("partition", p.id)]));
+                                f(p).map(|v| (labels, v))
+                            })
                     })
                 });
             gauge_family(enc, name, help, None, samples)?;

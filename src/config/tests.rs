@@ -19,6 +19,33 @@ fn minimal_config_gets_defaults() {
 }
 
 #[test]
+fn compat_outputs_are_known_and_listed_once() {
+    let cluster = "clusters:\n  - name: a\n    bootstrap_servers: [\"k:9092\"]\n";
+    assert!(parse(cluster).unwrap().compat.is_empty());
+    let c = parse(&format!("global: {{compat: [kafka_exporter]}}\n{cluster}")).unwrap();
+    assert_eq!(c.compat, vec![Compat::KafkaExporter]);
+    assert!(c
+        .summary()
+        .contains("compatibility output kafka_exporter: /kafka_exporter/metrics"));
+    let e = parse(&format!("global: {{compat: [kafka_exporter, kminion]}}\n{cluster}")).unwrap_err();
+    let e = e.to_string();
+    assert!(
+        e.contains("test.yml")
+            && e.contains("global.compat[1]")
+            && e.contains("unknown compatibility output \"kminion\""),
+        "{e}"
+    );
+    let e = parse(&format!(
+        "global: {{compat: [kafka_exporter, kafka_exporter]}}\n{cluster}"
+    ))
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("global.compat[1]") && e.to_string().contains("listed twice"),
+        "{e}"
+    );
+}
+
+#[test]
 fn cluster_overrides_global() {
     let c = parse(
             "global: {interval: 10s, timeout: 3s, topics: {deny: ['__.*']}}\n\

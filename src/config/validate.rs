@@ -26,11 +26,35 @@ pub(super) fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigErro
             "must be greater than 0; leave it out for no limit".into(),
         ));
     }
+    let m = &raw.global.metrics;
+    let metrics = crate::families::Lists {
+        allow: m.allow.clone(),
+        deny: m.deny.clone(),
+        opt_in: m.opt_in.clone(),
+    };
+    let selection = select(path, &metrics, &crate::families::Overrides::default())?;
     Ok(Config {
         file: path.to_path_buf(),
         clusters,
         max_series: raw.global.max_series,
+        metrics,
+        selection,
+        compat: validate_compat(&raw.global.compat).map_err(|(f, r)| err(&f, r))?,
     })
+}
+
+/// `global.compat`: known outputs, each at most once.
+fn validate_compat(names: &[String]) -> Result<Vec<Compat>, (String, String)> {
+    let mut out: Vec<Compat> = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let field = format!("global.compat[{i}]");
+        let c = Compat::parse(name).map_err(|r| (field.clone(), r))?;
+        if out.contains(&c) {
+            return Err((field, format!("{name:?} is listed twice")));
+        }
+        out.push(c);
+    }
+    Ok(out)
 }
 
 /// The validated `global` section: the defaults of every cluster.
@@ -440,4 +464,28 @@ fn yaml_kind(v: &serde_yaml::Value) -> &'static str {
         serde_yaml::Value::Tagged(_) => "a tagged value",
         _ => "a scalar",
     }
+}
+
+/// Resolves the family lists (the file's, with `flags` in place of those they give); an error
+/// names the flag that gave the bad list, else the file's field.
+pub(super) fn select(
+    path: &Path,
+    lists: &crate::families::Lists,
+    flags: &crate::families::Overrides,
+) -> Result<crate::families::Selection, ConfigError> {
+    crate::families::Selection::new(&flags.apply(lists)).map_err(|e| {
+        let field = match (e.index, flags.flag_of(e.list)) {
+            (Some(i), Some(flag)) => format!("{flag}[{i}]"),
+            (Some(i), None) => format!("global.metrics.{}[{i}]", e.list),
+            (None, _) => {
+                let given: Vec<&str> = ["allow", "deny"].iter().filter_map(|l| flags.flag_of(l)).collect();
+                if given.is_empty() {
+                    "global.metrics".to_string()
+                } else {
+                    given.join(" / ")
+                }
+            }
+        };
+        ConfigError::new(path, field, e.reason)
+    })
 }

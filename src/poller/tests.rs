@@ -376,7 +376,7 @@ fn a_shard_asks_only_about_its_groups_and_the_topics_they_need() {
     let topics: Vec<&str> = s.topics.as_ref().unwrap().iter().map(|t| t.name.as_str()).collect();
     assert_eq!(topics, vec!["kse-t3"]);
     assert_eq!(s.compliance.as_ref().unwrap().len(), 1);
-    let totals = s.totals.unwrap();
+    let totals = s.totals.clone().unwrap();
     assert_eq!((totals.topics, totals.partitions), (2, 2));
     let groups = s.groups.as_ref().unwrap();
     assert_eq!(groups.len(), 1);
@@ -418,7 +418,7 @@ fn the_unsharded_cycle_asks_once_for_everything() {
     described.sort();
     assert_eq!(described, vec!["kse-g0", "kse-g2"]);
     assert_eq!(s.topics.as_ref().unwrap().len(), 2);
-    assert_eq!(s.totals.unwrap().partitions, 2);
+    assert_eq!(s.totals.as_ref().unwrap().partitions, 2);
 }
 
 /// A gate a stage waits at until the test opens it.

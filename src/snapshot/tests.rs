@@ -389,3 +389,12 @@ fn partition_level_offset_errors_are_counted_and_their_offsets_withdrawn() {
     assert_eq!(s.partition_offset_errors, 0);
     assert_eq!(s.topics.as_ref().unwrap()[0].partitions[1].high_watermark, Some(220));
 }
+
+#[test]
+fn leaders_are_counted_per_broker_in_id_order() {
+    assert_eq!(
+        super::leaders_per_broker([3, 1, 3, 2, 3].into_iter()),
+        vec![(1, 1), (2, 1), (3, 3)]
+    );
+    assert!(super::leaders_per_broker(std::iter::empty()).is_empty());
+}

@@ -68,9 +68,21 @@ impl Exporter {
         Self::spawn(dir, config_path, args)
     }
 
+    /// Starts the exporter with exactly `args` and the environment variables `env` added, for
+    /// configurations without a file (the `--kafka.*` flags and `KSE_KAFKA_*` variables).
+    pub fn start_env(args: &[String], env: &[(&str, &str)]) -> Exporter {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::spawn_env(dir, PathBuf::new(), args, env)
+    }
+
     fn spawn(dir: tempfile::TempDir, config_path: PathBuf, args: &[String]) -> Exporter {
+        Self::spawn_env(dir, config_path, args, &[])
+    }
+
+    fn spawn_env(dir: tempfile::TempDir, config_path: PathBuf, args: &[String], env: &[(&str, &str)]) -> Exporter {
         let mut child = Command::new(EXPORTER)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -284,8 +296,8 @@ impl Metrics {
     }
 }
 
-/// Runs `promtool check metrics` on `text`; panics with promtool's output on failure.
-pub fn promtool_check_metrics(text: &str) {
+/// Runs `promtool check metrics` on `text`: whether it succeeded, and what it printed.
+pub fn promtool_report(text: &str) -> (bool, String) {
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -300,8 +312,14 @@ pub fn promtool_check_metrics(text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    (out.status.success(), report)
+}
+
+/// Runs `promtool check metrics` on `text`; panics with promtool's output on failure.
+pub fn promtool_check_metrics(text: &str) {
+    let (ok, report) = promtool_report(text);
     assert!(
-        out.status.success() && report.trim().is_empty(),
+        ok && report.trim().is_empty(),
         "promtool check metrics:\n{report}\non:\n{text}"
     );
 }

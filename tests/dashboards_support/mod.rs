@@ -567,6 +567,8 @@ pub struct Query {
     pub panel_type: String,
     pub ref_id: String,
     pub expr: String,
+    /// The panel's description.
+    pub description: String,
     /// Series labels the panel's data links pass on (`${__field.labels.x}`, `${__data.fields.x}`).
     pub link_labels: BTreeSet<String>,
 }
@@ -591,11 +593,30 @@ pub fn queries(dash: &Value) -> Vec<Query> {
                 panel_type: p["type"].as_str().unwrap_or_default().to_string(),
                 ref_id: t["refId"].as_str().unwrap_or_default().to_string(),
                 expr: t["expr"].as_str().unwrap_or_default().to_string(),
+                description: p["description"].as_str().unwrap_or_default().to_string(),
                 link_labels: link_labels.clone(),
             });
         }
     }
     out
+}
+
+/// The families `expr` reads that serve less than their information by default (opt-in or
+/// problems-only ones, per the exporter's catalog; a state set's current state is all of it).
+pub fn beyond_defaults(expr: &str) -> Vec<&'static str> {
+    use kafka_slo_exporter::families::{Preset, CATALOG};
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    CATALOG
+        .iter()
+        .filter(|(_, p)| matches!(p, Preset::Off | Preset::Problems))
+        .map(|(n, _)| *n)
+        .filter(|n| {
+            expr.match_indices(n).any(|(i, _)| {
+                !expr[..i].chars().next_back().is_some_and(ident)
+                    && !expr[i + n.len()..].chars().next().is_some_and(ident)
+            })
+        })
+        .collect()
 }
 
 /// Replaces Grafana variables (`$name`, `${name}`, `${name:format}`) in `expr` with `values`;
