@@ -16,8 +16,9 @@
 //! clients other than Prometheus.
 //!
 //! While one scrape compresses a new set of snapshots, concurrent scrapes of the same format
-//! get the previous complete rendering instead of waiting; a response is always one whole
-//! cycle.
+//! get the previous complete rendering instead of waiting; a response always renders one
+//! whole publication of each cluster's snapshot (within a cycle a publication may carry some
+//! stages' results before the others'), never parts of two.
 
 use std::fmt::Write as _;
 use std::ops::Range;

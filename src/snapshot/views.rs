@@ -109,7 +109,7 @@ impl Memory {
             (self.topic_parts(cfg, policy, at), Some(at))
         } else {
             (
-                (prev.topics.clone(), prev.compliance.clone(), prev.totals),
+                (prev.topics.clone(), prev.compliance.clone(), prev.totals.clone()),
                 prev.built_at,
             )
         };
