@@ -181,4 +181,6 @@ impl Poller {
 }
 
 #[cfg(test)]
+mod down_tests;
+#[cfg(test)]
 mod tests;

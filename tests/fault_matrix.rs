@@ -679,10 +679,16 @@ fn run_phases(kafka: &KafkaCluster, registry: &SchemaRegistry, e: &Exporter, sta
     );
     let cycles = |m: &Metrics| m.value("kafka_slo_exporter_cycles_total", &[]).unwrap();
     assert!(cycles(&later) > cycles(&down), "cycles go on while Kafka is down");
-    assert_eq!(
+    // Every failed cycle is counted once. A stage's failure is published when it happens and
+    // the cycle's end later, so the cycle in flight at either scrape may be counted in one
+    // number and not yet in the other.
+    let (failed, ended) = (
         errors(&later, "cluster") - errors(&down, "cluster"),
         cycles(&later) - cycles(&down),
-        "every failed cycle is counted"
+    );
+    assert!(
+        failed >= 1.0 && (failed - ended).abs() <= 1.0,
+        "every failed cycle is counted once: {failed} DescribeCluster errors over {ended} cycles"
     );
     assert_eq!(
         gone.value("kafka_schema_registry_up", &[]),

@@ -16,8 +16,14 @@
 //! Consecutive outcomes that are ready together are folded into one publication, and the last
 //! outcome of a cycle goes straight into the cycle's final snapshot: at most one publication per
 //! stage. While a cycle runs past its interval (a stage waiting out a timeout), DescribeCluster
-//! and Metadata are asked again at every interval, so broker and replication state stay one
-//! interval fresh.
+//! and Metadata are asked again at every interval as long as they answer, so broker and
+//! replication state stay one interval fresh; one that failed is not re-asked within the cycle,
+//! so a re-ask never outlives the cycle's own stages by more than one request timeout, and each
+//! stage fails at most once per cycle when the cluster is down.
+//!
+//! When no request of the cycle got an answer (the cluster is unreachable), the record reads
+//! are skipped: they would only wait out their timeout, and the cycle ends at its requests'
+//! timeouts.
 
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -64,8 +70,9 @@ pub fn run_cycle(
         lag_served: false,
         observed: false,
         reads_started: false,
-        cluster_busy: true,
-        topics_busy: true,
+        answered: false,
+        cluster: None,
+        topics: None,
     };
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|scope| {
@@ -127,9 +134,12 @@ struct Run<'a> {
     /// The status histories took this cycle's observation.
     observed: bool,
     reads_started: bool,
-    /// A DescribeCluster or Metadata request is in flight.
-    cluster_busy: bool,
-    topics_busy: bool,
+    /// Some request of this cycle got an answer (the cluster is reachable).
+    answered: bool,
+    /// The latest DescribeCluster and Metadata of this cycle: `None` while in flight, else
+    /// whether it succeeded. Only one that succeeded is asked again at an interval boundary.
+    cluster: Option<bool>,
+    topics: Option<bool>,
 }
 
 impl Run<'_> {
@@ -139,13 +149,15 @@ impl Run<'_> {
         let m = &mut *self.memory;
         let ok = match event {
             Event::Cluster(o) => {
-                self.cluster_busy = false;
-                m.fold_cluster(o, at, cfg)
+                let ok = m.fold_cluster(o, at, cfg);
+                self.cluster = Some(ok);
+                ok
             }
             Event::Topics(o) => {
-                self.topics_busy = false;
                 rebuild.topics = true;
-                m.fold_topics(o, at, cfg)
+                let ok = m.fold_topics(o, at, cfg);
+                self.topics = Some(ok);
+                ok
             }
             Event::Configs(o) => {
                 rebuild.topics = true;
@@ -161,18 +173,22 @@ impl Run<'_> {
                 let ok = m.fold_groups(groups, at, cfg);
                 let committed_ok = m.fold_group_offsets(committed, at, cfg);
                 self.group_offsets = Some(committed_ok);
+                self.answered |= ok || committed_ok;
                 ok && committed_ok
             }
             Event::Records(o, asked) => {
                 rebuild.groups = Some(GroupLag { observe, carry: None });
-                m.fold_records(o, asked, at)
+                self.ok &= m.fold_records(o, asked, at);
+                return;
             }
             Event::Replay(o, asked) => {
                 rebuild.topics = true;
-                m.fold_replay_reads(o, asked, at)
+                self.ok &= m.fold_replay_reads(o, asked, at);
+                return;
             }
             Event::Panicked(panic) => std::panic::resume_unwind(panic),
         };
+        self.answered |= ok;
         self.ok &= ok;
     }
 
@@ -195,6 +211,18 @@ impl Run<'_> {
         self.reads_started = true;
         let at = SystemTime::now();
         let max = cfg.lag.max_record_reads;
+        if !self.answered {
+            // Nothing answered: the record reads (time lag, replay window) would only wait out
+            // their timeout. They are skipped, which fails the cycle like any skipped stage.
+            self.ok = false;
+            if !self.lag_served {
+                rebuild.groups = Some(GroupLag {
+                    observe: false,
+                    carry: None,
+                });
+            }
+            return;
+        }
         let wanted = self.memory.reads_needed(max);
         let asked = wanted.len();
         let replay = self.memory.replay_reads_needed(
@@ -219,8 +247,8 @@ impl Run<'_> {
         });
     }
 
-    /// At an interval boundary within the cycle: asks for broker and replication state again,
-    /// unless those requests are still in flight.
+    /// At an interval boundary within the cycle: asks for broker and replication state again
+    /// where the latest request answered (not while one is in flight or after a failure).
     fn refresh_state<'scope>(
         &mut self,
         scope: &'scope Scope<'scope, '_>,
@@ -228,15 +256,15 @@ impl Run<'_> {
         tx: &Sender<Event>,
     ) {
         let timeout = self.cfg.timeout;
-        if !self.cluster_busy {
-            self.cluster_busy = true;
+        if self.cluster == Some(true) {
+            self.cluster = None;
             self.pending += 1;
             guarded(scope, tx, move |t| {
                 let _ = t.send(Event::Cluster(timed(|| source.describe_cluster(timeout))));
             });
         }
-        if !self.topics_busy {
-            self.topics_busy = true;
+        if self.topics == Some(true) {
+            self.topics = None;
             self.pending += 1;
             guarded(scope, tx, move |t| {
                 let _ = t.send(Event::Topics(timed(|| source.topic_metadata(timeout))));

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 /// A scripted cluster: one topic `t` with two partitions (p1 leaderless), one group `g`
 /// with a member; can be switched to fail every call.
 #[derive(Default)]
-struct Fake {
-    down: AtomicBool,
+pub(super) struct Fake {
+    pub(super) down: AtomicBool,
     offset_requests: std::sync::Mutex<Vec<usize>>,
-    reads: AtomicUsize,
+    pub(super) reads: AtomicUsize,
 }
 
 fn down(op: &'static str) -> SourceError {
@@ -144,7 +144,7 @@ impl KafkaSource for Fake {
     }
 }
 
-fn cfg() -> ClusterConfig {
+pub(super) fn cfg() -> ClusterConfig {
     Config::parse(
         Path::new("t.yml"),
         "clusters:\n  - {name: c, bootstrap_servers: ['k:1']}\n",
