@@ -83,7 +83,9 @@ pub fn all(side: SideSlots, shard: crate::shard::Shard, selection: &Arc<Selectio
         Box::new(groups::GroupsArea {
             selection: Arc::clone(selection),
         }),
-        Box::new(compliance::ComplianceArea),
+        Box::new(compliance::ComplianceArea {
+            selection: Arc::clone(selection),
+        }),
         Box::new(probe::ProbeArea { probes: side.probes }),
         Box::new(registry::RegistryArea {
             registries: side.registries,
