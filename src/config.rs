@@ -143,7 +143,7 @@ struct RawCompliance {
 }
 
 /// Validated compliance settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ComplianceConfig {
     /// How often the records at log start offsets are read again for the replay window.
     pub replay_window_refresh: Duration,
@@ -202,7 +202,7 @@ impl Granularity {
 }
 
 /// Validated lag settings of a cluster.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LagConfig {
     pub granularity: Granularity,
     /// Window of the group status rules.
@@ -283,7 +283,7 @@ struct RawProbe {
 }
 
 /// Validated probe settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProbeConfig {
     pub topic: String,
     pub group: String,
@@ -362,7 +362,7 @@ impl Compat {
 }
 
 /// One Kafka cluster to watch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     pub name: String,
     pub bootstrap_servers: Vec<String>,
@@ -445,6 +445,14 @@ impl ClusterConfig {
 pub struct NameFilter {
     allow: Vec<Regex>,
     deny: Vec<Regex>,
+}
+
+/// Two filters are equal when they hold the same patterns in the same order.
+impl PartialEq for NameFilter {
+    fn eq(&self, other: &Self) -> bool {
+        let patterns = |v: &[Regex]| v.iter().map(|r| r.as_str().to_string()).collect::<Vec<_>>();
+        patterns(&self.allow) == patterns(&other.allow) && patterns(&self.deny) == patterns(&other.deny)
+    }
 }
 
 impl NameFilter {
