@@ -184,6 +184,45 @@ fn a_changed_cluster_restarts_and_the_series_selection_applies() {
     );
 }
 
+#[test]
+fn the_policy_applies_to_the_next_cycles_without_a_restart() {
+    let kafka = shared();
+    let builtin = include_str!("../policies/adr-0007.yml");
+    let exempting = builtin.replacen("    - '__.*'", "    - 'rl\\..*'\n    - '__.*'", 1);
+    assert_ne!(exempting, builtin);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_file(dir.path(), "policy.yml", &exempting);
+    let exporter = Exporter::start(&config(kafka, &["p"]), &["--policy.file", policy.to_str().unwrap()]);
+    let class = |m: &Metrics| {
+        m.find(
+            "kafka_topic_compliance_class_info",
+            &[("cluster", "p"), ("topic", "rl.orders")],
+        )
+        .first()
+        .and_then(|s| s.labels.get("class").map(str::to_string))
+    };
+    let m = exporter.wait_for(WAIT, "the test topic exempt by the first policy", |m| {
+        class(m).as_deref() == Some("exempt") && cycles(m, "p") >= Some(3.0)
+    });
+    let before = cycles(&m, "p").unwrap();
+    // An invalid policy is refused like an invalid configuration.
+    std::fs::write(&policy, "classes: 42\n").unwrap();
+    let (status, body) = post_reload(&exporter, None);
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("policy.yml"), "{body}");
+    std::fs::write(&policy, builtin).unwrap();
+    let (status, body) = post_reload(&exporter, None);
+    assert_eq!(status, 200, "{body}");
+    let m = exporter.wait_for(WAIT, "the test topic classified by the new policy", |m| {
+        class(m).is_some_and(|c| c != "exempt")
+    });
+    assert!(
+        cycles(&m, "p").unwrap() > before,
+        "the cluster was not restarted for a policy change"
+    );
+    assert_eq!(m.value(SUCCESSFUL, &[]), Some(1.0));
+}
+
 /// The SASL-enabled Kafka of the harness, with a SCRAM user.
 fn sasl_cluster() -> &'static KafkaCluster {
     static CLUSTER: OnceLock<KafkaCluster> = OnceLock::new();
