@@ -273,6 +273,52 @@ fn a_rotated_sasl_password_file_is_read_on_reload() {
     );
 }
 
+/// Without a file, the `--kafka.*` flags are what a reload reads again: their password file.
+#[test]
+fn a_cluster_from_the_kafka_flags_rereads_its_password_file() {
+    let kafka = sasl_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = write_file(dir.path(), "kafka.pw", "not-the-password");
+    let ca = kafka.pki().unwrap().ca.cert.display().to_string();
+    let args: Vec<String> = [
+        "--kafka.bootstrap-servers",
+        &kafka.sasl_ssl_bootstrap_servers().unwrap(),
+        "--kafka.cluster-name",
+        "flags",
+        "--kafka.tls-ca-file",
+        &ca,
+        "--kafka.sasl-mechanism",
+        "SCRAM-SHA-256",
+        "--kafka.sasl-username",
+        "alice",
+        "--kafka.sasl-password-file",
+        pw.to_str().unwrap(),
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--log.format",
+        "json",
+    ]
+    .map(String::from)
+    .to_vec();
+    let exporter = Exporter::start_env(&args, &[]);
+    let auth_errors = |m: &Metrics| {
+        m.value(
+            "kafka_slo_exporter_kafka_client_errors_total",
+            &[("cluster", "flags"), ("kind", "authentication")],
+        )
+    };
+    exporter.wait_for(WAIT, "authentication errors with the wrong password", |m| {
+        auth_errors(m).is_some_and(|n| n >= 1.0)
+    });
+    // Nothing changed yet: the reload succeeds and keeps the cluster as it is.
+    assert_eq!(post_reload(&exporter, None).0, 200);
+    std::fs::write(&pw, "alice-reload-pw").unwrap();
+    assert_eq!(post_reload(&exporter, None).0, 200);
+    exporter.wait_for(WAIT, "collection with the rotated password", |m| {
+        up(m, "flags") == Some(1.0)
+    });
+}
+
 #[test]
 fn the_reload_endpoint_obeys_basic_auth() {
     let kafka = shared();
