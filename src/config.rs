@@ -391,6 +391,11 @@ pub struct ClusterConfig {
     pub shard: crate::shard::Shard,
     /// Which client reads the cluster's state in the collection cycle.
     pub reader: ReaderChoice,
+    /// A digest of each file the cluster's clients read when they are created (the Kafka TLS
+    /// `*.location` properties, the Schema Registry's TLS files); `None` for one that cannot be
+    /// read. Part of the settings, so that a reload restarts a cluster whose certificate or key
+    /// was replaced under the same name.
+    pub file_digests: Vec<(String, Option<u64>)>,
 }
 
 /// Which client serves a cluster's collection cycle. The native reader speaks the Kafka

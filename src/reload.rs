@@ -172,4 +172,20 @@ mod tests {
         std::fs::write(&pw, "new").unwrap();
         assert_eq!(diff(&before, &clusters(&yaml)).changed, names(&["a"]));
     }
+
+    #[test]
+    fn a_certificate_replaced_under_the_same_name_changes_its_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let pem = |body: &str| format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n");
+        std::fs::write(&ca, pem("first")).unwrap();
+        let yaml = format!(
+            "clusters:\n  - name: a\n    bootstrap_servers: ['a:9092']\n    tls: {{ca_file: '{}'}}\n",
+            ca.display()
+        );
+        let before = clusters(&yaml);
+        assert_eq!(diff(&before, &clusters(&yaml)).unchanged, names(&["a"]));
+        std::fs::write(&ca, pem("second")).unwrap();
+        assert_eq!(diff(&before, &clusters(&yaml)).changed, names(&["a"]));
+    }
 }

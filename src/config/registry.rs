@@ -218,6 +218,11 @@ pub const DEFAULT_SUBJECT_REFRESH: Duration = Duration::from_secs(600);
 pub const DEFAULT_REQUIRED_CLASSES: &[&str] = &["domain_event", "cdc"];
 
 impl RegistryConfig {
+    /// The certificate and key files the TLS settings were built from.
+    pub fn tls_files(&self) -> impl Iterator<Item = &Path> {
+        self.tls_files.iter().map(|(_, p)| p.as_path())
+    }
+
     /// One line for `--config.check`; secrets are never printed.
     pub fn summary(&self) -> String {
         let auth = match &self.auth {
