@@ -222,8 +222,8 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     loop {
         let reply = tokio::select! {
             signal = signals.next() => match signal {
-                "SIGHUP" => None,
-                signal => {
+                Signal::Reload => None,
+                Signal::Stop(signal) => {
                     tracing::info!(signal, "shutting down");
                     break;
                 }
@@ -397,14 +397,22 @@ impl Signals {
         Ok(Self { term, int, hup })
     }
 
-    /// Waits for the next SIGTERM, SIGINT or SIGHUP and names it.
-    async fn next(&mut self) -> &'static str {
+    /// Waits for the next SIGTERM, SIGINT or SIGHUP.
+    async fn next(&mut self) -> Signal {
         tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
-            _ = self.hup.recv() => "SIGHUP",
+            _ = self.term.recv() => Signal::Stop("SIGTERM"),
+            _ = self.int.recv() => Signal::Stop("SIGINT"),
+            _ = self.hup.recv() => Signal::Reload,
         }
     }
+}
+
+/// What a signal asks for.
+enum Signal {
+    /// SIGHUP: reload the configuration and the policy.
+    Reload,
+    /// SIGTERM or SIGINT (named): shut down.
+    Stop(&'static str),
 }
 
 #[cfg(test)]

@@ -380,7 +380,7 @@ fn handle(state: &HttpState, req: Request<Incoming>, _peer: SocketAddr) -> Respo
         state.rejections.count(Rejection::Body);
         return text(StatusCode::PAYLOAD_TOO_LARGE, "request bodies are not accepted\n");
     }
-    let view = state.view.load();
+    let view = state.view.load_full();
     if path == state.options.telemetry_path {
         return metrics(&view.registry, &req);
     }
