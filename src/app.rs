@@ -127,9 +127,10 @@ pub fn load(
     })
 }
 
-/// The source serving `c`'s collection cycle (see [`ReaderChoice`]), recorded in `stats` and
-/// logged once. `records` reads records in either case. Fails only when the native reader was
-/// asked for and cannot serve the cluster.
+/// The source serving `c`'s collection cycle (see [`ReaderChoice`]), recorded in `stats` (logged
+/// when the cluster starts: a reload loads every cluster, but starts only the new or changed
+/// ones). `records` reads records in either case. Fails only when the native reader was asked
+/// for and cannot serve the cluster.
 fn choose_reader(
     c: &ClusterConfig,
     records: RdKafkaSource,
@@ -148,7 +149,7 @@ fn choose_reader(
             Err((reason, records)) => (Arc::new(*records), ReaderKind::Librdkafka, reason),
         },
     };
-    tracing::info!(
+    tracing::debug!(
         cluster,
         reader = kind.as_str(),
         reason = reason.as_str(),

@@ -173,6 +173,14 @@ impl Clusters {
         }
         let poller = Poller::new(cfg.clone(), Arc::clone(&self.policy), source, Arc::clone(&slot));
         group.task(format!("poller {}", cfg.name), poller.run(group.signal()));
+        if let Some((reader, reason)) = reader_stats.reader() {
+            tracing::info!(
+                cluster = cfg.name.as_str(),
+                reader = reader.as_str(),
+                reason = reason.as_str(),
+                "collection reader chosen"
+            );
+        }
         tracing::info!(
             cluster = cfg.name.as_str(),
             bootstrap_servers = cfg.bootstrap_servers.join(",").as_str(),
