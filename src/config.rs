@@ -143,7 +143,7 @@ struct RawCompliance {
 }
 
 /// Validated compliance settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ComplianceConfig {
     /// How often the records at log start offsets are read again for the replay window.
     pub replay_window_refresh: Duration,
@@ -202,7 +202,7 @@ impl Granularity {
 }
 
 /// Validated lag settings of a cluster.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LagConfig {
     pub granularity: Granularity,
     /// Window of the group status rules.
@@ -283,7 +283,7 @@ struct RawProbe {
 }
 
 /// Validated probe settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProbeConfig {
     pub topic: String,
     pub group: String,
@@ -362,7 +362,7 @@ impl Compat {
 }
 
 /// One Kafka cluster to watch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     pub name: String,
     pub bootstrap_servers: Vec<String>,
@@ -391,6 +391,11 @@ pub struct ClusterConfig {
     pub shard: crate::shard::Shard,
     /// Which client reads the cluster's state in the collection cycle.
     pub reader: ReaderChoice,
+    /// A digest of each file the cluster's clients read when they are created (the Kafka TLS
+    /// `*.location` properties, the Schema Registry's TLS files); `None` for one that cannot be
+    /// read. Part of the settings, so that a reload restarts a cluster whose certificate or key
+    /// was replaced under the same name.
+    pub file_digests: Vec<(String, Option<u64>)>,
 }
 
 /// Which client serves a cluster's collection cycle. The native reader speaks the Kafka
@@ -445,6 +450,14 @@ impl ClusterConfig {
 pub struct NameFilter {
     allow: Vec<Regex>,
     deny: Vec<Regex>,
+}
+
+/// Two filters are equal when they hold the same patterns in the same order.
+impl PartialEq for NameFilter {
+    fn eq(&self, other: &Self) -> bool {
+        let patterns = |v: &[Regex]| v.iter().map(|r| r.as_str().to_string()).collect::<Vec<_>>();
+        patterns(&self.allow) == patterns(&other.allow) && patterns(&self.deny) == patterns(&other.deny)
+    }
 }
 
 impl NameFilter {

@@ -14,7 +14,7 @@ use crate::kafka::{
     GroupDescription, GroupListing, GroupOffsets, KafkaSource, OffsetSpec, SourceError, TopicConfig, TopicMetadata,
     TopicPartition,
 };
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicySlot};
 use crate::snapshot::{
     ClusterSnapshot, IoOutcome, Memory, OffsetsRaw, PartitionCount, SnapshotSlot, Stage, StageOutcome,
 };
@@ -368,13 +368,13 @@ fn save_state(cfg: &ClusterConfig, memory: &mut Memory) {
 /// The collection loop of one cluster.
 pub struct Poller {
     cfg: Arc<ClusterConfig>,
-    policy: Arc<Policy>,
+    policy: PolicySlot,
     source: Arc<dyn KafkaSource>,
     slot: SnapshotSlot,
 }
 
 impl Poller {
-    pub fn new(cfg: ClusterConfig, policy: Arc<Policy>, source: Arc<dyn KafkaSource>, slot: SnapshotSlot) -> Self {
+    pub fn new(cfg: ClusterConfig, policy: PolicySlot, source: Arc<dyn KafkaSource>, slot: SnapshotSlot) -> Self {
         Self {
             cfg: Arc::new(cfg),
             policy,
@@ -401,7 +401,7 @@ impl Poller {
             let Some(mut mem) = memory.take() else { break };
             let source = Arc::clone(&self.source);
             let cfg = Arc::clone(&self.cfg);
-            let policy = Arc::clone(&self.policy);
+            let policy = self.policy.load_full();
             let job = tokio::task::spawn_blocking(move || {
                 let snap = run_cycle(source.as_ref(), &cfg, &policy, &mut mem);
                 crate::kafka::release_free_heap();

@@ -600,6 +600,7 @@ fn render_selected(format: Format, selection: Selection) -> String {
         client_errors: vec![("golden".to_string(), ClientErrors::new())],
         reader_stats: vec![("golden".to_string(), reader_stats())],
         rejections: Default::default(),
+        reloads: Default::default(),
     };
     let exposition = kafka_slo_exporter::collectors::registry(vec![slot], side, cfg.shard, Some(100_000), selection);
     let body = exposition
