@@ -21,31 +21,7 @@ mod validate;
 
 use validate::validate;
 
-pub use single::{SingleCluster, DEFAULT_CLUSTER_NAME, FLAGS_SOURCE, PASSWORD_ENV};
-
-/// Where the configuration comes from: a file, or the `--kafka.*` flags for one cluster.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConfigSource {
-    File(PathBuf),
-    Flags(SingleCluster),
-}
-
-impl ConfigSource {
-    pub fn load(&self) -> Result<Config, ConfigError> {
-        match self {
-            ConfigSource::File(path) => Config::load(path),
-            ConfigSource::Flags(flags) => flags.load(),
-        }
-    }
-
-    /// The file's path, or what the flags call themselves in messages.
-    pub fn path(&self) -> &Path {
-        match self {
-            ConfigSource::File(path) => path,
-            ConfigSource::Flags(_) => Path::new(FLAGS_SOURCE),
-        }
-    }
-}
+pub use single::{ConfigSource, SingleCluster, DEFAULT_CLUSTER_NAME, FLAGS_SOURCE, PASSWORD_ENV};
 
 /// Label names the exporter sets itself; constant labels may not reuse them.
 const RESERVED_LABELS: &[&str] = &[
