@@ -1,9 +1,12 @@
-//! Wiring: configuration → sources → pollers → HTTP, and the shutdown order.
+//! Wiring: configuration → sources → pollers → HTTP, the reload on SIGHUP and
+//! `POST /-/reload`, and the shutdown order.
+
+mod clusters;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
@@ -11,13 +14,12 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::config::{ClusterConfig, ReaderChoice, SingleCluster};
 use crate::error::{AppError, ConfigError};
-use crate::http::{HttpOptions, HttpState};
+use crate::http::{HttpOptions, HttpState, View};
 use crate::kafka::{ClientErrors, KafkaSource, NativeSource, RdKafkaSource, ReaderKind, ReaderStats};
 use crate::policy::Policy;
-use crate::poller::Poller;
-use crate::snapshot::ClusterSnapshot;
-use crate::snapshot::SnapshotSlot;
+use crate::selfmetrics::{Rejections, ReloadStatus};
 use crate::supervisor::Supervisor;
+use clusters::{Clients, Clusters};
 
 /// Default port: 9100–9999 of the Prometheus default-port allocation list is exhausted, so the
 /// exporter uses one from the continuation above 10000.
@@ -125,9 +127,10 @@ pub fn load(
     })
 }
 
-/// The source serving `c`'s collection cycle (see [`ReaderChoice`]), recorded in `stats` and
-/// logged once. `records` reads records in either case. Fails only when the native reader was
-/// asked for and cannot serve the cluster.
+/// The source serving `c`'s collection cycle (see [`ReaderChoice`]), recorded in `stats` (logged
+/// when the cluster starts: a reload loads every cluster, but starts only the new or changed
+/// ones). `records` reads records in either case. Fails only when the native reader was asked
+/// for and cannot serve the cluster.
 fn choose_reader(
     c: &ClusterConfig,
     records: RdKafkaSource,
@@ -146,7 +149,7 @@ fn choose_reader(
             Err((reason, records)) => (Arc::new(*records), ReaderKind::Librdkafka, reason),
         },
     };
-    tracing::info!(
+    tracing::debug!(
         cluster,
         reader = kind.as_str(),
         reason = reason.as_str(),
@@ -184,23 +187,13 @@ pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("listen address {s:?} resolves to nothing"))
 }
 
-/// Runs the exporter until SIGINT or SIGTERM.
+/// Runs the exporter until SIGINT or SIGTERM, reloading on SIGHUP and `POST /-/reload`.
 pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     // Installed before anything serves: a SIGTERM sent as soon as the exporter answers
     // (a supervisor that waits for /-/healthy, then stops it) must be a graceful shutdown,
     // not the default action that kills the process.
     let mut signals = Signals::install()?;
-    let Loaded {
-        mut config,
-        policy,
-        sources,
-        client_errors,
-        reader_stats,
-    } = load(&opts.config, opts.policy_file.as_deref(), &opts.metric_flags)?;
-    for c in &mut config.clusters {
-        c.shard = opts.shard;
-    }
-    let policy = Arc::new(policy);
+    let (config, policy, clients) = load_run(&opts)?;
     let web = match &opts.http.web_config_file {
         Some(f) => Some(Arc::new(crate::http::web_config::WebSecurity::load(f)?)),
         None => None,
@@ -208,30 +201,14 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     let (listener, bound) = bind(&opts.listen_address)?;
 
     let mut supervisor = Supervisor::new();
-    let (slots, side) = start_clusters(
-        &config,
-        &policy,
-        sources,
-        (client_errors, reader_stats),
-        opts.shard,
-        &mut supervisor,
-    )?;
-    let rejections = side.rejections.clone();
+    let policy_source = policy.source.clone();
+    let mut clusters = Clusters::start(&config, policy, clients, opts.shard, &mut supervisor)?;
+    let rejections = Rejections::default();
+    let reloads = ReloadStatus::started(SystemTime::now());
+    let (trigger, mut requests) = crate::reload::Trigger::channel();
     let state = Arc::new(HttpState {
-        registry: crate::collectors::registry(
-            slots.clone(),
-            side,
-            opts.shard,
-            config.max_series,
-            config.selection.clone(),
-        ),
-        compat: config
-            .compat
-            .iter()
-            .map(|c| (*c, crate::collectors::compat(slots.clone(), *c)))
-            .collect(),
-        slots,
-        policy_source: policy.source.clone(),
+        view: ArcSwap::from_pointee(view(&clusters, &config, policy_source, &rejections, &reloads)),
+        reload: trigger,
         options: opts.http.clone(),
         web,
         rejections,
@@ -240,11 +217,27 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     let stop = supervisor.signal();
     supervisor.task(
         "http server",
-        crate::http::serve(listener, state, stop, opts.shutdown_timeout),
+        crate::http::serve(listener, Arc::clone(&state), stop, opts.shutdown_timeout),
     );
 
-    let signal = signals.next().await;
-    tracing::info!(signal, "shutting down");
+    loop {
+        let reply = tokio::select! {
+            signal = signals.next() => match signal {
+                Signal::Reload => None,
+                Signal::Stop(signal) => {
+                    tracing::info!(signal, "shutting down");
+                    break;
+                }
+            },
+            Some(reply) = requests.recv() => Some(reply),
+        };
+        let outcome = reload(&opts, &mut clusters, &mut supervisor, &state, &reloads).await;
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+        }
+    }
+    // Reload requests still queued are answered with an error rather than left waiting.
+    drop(requests);
     let running = supervisor
         .shutdown(opts.shutdown_timeout + Duration::from_millis(500))
         .await;
@@ -255,6 +248,122 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
         tracing::warn!(running, "shutdown timeout reached; exiting with tasks still running");
     }
     Ok(())
+}
+
+/// [`load`] with this process's shard set on every cluster: what start-up and reloads run.
+fn load_run(opts: &RunOptions) -> Result<(Config, Policy, Clients), ConfigError> {
+    let Loaded {
+        mut config,
+        policy,
+        sources,
+        client_errors,
+        reader_stats,
+    } = load(&opts.config, opts.policy_file.as_deref(), &opts.metric_flags)?;
+    for c in &mut config.clusters {
+        c.shard = opts.shard;
+    }
+    let clients = Clients {
+        sources,
+        client_errors,
+        reader_stats,
+    };
+    Ok((config, policy, clients))
+}
+
+/// What the HTTP endpoints serve for the running clusters under `config`'s global settings
+/// (series selection, compatibility outputs, series limit).
+fn view(
+    clusters: &Clusters,
+    config: &Config,
+    policy_source: String,
+    rejections: &Rejections,
+    reloads: &ReloadStatus,
+) -> View {
+    let slots = clusters.slots();
+    View {
+        registry: crate::collectors::registry(
+            slots.clone(),
+            clusters.side(rejections, reloads),
+            clusters.shard(),
+            config.max_series,
+            config.selection.clone(),
+        ),
+        compat: config
+            .compat
+            .iter()
+            .map(|c| (*c, crate::collectors::compat(slots.clone(), *c)))
+            .collect(),
+        slots,
+        policy_source,
+    }
+}
+
+/// Reloads the configuration, the policy and the web config, recording the outcome in
+/// `reloads`. Invalid files change nothing: the error is logged and returned.
+async fn reload(
+    opts: &RunOptions,
+    clusters: &mut Clusters,
+    supervisor: &mut Supervisor,
+    state: &HttpState,
+    reloads: &ReloadStatus,
+) -> Result<(), String> {
+    tracing::info!("reloading the configuration");
+    match try_reload(opts, clusters, supervisor, state, reloads).await {
+        Ok(d) => {
+            reloads.succeeded(SystemTime::now());
+            tracing::info!(
+                added = ?d.added,
+                removed = ?d.removed,
+                changed = ?d.changed,
+                unchanged = ?d.unchanged,
+                "configuration reloaded"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            reloads.failed();
+            tracing::error!(
+                error = e.as_str(),
+                "configuration reload failed; the running configuration stays"
+            );
+            Err(e)
+        }
+    }
+}
+
+async fn try_reload(
+    opts: &RunOptions,
+    clusters: &mut Clusters,
+    supervisor: &mut Supervisor,
+    state: &HttpState,
+    reloads: &ReloadStatus,
+) -> Result<crate::reload::ClusterDiff, String> {
+    // File reads and client creation block: off the runtime's workers.
+    let run = opts.clone();
+    let (config, policy, clients) = tokio::task::spawn_blocking(move || load_run(&run))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if let Some(web) = &state.web {
+        let web = Arc::clone(web);
+        tokio::task::spawn_blocking(move || web.reload())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    }
+    let policy_source = policy.source.clone();
+    let diff = clusters
+        .reload(&config, policy, clients, supervisor, opts.shutdown_timeout)
+        .await;
+    // Even after a cluster that failed to start, serve what runs now.
+    state.view.store(Arc::new(view(
+        clusters,
+        &config,
+        policy_source,
+        &state.rejections,
+        reloads,
+    )));
+    diff.map_err(|e| e.to_string())
 }
 
 /// Binds the listen address.
@@ -270,72 +379,11 @@ fn bind(address: &str) -> Result<(TcpListener, SocketAddr), AppError> {
     Ok((listener, bound))
 }
 
-/// Starts, under `supervisor`, each cluster's poller and (on the shard that runs cluster-wide
-/// work) its delivery probe and Schema Registry task. Returns the clusters' snapshot slots and
-/// what the collectors read beside them.
-fn start_clusters(
-    config: &Config,
-    policy: &Arc<Policy>,
-    sources: Vec<Arc<dyn KafkaSource>>,
-    (client_errors, reader_stats): (Vec<ClientErrors>, Vec<ReaderStats>),
-    shard: crate::shard::Shard,
-    supervisor: &mut Supervisor,
-) -> Result<(Vec<SnapshotSlot>, crate::collectors::SideSlots), AppError> {
-    let mut slots: Vec<SnapshotSlot> = Vec::with_capacity(config.clusters.len());
-    let mut side = crate::collectors::SideSlots::default();
-    let cluster_wide = shard.owns_cluster_wide();
-    for (((cfg, source), errors), stats) in config.clusters.iter().zip(sources).zip(client_errors).zip(reader_stats) {
-        side.client_errors.push((cfg.name.clone(), errors.clone()));
-        side.reader_stats.push((cfg.name.clone(), stats));
-        if let Some(probe) = cfg.probe.as_ref().filter(|_| cluster_wide) {
-            let slot: crate::probe::ProbeSlot = Arc::new(ArcSwap::from_pointee(crate::probe::ProbeSnapshot::default()));
-            let thread = crate::probe::spawn(
-                cfg.clone(),
-                probe.clone(),
-                errors.clone(),
-                Arc::clone(&slot),
-                supervisor.signal(),
-            )
-            .map_err(|e| AppError::Runtime(format!("cannot start the probe thread: {e}")))?;
-            supervisor.adopt_thread(format!("probe {}", cfg.name), thread);
-            side.probes.push((cfg.name.clone(), slot));
-            tracing::info!(
-                cluster = cfg.name.as_str(),
-                topic = probe.topic.as_str(),
-                "delivery probe started"
-            );
-        }
-        let slot: SnapshotSlot = Arc::new(ArcSwap::from_pointee(ClusterSnapshot::empty(
-            &cfg.name,
-            &cfg.labels,
-            cfg.lag.granularity,
-        )));
-        slots.push(Arc::clone(&slot));
-        // The Schema Registry task (if configured) only reads this cluster's snapshots.
-        if cluster_wide {
-            if let Some((registry, task)) = crate::registry::spawn(cfg, &errors, Arc::clone(&slot), supervisor.signal())
-            {
-                side.registries.push((cfg.name.clone(), registry));
-                supervisor.adopt_task(format!("schema registry {}", cfg.name), task);
-            }
-        }
-        let poller = Poller::new(cfg.clone(), Arc::clone(policy), source, slot);
-        supervisor.task(format!("poller {}", cfg.name), poller.run(supervisor.signal()));
-        tracing::info!(
-            cluster = cfg.name.as_str(),
-            bootstrap_servers = cfg.bootstrap_servers.join(",").as_str(),
-            interval = %humantime::format_duration(cfg.interval),
-            shard = %shard,
-            "watching cluster"
-        );
-    }
-    Ok((slots, side))
-}
-
-/// SIGTERM and SIGINT, captured from the moment [`Signals::install`] returns.
+/// SIGTERM, SIGINT and SIGHUP, captured from the moment [`Signals::install`] returns.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -345,16 +393,27 @@ impl Signals {
             .map_err(|e| AppError::Runtime(format!("cannot install SIGTERM handler: {e}")))?;
         let int = signal(SignalKind::interrupt())
             .map_err(|e| AppError::Runtime(format!("cannot install SIGINT handler: {e}")))?;
-        Ok(Self { term, int })
+        let hup = signal(SignalKind::hangup())
+            .map_err(|e| AppError::Runtime(format!("cannot install SIGHUP handler: {e}")))?;
+        Ok(Self { term, int, hup })
     }
 
-    /// Waits for the next SIGTERM or SIGINT and names it.
-    async fn next(&mut self) -> &'static str {
+    /// Waits for the next SIGTERM, SIGINT or SIGHUP.
+    async fn next(&mut self) -> Signal {
         tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => Signal::Stop("SIGTERM"),
+            _ = self.int.recv() => Signal::Stop("SIGINT"),
+            _ = self.hup.recv() => Signal::Reload,
         }
     }
+}
+
+/// What a signal asks for.
+enum Signal {
+    /// SIGHUP: reload the configuration and the policy.
+    Reload,
+    /// SIGTERM or SIGINT (named): shut down.
+    Stop(&'static str),
 }
 
 #[cfg(test)]

@@ -21,31 +21,7 @@ mod validate;
 
 use validate::validate;
 
-pub use single::{SingleCluster, DEFAULT_CLUSTER_NAME, FLAGS_SOURCE, PASSWORD_ENV};
-
-/// Where the configuration comes from: a file, or the `--kafka.*` flags for one cluster.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConfigSource {
-    File(PathBuf),
-    Flags(SingleCluster),
-}
-
-impl ConfigSource {
-    pub fn load(&self) -> Result<Config, ConfigError> {
-        match self {
-            ConfigSource::File(path) => Config::load(path),
-            ConfigSource::Flags(flags) => flags.load(),
-        }
-    }
-
-    /// The file's path, or what the flags call themselves in messages.
-    pub fn path(&self) -> &Path {
-        match self {
-            ConfigSource::File(path) => path,
-            ConfigSource::Flags(_) => Path::new(FLAGS_SOURCE),
-        }
-    }
-}
+pub use single::{ConfigSource, SingleCluster, DEFAULT_CLUSTER_NAME, FLAGS_SOURCE, PASSWORD_ENV};
 
 /// Label names the exporter sets itself; constant labels may not reuse them.
 const RESERVED_LABELS: &[&str] = &[
@@ -143,7 +119,7 @@ struct RawCompliance {
 }
 
 /// Validated compliance settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ComplianceConfig {
     /// How often the records at log start offsets are read again for the replay window.
     pub replay_window_refresh: Duration,
@@ -202,7 +178,7 @@ impl Granularity {
 }
 
 /// Validated lag settings of a cluster.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LagConfig {
     pub granularity: Granularity,
     /// Window of the group status rules.
@@ -283,7 +259,7 @@ struct RawProbe {
 }
 
 /// Validated probe settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProbeConfig {
     pub topic: String,
     pub group: String,
@@ -362,7 +338,7 @@ impl Compat {
 }
 
 /// One Kafka cluster to watch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     pub name: String,
     pub bootstrap_servers: Vec<String>,
@@ -391,6 +367,11 @@ pub struct ClusterConfig {
     pub shard: crate::shard::Shard,
     /// Which client reads the cluster's state in the collection cycle.
     pub reader: ReaderChoice,
+    /// A digest of each file the cluster's clients read when they are created (the Kafka TLS
+    /// `*.location` properties, the Schema Registry's TLS files); `None` for one that cannot be
+    /// read. Part of the settings, so that a reload restarts a cluster whose certificate or key
+    /// was replaced under the same name.
+    pub file_digests: Vec<(String, Option<u64>)>,
 }
 
 /// Which client serves a cluster's collection cycle. The native reader speaks the Kafka
@@ -445,6 +426,14 @@ impl ClusterConfig {
 pub struct NameFilter {
     allow: Vec<Regex>,
     deny: Vec<Regex>,
+}
+
+/// Two filters are equal when they hold the same patterns in the same order.
+impl PartialEq for NameFilter {
+    fn eq(&self, other: &Self) -> bool {
+        let patterns = |v: &[Regex]| v.iter().map(|r| r.as_str().to_string()).collect::<Vec<_>>();
+        patterns(&self.allow) == patterns(&other.allow) && patterns(&self.deny) == patterns(&other.deny)
+    }
 }
 
 impl NameFilter {

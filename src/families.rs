@@ -24,8 +24,9 @@ pub enum Preset {
     On,
     /// Only the series that carry a problem: per-partition replication state of partitions that
     /// are under-replicated, offline, under min ISR, led by a non-preferred replica, with
-    /// eligible leader replicas in use or holding an open transaction. `opt_in` serves every
-    /// series.
+    /// eligible leader replicas in use or holding an open transaction; compliance verdicts that
+    /// are violations; counts of problems (lost records, uncommitted partitions) that are not 0.
+    /// `opt_in` serves every series.
     Problems,
     /// A state set's current state only (value 1), not the others at 0: no information is left
     /// out. `opt_in` serves every state.
@@ -80,8 +81,8 @@ pub const CATALOG: &[(&str, Preset)] = &[
     ("kafka_consumergroup_topic_lag", On),
     ("kafka_consumergroup_topic_lag_max", On),
     ("kafka_consumergroup_topic_lag_seconds", On),
-    ("kafka_consumergroup_topic_lost_records", On),
-    ("kafka_consumergroup_topic_uncommitted_partitions", On),
+    ("kafka_consumergroup_topic_lost_records", Problems),
+    ("kafka_consumergroup_topic_uncommitted_partitions", Problems),
     ("kafka_consumergroup_topic_retention_usage_ratio", On),
     ("kafka_consumergroup_topic_lag_seconds_partitions", Off),
     ("kafka_consumergroup_lag", On),
@@ -92,7 +93,7 @@ pub const CATALOG: &[(&str, Preset)] = &[
     ("kafka_topic_required_retention_seconds", On),
     ("kafka_topic_replay_window_seconds", On),
     ("kafka_partition_replay_window_seconds", Off),
-    ("kafka_topic_compliance", On),
+    ("kafka_topic_compliance", Problems),
     ("kafka_topic_partition_count_changes_total", On),
     ("kafka_topic_partition_count_last_change_timestamp_seconds", On),
     ("kafka_probe_up", On),

@@ -8,6 +8,11 @@
 //! for its TLS handshake and for each request head and [`HttpOptions::write_timeout`] to read
 //! each part of a response ([`write_deadline`]), a head may hold [`MAX_HEADERS`] fields in
 //! [`MAX_HEADER_BYTES`], and as no endpoint takes a body, a request with one is refused.
+//!
+//! What the endpoints serve ([`View`]: the clusters' snapshot slots, the expositions, the
+//! policy's source) is read through an [`ArcSwap`] that a configuration reload replaces;
+//! `POST /-/reload` asks for one ([`crate::reload::Trigger`]) behind the same authentication
+//! as every other path.
 
 pub mod admission;
 pub mod first_message;
@@ -19,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -69,8 +75,8 @@ pub struct HttpOptions {
     pub web_config_file: Option<std::path::PathBuf>,
 }
 
-/// What request handlers share.
-pub struct HttpState {
+/// What the endpoints serve from the running configuration; replaced whole by a reload.
+pub struct View {
     /// The `/metrics` output, cached per collection cycle.
     pub registry: Exposition,
     /// Compatibility outputs (`global.compat`) by path, cached the same way.
@@ -78,6 +84,14 @@ pub struct HttpState {
     pub slots: Vec<SnapshotSlot>,
     /// Where the compliance policy came from, for the report.
     pub policy_source: String,
+}
+
+/// What request handlers share.
+pub struct HttpState {
+    /// The running configuration's outputs, swapped by a reload.
+    pub view: ArcSwap<View>,
+    /// Where `POST /-/reload` sends its request.
+    pub reload: crate::reload::Trigger,
     pub options: HttpOptions,
     /// TLS and basic auth from `--web.config.file`; `None` serves plain HTTP to anyone.
     pub web: Option<Arc<web_config::WebSecurity>>,
@@ -306,10 +320,10 @@ async fn answer_plain_http(mut stream: TcpStream) {
 /// Basic auth (when configured), then the endpoint, then the configured response headers.
 async fn respond(state: &HttpState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let Some(web) = &state.web else {
-        return handle(state, req, peer);
+        return route(state, req, peer).await;
     };
     let mut r = match web.authorize(req.headers().get(AUTHORIZATION)).await {
-        Ok(()) => handle(state, req, peer),
+        Ok(()) => route(state, req, peer).await,
         Err(failure) => {
             state.rejections.count(Rejection::Unauthorized);
             if failure == web_config::AuthFailure::Invalid {
@@ -325,6 +339,34 @@ async fn respond(state: &HttpState, req: Request<Incoming>, peer: SocketAddr) ->
     r
 }
 
+/// `/-/reload` (the one path that waits, and the one that takes POST), else [`handle`].
+async fn route(state: &HttpState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    if req.uri().path() != RELOAD_PATH {
+        return handle(state, req, peer);
+    }
+    if req.method() != Method::POST {
+        state.rejections.count(Rejection::Method);
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only POST reloads the configuration\n");
+        r.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+        return r;
+    }
+    if !hyper::body::Body::is_end_stream(req.body()) {
+        state.rejections.count(Rejection::Body);
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "request bodies are not accepted\n");
+    }
+    tracing::info!(%peer, "configuration reload requested over HTTP");
+    match state.reload.request().await {
+        Ok(()) => text(StatusCode::OK, "configuration reloaded\n"),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("failed to reload the configuration: {e}\n"),
+        ),
+    }
+}
+
+/// The path that reloads the configuration and the policy on POST.
+pub const RELOAD_PATH: &str = "/-/reload";
+
 fn handle(state: &HttpState, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path();
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -338,17 +380,18 @@ fn handle(state: &HttpState, req: Request<Incoming>, _peer: SocketAddr) -> Respo
         state.rejections.count(Rejection::Body);
         return text(StatusCode::PAYLOAD_TOO_LARGE, "request bodies are not accepted\n");
     }
+    let view = state.view.load_full();
     if path == state.options.telemetry_path {
-        return metrics(&state.registry, &req);
+        return metrics(&view.registry, &req);
     }
-    if let Some((_, exposition)) = state.compat.iter().find(|(c, _)| c.path() == path) {
+    if let Some((_, exposition)) = view.compat.iter().find(|(c, _)| c.path() == path) {
         return metrics(exposition, &req);
     }
     match path {
-        "/" => landing(state),
+        "/" => landing(&view, &state.options),
         "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
-        "/-/ready" => ready(state),
-        "/api/v1/compliance" | "/compliance" => compliance(state, path, req.uri().query()),
+        "/-/ready" => ready(&view),
+        "/api/v1/compliance" | "/compliance" => compliance(&view, path, req.uri().query()),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -417,7 +460,7 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
     })
 }
 
-fn compliance(state: &HttpState, path: &str, query: Option<&str>) -> Response<Body> {
+fn compliance(state: &View, path: &str, query: Option<&str>) -> Response<Body> {
     let filter = match crate::report::Filter::parse(query) {
         Ok(f) => f,
         Err(e) => return text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
@@ -440,7 +483,7 @@ fn compliance(state: &HttpState, path: &str, query: Option<&str>) -> Response<Bo
     r
 }
 
-fn ready(state: &HttpState) -> Response<Body> {
+fn ready(state: &View) -> Response<Body> {
     let waiting: Vec<String> = state
         .slots
         .iter()
@@ -461,8 +504,8 @@ fn ready(state: &HttpState) -> Response<Body> {
     }
 }
 
-fn landing(state: &HttpState) -> Response<Body> {
-    let path = html_escape(&state.options.telemetry_path);
+fn landing(state: &View, options: &HttpOptions) -> Response<Body> {
+    let path = html_escape(&options.telemetry_path);
     let clusters: String = state
         .slots
         .iter()

@@ -45,7 +45,11 @@
 //! - [`shard`] splits topics and groups between exporter processes by a stable hash of their
 //!   name; the poller asks Kafka only about its own share.
 //! - [`app`] wires it together; [`supervisor`] holds the one shutdown signal of every
-//!   poller, registry task, probe and the server, and waits for them on exit.
+//!   poller, registry task, probe and the server, and waits for them on exit; each cluster's
+//!   tasks form a group of their own that can be stopped alone.
+//! - [`reload`] carries SIGHUP and `POST /-/reload` to `app`, which validates the files as at
+//!   start-up, then starts, stops or restarts only the clusters whose settings [`reload::diff`]
+//!   finds added, removed or changed, and swaps what [`http`] serves.
 #![deny(unsafe_code)]
 
 pub mod app;
@@ -62,6 +66,7 @@ pub mod policy;
 pub mod poller;
 pub mod probe;
 pub mod registry;
+pub mod reload;
 pub mod report;
 pub mod selfmetrics;
 pub mod shard;

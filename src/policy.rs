@@ -208,6 +208,10 @@ impl Class {
     }
 }
 
+/// The policy in force, shared by every poller; a reload swaps it and each poller reads it at
+/// the start of its next cycle.
+pub type PolicySlot = std::sync::Arc<arc_swap::ArcSwap<Policy>>;
+
 /// The validated policy.
 #[derive(Debug, Clone)]
 pub struct Policy {

@@ -13,7 +13,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::config::ClusterConfig;
 use crate::kafka::{KafkaSource, TopicPartition};
-use crate::policy::Policy;
+use crate::policy::PolicySlot;
 use crate::snapshot::{ClusterSnapshot, Memory, PartitionCount, SnapshotSlot, Stage, StageOutcome};
 
 mod cycle;
@@ -95,13 +95,13 @@ fn save_state(cfg: &ClusterConfig, memory: &mut Memory) {
 /// The collection loop of one cluster.
 pub struct Poller {
     cfg: Arc<ClusterConfig>,
-    policy: Arc<Policy>,
+    policy: PolicySlot,
     source: Arc<dyn KafkaSource>,
     slot: SnapshotSlot,
 }
 
 impl Poller {
-    pub fn new(cfg: ClusterConfig, policy: Arc<Policy>, source: Arc<dyn KafkaSource>, slot: SnapshotSlot) -> Self {
+    pub fn new(cfg: ClusterConfig, policy: PolicySlot, source: Arc<dyn KafkaSource>, slot: SnapshotSlot) -> Self {
         Self {
             cfg: Arc::new(cfg),
             policy,
@@ -128,7 +128,7 @@ impl Poller {
             let Some(mut mem) = memory.take() else { break };
             let source = Arc::clone(&self.source);
             let cfg = Arc::clone(&self.cfg);
-            let policy = Arc::clone(&self.policy);
+            let policy = self.policy.load_full();
             let slot = Arc::clone(&self.slot);
             let job = tokio::task::spawn_blocking(move || {
                 let mut publish = |s: Arc<ClusterSnapshot>| slot.store(s);

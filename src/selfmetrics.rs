@@ -5,9 +5,14 @@
 //! `kafka_slo_exporter_http_rejections_total`: a burst of `unauthorized` is someone guessing
 //! passwords, `tls_handshake` a client without a valid certificate, `evicted` and
 //! `header_timeout` many connections that never finish a request.
+//!
+//! [`ReloadStatus`]: whether the most recent configuration reload succeeded and when one last
+//! did, for `kafka_slo_exporter_config_last_reload_successful` and
+//! `kafka_slo_exporter_config_last_reload_success_timestamp_seconds`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// Why a request or connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,9 +87,76 @@ impl Rejections {
     }
 }
 
+/// The outcome of the most recent configuration load (start-up or reload); clones share it.
+/// The default is a success at the Unix epoch (fixtures); [`ReloadStatus::started`] is the
+/// start-up's.
+#[derive(Debug, Clone)]
+pub struct ReloadStatus(Arc<ReloadState>);
+
+#[derive(Debug)]
+struct ReloadState {
+    successful: AtomicBool,
+    /// Unix time of the last success, as `f64` bits.
+    last_success: AtomicU64,
+}
+
+impl Default for ReloadStatus {
+    fn default() -> Self {
+        Self(Arc::new(ReloadState {
+            successful: AtomicBool::new(true),
+            last_success: AtomicU64::new(0f64.to_bits()),
+        }))
+    }
+}
+
+impl ReloadStatus {
+    /// The status after the configuration loaded at start-up, at `at`.
+    pub fn started(at: SystemTime) -> Self {
+        let s = Self::default();
+        s.succeeded(at);
+        s
+    }
+
+    pub fn succeeded(&self, at: SystemTime) {
+        let secs = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.0.last_success.store(secs.to_bits(), Ordering::Relaxed);
+        self.0.successful.store(true, Ordering::Relaxed);
+    }
+
+    /// A reload was refused: the running configuration stays, the last success is kept.
+    pub fn failed(&self) {
+        self.0.successful.store(false, Ordering::Relaxed);
+    }
+
+    pub fn successful(&self) -> bool {
+        self.0.successful.load(Ordering::Relaxed)
+    }
+
+    /// Unix time (seconds) of the last successful load.
+    pub fn last_success(&self) -> f64 {
+        f64::from_bits(self.0.last_success.load(Ordering::Relaxed))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_reload_keeps_the_last_success() {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let s = ReloadStatus::started(at);
+        let shared = s.clone();
+        assert!(s.successful());
+        shared.failed();
+        assert!(!s.successful());
+        assert_eq!(s.last_success(), 1_700_000_000.0);
+        shared.succeeded(at + std::time::Duration::from_secs(5));
+        assert!(s.successful());
+        assert_eq!(s.last_success(), 1_700_000_005.0);
+    }
 
     /// Counts are indexed by the reason's discriminant, so `ALL` must list reasons in
     /// declaration order.

@@ -5,7 +5,13 @@
 //! its change, the probe threads read it between steps. [`Supervisor::shutdown`] raises it and
 //! waits for every piece up to a limit, then names those still running, so a stuck piece is
 //! reported instead of silently holding the exit.
+//!
+//! A [group](Supervisor::group) is a supervisor of its own with its own signal, kept by key
+//! inside its parent: one cluster's poller, probe and Schema Registry task. A configuration
+//! reload stops one group ([`Supervisor::stop_group`]) and leaves the others running;
+//! [`Supervisor::shutdown`] raises every group's signal with its own.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -21,6 +27,8 @@ enum Piece {
 pub struct Supervisor {
     signal: watch::Sender<bool>,
     pieces: Vec<(String, Piece)>,
+    /// Pieces stopped together apart from the others (one cluster's), by key.
+    groups: BTreeMap<String, Supervisor>,
 }
 
 impl Default for Supervisor {
@@ -34,6 +42,22 @@ impl Supervisor {
         Self {
             signal: watch::channel(false).0,
             pieces: Vec::new(),
+            groups: BTreeMap::new(),
+        }
+    }
+
+    /// The group under `key`, created empty on first use. Its pieces watch the group's
+    /// [`Self::signal`], raised by [`Self::stop_group`] or by this supervisor's shutdown.
+    pub fn group(&mut self, key: &str) -> &mut Supervisor {
+        self.groups.entry(key.to_string()).or_default()
+    }
+
+    /// Stops the group under `key` (if any) and waits up to `limit` for its pieces; returns the
+    /// names of those still running then (left behind with their signal raised).
+    pub async fn stop_group(&mut self, key: &str, limit: Duration) -> Vec<String> {
+        match self.groups.remove(key) {
+            Some(group) => group.shutdown(limit).await,
+            None => Vec::new(),
         }
     }
 
@@ -60,46 +84,61 @@ impl Supervisor {
     /// Raises the signal and waits up to `limit` for every piece; returns the names of those
     /// still running then (they are left behind, not aborted: the process is about to exit).
     pub async fn shutdown(self, limit: Duration) -> Vec<String> {
-        let _ = self.signal.send(true);
-        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
-        let names: Vec<String> = self.pieces.iter().map(|(n, _)| n.clone()).collect();
-        for (i, (_, piece)) in self.pieces.into_iter().enumerate() {
-            let done = done_tx.clone();
-            match piece {
-                Piece::Task(handle) => {
-                    tokio::spawn(async move {
-                        let _ = handle.await;
-                        let _ = done.send(i);
-                    });
-                }
-                Piece::Thread(handle) => {
-                    tokio::task::spawn_blocking(move || {
-                        let _ = handle.join();
-                        let _ = done.send(i);
-                    });
-                }
-            }
-        }
-        drop(done_tx);
-        let mut running = vec![true; names.len()];
-        let deadline = tokio::time::sleep(limit);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                d = done_rx.recv() => match d {
-                    Some(i) => running[i] = false,
-                    None => break,
-                },
-                _ = &mut deadline => break,
-            }
-        }
-        names
-            .into_iter()
-            .zip(running)
-            .filter(|(_, r)| *r)
-            .map(|(n, _)| n)
-            .collect()
+        let mut pieces = Vec::new();
+        self.raise_into(&mut pieces);
+        wait_for(pieces, limit).await
     }
+
+    /// Raises the signal of this supervisor and of every group, and hands over their pieces.
+    fn raise_into(self, pieces: &mut Vec<(String, Piece)>) {
+        let _ = self.signal.send(true);
+        pieces.extend(self.pieces);
+        for (_, group) in self.groups {
+            group.raise_into(pieces);
+        }
+    }
+}
+
+/// Waits up to `limit` for `pieces`; returns the names of those still running then.
+async fn wait_for(pieces: Vec<(String, Piece)>, limit: Duration) -> Vec<String> {
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let names: Vec<String> = pieces.iter().map(|(n, _)| n.clone()).collect();
+    for (i, (_, piece)) in pieces.into_iter().enumerate() {
+        let done = done_tx.clone();
+        match piece {
+            Piece::Task(handle) => {
+                tokio::spawn(async move {
+                    let _ = handle.await;
+                    let _ = done.send(i);
+                });
+            }
+            Piece::Thread(handle) => {
+                tokio::task::spawn_blocking(move || {
+                    let _ = handle.join();
+                    let _ = done.send(i);
+                });
+            }
+        }
+    }
+    drop(done_tx);
+    let mut running = vec![true; names.len()];
+    let deadline = tokio::time::sleep(limit);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            d = done_rx.recv() => match d {
+                Some(i) => running[i] = false,
+                None => break,
+            },
+            _ = &mut deadline => break,
+        }
+    }
+    names
+        .into_iter()
+        .zip(running)
+        .filter(|(_, r)| *r)
+        .map(|(n, _)| n)
+        .collect()
 }
 
 #[cfg(test)]
@@ -137,5 +176,32 @@ mod tests {
         let started = Instant::now();
         assert_eq!(s.shutdown(Duration::from_millis(200)).await, vec!["stuck".to_string()]);
         assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn a_group_stops_alone_and_shutdown_stops_the_rest() {
+        let mut s = Supervisor::new();
+        let (a_done, mut a_stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut rx = s.group("a").signal();
+        s.group("a").task("poller a", async move {
+            let _ = rx.changed().await;
+            let _ = a_done.send(());
+        });
+        let (b_done, mut b_stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut rx = s.group("b").signal();
+        s.group("b").task("poller b", async move {
+            let _ = rx.changed().await;
+            let _ = b_done.send(());
+        });
+        let mut rx = s.signal();
+        s.task("server", async move {
+            let _ = rx.changed().await;
+        });
+        assert!(s.stop_group("a", Duration::from_secs(10)).await.is_empty());
+        assert!(a_stopped.try_recv().is_ok());
+        assert!(b_stopped.try_recv().is_err(), "the other group keeps running");
+        assert!(s.stop_group("missing", Duration::from_secs(1)).await.is_empty());
+        assert!(s.shutdown(Duration::from_secs(10)).await.is_empty());
+        assert!(b_stopped.try_recv().is_ok());
     }
 }

@@ -323,7 +323,7 @@ fn metric_lists_are_validated_against_the_catalog() {
     let cfg = write_file(
         dir.path(),
         "ok.yml",
-        &with("{opt_in: ['kafka_partition_.*', kafka_consumergroup_status]}"),
+        &with("{opt_in: ['kafka_partition_.*', kafka_consumergroup_status, kafka_topic_compliance, 'kafka_consumergroup_topic_(lost_records|uncommitted_partitions)']}"),
     );
     let (code, stdout, stderr) = run(&["--config.file", cfg.to_str().unwrap(), "--config.check"]);
     assert_eq!(code, 0, "{stderr}");

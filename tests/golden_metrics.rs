@@ -600,6 +600,7 @@ fn render_selected(format: Format, selection: Selection) -> String {
         client_errors: vec![("golden".to_string(), ClientErrors::new())],
         reader_stats: vec![("golden".to_string(), reader_stats())],
         rejections: Default::default(),
+        reloads: Default::default(),
     };
     let exposition = kafka_slo_exporter::collectors::registry(vec![slot], side, cfg.shard, Some(100_000), selection);
     let body = exposition
@@ -720,14 +721,30 @@ fn the_catalog_is_exactly_the_served_families() {
         Vec::<&String>::new(),
         "in the catalog but never served"
     );
+    // By default: every family that serves all its series, none of the opt-in ones, and of the
+    // problems-only ones those whose problem the fixture stages.
     let default = families_of(&render(Format::Prometheus));
-    let expected: BTreeSet<String> = CATALOG
+    let preset = |n: &str| CATALOG.iter().find(|(c, _)| *c == n).map(|(_, p)| *p);
+    let always: BTreeSet<String> = CATALOG
         .iter()
-        .filter(|(_, p)| *p != Preset::Off)
+        .filter(|(_, p)| matches!(p, Preset::On | Preset::Current))
         .map(|(n, _)| n.to_string())
         .filter(|n| !evented.contains(&n.as_str()))
         .collect();
-    assert_eq!(default, expected);
+    assert_eq!(always.difference(&default).collect::<Vec<_>>(), Vec::<&String>::new());
+    for n in default.difference(&always) {
+        assert_eq!(preset(n), Some(Preset::Problems), "{n} is served by default");
+    }
+    let unstaged: Vec<&str> = CATALOG
+        .iter()
+        .filter(|(n, p)| *p == Preset::Problems && !default.contains(*n))
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(
+        unstaged,
+        ["kafka_consumergroup_topic_uncommitted_partitions"],
+        "problems the fixture does not stage"
+    );
 }
 
 /// Problems-only families serve only the partitions with a problem by default, every partition

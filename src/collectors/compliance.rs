@@ -9,11 +9,14 @@ use prometheus_client::registry::Unit;
 
 use super::{base_labels, counter_family, gauge_family, info_family, unix_seconds, Area, Base};
 use crate::config::Granularity;
+use crate::families::Selection;
 use crate::policy::{TopicCompliance, Verdict};
 use crate::snapshot::{ClusterSnapshot, TopicView};
 
 #[derive(Debug)]
-pub struct ComplianceArea;
+pub struct ComplianceArea {
+    pub selection: Arc<Selection>,
+}
 
 type TopicFn = fn(&TopicView, &TopicCompliance) -> Option<f64>;
 
@@ -77,17 +80,19 @@ impl Area for ComplianceArea {
             Some(&Unit::Seconds),
             partition_window,
         )?;
+        // By default only the violations (problems only); every verdict when opted in.
+        let passes_too = self.selection.full("kafka_topic_compliance");
         let verdicts = topics().flat_map(|(l, _, tc, _)| {
             tc.rules.iter().filter_map(move |r| {
                 let v = match r.verdict {
-                    Verdict::Pass => 1.0,
+                    Verdict::Pass if passes_too => 1.0,
                     Verdict::Fail => 0.0,
-                    Verdict::Unknown => return None,
+                    Verdict::Pass | Verdict::Unknown => return None,
                 };
                 Some(((l, [("rule", r.rule.as_str())]), v))
             })
         });
-        gauge_family(enc, "kafka_topic_compliance", "1 if the topic passes the policy rule, 0 if it violates it; absent while the facts are unknown or the rule does not apply.", None, verdicts)?;
+        gauge_family(enc, "kafka_topic_compliance", "1 if the topic passes the policy rule (served when opted in), 0 if it violates it; absent while the facts are unknown or the rule does not apply.", None, verdicts)?;
         let changes = topics().map(|(l, t, _, _)| (l, t.partition_changes));
         counter_family(
             enc,

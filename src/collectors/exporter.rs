@@ -8,7 +8,7 @@ use prometheus_client::registry::Unit;
 
 use super::{base_labels, counter_family, gauge_family, info_family, unix_seconds, Area, Base, NO_LABELS};
 use crate::kafka::{ClientErrorKind, ClientErrors, ReaderStats};
-use crate::selfmetrics::Rejections;
+use crate::selfmetrics::{Rejections, ReloadStatus};
 use crate::shard::Shard;
 use crate::snapshot::{age, ClusterSnapshot, StageStats};
 
@@ -63,6 +63,8 @@ pub struct ExporterArea {
     pub reader_stats: Vec<(String, ReaderStats)>,
     /// The HTTP endpoint's refusals.
     pub rejections: Rejections,
+    /// The outcome of the most recent configuration reload.
+    pub reloads: ReloadStatus,
 }
 
 impl ExporterArea {
@@ -153,7 +155,7 @@ impl ExporterArea {
         counter_family(enc, "kafka_slo_exporter_kafka_requests", "Kafka requests the native reader sent, by API and broker (node id, or bootstrap before the first metadata).", None, requests)
     }
 
-    /// The process's own families: build, HTTP refusals, shard.
+    /// The process's own families: build, HTTP refusals, configuration reloads, shard.
     fn encode_process(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
         let rdkafka = crate::kafka::librdkafka_version();
         let build = [
@@ -174,6 +176,21 @@ impl ExporterArea {
             .into_iter()
             .map(|(r, n)| ([("reason", r.as_str())], n));
         counter_family(enc, "kafka_slo_exporter_http_rejections", "Requests and connections the HTTP endpoint refused, by reason: unauthorized, tls_handshake, plain_http, header_too_large, body, method, malformed, header_timeout, evicted, write_timeout.", None, rejected)?;
+        let successful = if self.reloads.successful() { 1.0 } else { 0.0 };
+        gauge_family(
+            enc,
+            "kafka_slo_exporter_config_last_reload_successful",
+            "1 if the most recent configuration reload (SIGHUP or POST /-/reload) succeeded or none was asked for, 0 if it failed and the previous configuration still runs.",
+            None,
+            std::iter::once((NO_LABELS, successful)),
+        )?;
+        gauge_family(
+            enc,
+            "kafka_slo_exporter_config_last_reload_success_timestamp",
+            "Unix time of the most recent successful configuration load (start-up or reload).",
+            Some(&Unit::Seconds),
+            std::iter::once((NO_LABELS, self.reloads.last_success())),
+        )?;
         let shard = [("shard", self.shard.index()), ("total_shards", self.shard.total())];
         let shard = std::iter::once((NO_LABELS, shard));
         info_family(

@@ -158,11 +158,16 @@ where
     I: Iterator<Item = (&'a [(&'a str, &'a str)], &'a GroupView, &'a GroupTopicView)>,
 {
     for (name, help, unit, f) in TOPIC_GAUGES {
-        if !sel.serves(&served_name(name, unit.as_ref())) {
+        let served = served_name(name, unit.as_ref());
+        if !sel.serves(&served) {
             continue;
         }
-        let samples = topics().filter_map(|(base, g, t)| {
-            f(t).map(|v| ((base, [("group", g.name.as_str()), ("topic", t.topic.as_str())]), v))
+        // Counts of problems (lost records, uncommitted partitions) are served only where not
+        // 0 unless opted in; the other families are complete anyway.
+        let zeros_too = sel.full(&served);
+        let samples = topics().filter_map(move |(base, g, t)| {
+            f(t).filter(|v| zeros_too || *v != 0.0)
+                .map(|v| ((base, [("group", g.name.as_str()), ("topic", t.topic.as_str())]), v))
         });
         gauge_family(enc, name, help, unit.as_ref(), samples)?;
     }

@@ -64,6 +64,8 @@ pub struct SideSlots {
     pub reader_stats: Vec<(String, crate::kafka::ReaderStats)>,
     /// Live counters too: the HTTP endpoint's refusals.
     pub rejections: crate::selfmetrics::Rejections,
+    /// Live too: the outcome of the most recent configuration reload.
+    pub reloads: crate::selfmetrics::ReloadStatus,
 }
 
 /// The registration list: every area, in output order. `shard` is this process's shard;
@@ -75,6 +77,7 @@ pub fn all(side: SideSlots, shard: crate::shard::Shard, selection: &Arc<Selectio
             client_errors: side.client_errors,
             reader_stats: side.reader_stats,
             rejections: side.rejections,
+            reloads: side.reloads,
         }),
         Box::new(cluster::ClusterArea),
         Box::new(partitions::PartitionsArea {
@@ -83,7 +86,9 @@ pub fn all(side: SideSlots, shard: crate::shard::Shard, selection: &Arc<Selectio
         Box::new(groups::GroupsArea {
             selection: Arc::clone(selection),
         }),
-        Box::new(compliance::ComplianceArea),
+        Box::new(compliance::ComplianceArea {
+            selection: Arc::clone(selection),
+        }),
         Box::new(probe::ProbeArea { probes: side.probes }),
         Box::new(registry::RegistryArea {
             registries: side.registries,

@@ -169,6 +169,26 @@ pub struct RegistryConfig {
     pub sample_records: usize,
 }
 
+/// Equal when every setting is: the TLS client configuration by the files it was built from.
+impl PartialEq for RegistryConfig {
+    fn eq(&self, o: &Self) -> bool {
+        self.urls == o.urls
+            && self.auth == o.auth
+            && self.tls.is_some() == o.tls.is_some()
+            && self.tls_files == o.tls_files
+            && self.interval == o.interval
+            && self.timeout == o.timeout
+            && self.max_staleness == o.max_staleness
+            && self.page_size == o.page_size
+            && self.lookups_per_poll == o.lookups_per_poll
+            && self.subject_refresh == o.subject_refresh
+            && self.subject_labels == o.subject_labels
+            && self.required_classes == o.required_classes
+            && self.strategy == o.strategy
+            && self.sample_records == o.sample_records
+    }
+}
+
 impl fmt::Debug for RegistryConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RegistryConfig")
@@ -198,6 +218,11 @@ pub const DEFAULT_SUBJECT_REFRESH: Duration = Duration::from_secs(600);
 pub const DEFAULT_REQUIRED_CLASSES: &[&str] = &["domain_event", "cdc"];
 
 impl RegistryConfig {
+    /// The certificate and key files the TLS settings were built from.
+    pub fn tls_files(&self) -> impl Iterator<Item = &Path> {
+        self.tls_files.iter().map(|(_, p)| p.as_path())
+    }
+
     /// One line for `--config.check`; secrets are never printed.
     pub fn summary(&self) -> String {
         let auth = match &self.auth {

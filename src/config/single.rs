@@ -56,6 +56,30 @@ pub const FLAGS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Where the configuration comes from: a file, or the `--kafka.*` flags for one cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Flags(SingleCluster),
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match self {
+            ConfigSource::File(path) => Config::load(path),
+            ConfigSource::Flags(flags) => flags.load(),
+        }
+    }
+
+    /// The file's path, or what the flags call themselves in messages.
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigSource::File(path) => path,
+            ConfigSource::Flags(_) => Path::new(FLAGS_SOURCE),
+        }
+    }
+}
+
 /// The cluster name when `--kafka.cluster-name` is not given.
 pub const DEFAULT_CLUSTER_NAME: &str = "kafka";
 

@@ -172,6 +172,7 @@ fn validate_cluster(
         }
         _ => None,
     };
+    let file_digests = file_digests(&props, schema_registry.as_ref());
     Ok(ClusterConfig {
         name,
         bootstrap_servers: rc.bootstrap_servers,
@@ -190,7 +191,29 @@ fn validate_cluster(
         schema_registry,
         shard: crate::shard::Shard::default(),
         reader,
+        file_digests,
     })
+}
+
+/// The digests of the files named by the `*.location` properties and the registry's TLS
+/// settings (see [`ClusterConfig::file_digests`]).
+fn file_digests(props: &[(String, String)], registry: Option<&registry::RegistryConfig>) -> Vec<(String, Option<u64>)> {
+    use std::hash::{Hash, Hasher};
+    let kafka = props
+        .iter()
+        .filter(|(k, _)| k.ends_with(".location"))
+        .map(|(_, v)| Path::new(v.as_str()));
+    let files = kafka.chain(registry.into_iter().flat_map(|r| r.tls_files()));
+    files
+        .map(|f| {
+            let digest = std::fs::read(f).ok().map(|bytes| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut h);
+                h.finish()
+            });
+            (f.display().to_string(), digest)
+        })
+        .collect()
 }
 
 fn check_cluster_name(name: &str, earlier: &[ClusterConfig]) -> Result<(), String> {

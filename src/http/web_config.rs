@@ -266,6 +266,16 @@ impl WebSecurity {
         self.verified.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Reads the web config file and the files it names again (a configuration reload): the
+    /// new settings apply to the next connection; an invalid file keeps the current ones.
+    /// Blocking file I/O: run it on the blocking pool.
+    pub fn reload(&self) -> Result<(), ConfigError> {
+        let active = load_active(&self.file)?;
+        self.active.store(Arc::new(active));
+        tracing::info!(file = %self.file.display(), "web config reloaded");
+        Ok(())
+    }
+
     /// Reloads when the web config file or a file it names has changed. Blocking file I/O: run
     /// it on the blocking pool.
     pub fn reload_if_changed(&self) {

@@ -10,6 +10,7 @@ use crate::kafka::{
     ClusterDescription, GroupDescription, GroupListing, GroupOffsets, OffsetSpec, PartitionOffset, RecordAt,
     SourceError, TopicConfig, TopicMetadata,
 };
+use crate::policy::Policy;
 
 /// [`Fake`] whose every request takes `delay` while it is down.
 struct Unreachable {

@@ -4,6 +4,7 @@ use crate::kafka::{
     Broker, ClusterDescription, GroupDescription, GroupListing, GroupMember, GroupOffsets, GroupState, GroupType,
     OffsetSpec, PartitionMetadata, PartitionOffset, RecordAt, SourceError, TopicConfig, TopicMetadata,
 };
+use crate::policy::Policy;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
