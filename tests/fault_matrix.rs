@@ -650,8 +650,9 @@ fn run_phases(kafka: &KafkaCluster, registry: &SchemaRegistry, e: &Exporter, sta
         .value("kafka_slo_exporter_data_age_seconds", &[("stage", "cluster")])
         .unwrap_or(f64::INFINITY);
     assert!(age1 > INTERVAL, "cluster data age {age1} must show the data is old");
-    // Failing cycles end at the request timeout: at least one more runs meanwhile.
-    thread::sleep(Duration::from_secs_f64(INTERVAL + TIMEOUT + 0.5));
+    // Failing cycles end at their requests' timeouts (one to two request timeouts while the
+    // cluster is down): at least one more fails and ends meanwhile.
+    thread::sleep(Duration::from_secs_f64(2.0 * (INTERVAL + 2.0 * TIMEOUT) + 0.5));
     let later = e.scrape();
     if let Some(age2) = later.value("kafka_slo_exporter_data_age_seconds", &[("stage", "cluster")]) {
         assert!(

@@ -521,10 +521,11 @@ fn scram_over_tls_from_environment_variables_without_a_file() {
             ],
         )
     };
+    // Lag is published within the first cycle; the cluster is up once a whole cycle succeeded.
     let m = exporter.wait_for(
         Duration::from_secs(60),
         "lag over SCRAM-SHA-512 from the environment",
-        |m| lag(m).is_some(),
+        |m| lag(m).is_some() && up(m, "envscram") == Some(1.0),
     );
     assert_eq!(lag(&m), Some(7.0));
     assert_eq!(up(&m, "envscram"), Some(1.0));
