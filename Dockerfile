@@ -12,9 +12,10 @@ ARG RUST_IMAGE=rust:1.95.0-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 FROM ${RUST_IMAGE} AS build
-# What the bundled librdkafka build needs (the same list as scripts/setup.sh).
+# What the bundled librdkafka build needs (the same list as scripts/setup.sh; libsasl2-dev for
+# Kerberos).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev \
+ && apt-get install -y --no-install-recommends cmake pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev libsasl2-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -33,11 +34,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/release/kafka-slo-exporter /out/kafka-slo-exporter
 
 FROM ${RUNTIME_IMAGE}
-# libssl3, libcurl4 (OAUTHBEARER OIDC token requests) and zlib1g are the binary's only shared
-# libraries besides libc and libgcc (tests/deploy_docker.rs checks this against the built binary);
-# ca-certificates for TLS to Kafka and the Schema Registry.
+# libssl3, libcurl4 (OAUTHBEARER OIDC token requests), libsasl2-2 (Kerberos) and zlib1g are the
+# binary's only shared libraries besides libc and libgcc (tests/deploy_docker.rs checks this
+# against the built binary); ca-certificates for TLS to Kafka and the Schema Registry. Kerberos
+# (SASL GSSAPI) also needs Cyrus SASL's GSSAPI plugin, which librdkafka loads at run time, and
+# kinit, which it runs to get tickets from the keytab (docs/security.md).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libcurl4 libssl3 zlib1g \
+      libsasl2-2 libsasl2-modules-gssapi-mit krb5-user \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 kse \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin kse

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   cmake pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev   # bundled librdkafka build
+  libsasl2-dev libsasl2-modules-gssapi-mit krb5-user             # Kerberos (GSSAPI): Cyrus SASL, its MIT plugin, kinit
+  krb5-kdc krb5-admin-server                                     # a real KDC for the Kerberos tests
   openjdk-17-jre-headless maven                                  # Kafka brokers from Maven Central
   prometheus                                                     # Prometheus and promtool 2.x (Prometheus 3 and Alertmanager are built below)
   chromium                                                       # headless browser test of the compliance page

@@ -69,12 +69,15 @@ pub fn load(
     let mut sources: Vec<Arc<dyn KafkaSource>> = Vec::with_capacity(config.clusters.len());
     let client_errors: Vec<ClientErrors> = config.clusters.iter().map(|_| ClientErrors::new()).collect();
     let reader_stats: Vec<ReaderStats> = config.clusters.iter().map(|_| ReaderStats::new()).collect();
+    // Before any client exists: GSSAPI clients read the environment this sets.
+    crate::kafka::kerberos::prepare(&config.clusters)
+        .map_err(|(field, reason)| ConfigError::new(config_file, field, reason))?;
     for (i, c) in config.clusters.iter().enumerate() {
-        if let Some(field) = &c.kerberos_field {
+        if let Some(k) = &c.kerberos {
             crate::kafka::check_sasl_mechanism("GSSAPI").map_err(|reason| {
                 ConfigError::new(
                     config_file,
-                    format!("clusters[{i}].{field}"),
+                    format!("clusters[{i}].{}", k.field),
                     format!(
                         "GSSAPI (Kerberos) is not supported by the linked librdkafka ({reason}); use SCRAM-SHA-512, OAUTHBEARER or mutual TLS"
                     ),
@@ -241,6 +244,7 @@ pub async fn run(opts: RunOptions) -> Result<(), AppError> {
     let running = supervisor
         .shutdown(opts.shutdown_timeout + Duration::from_millis(500))
         .await;
+    crate::kafka::kerberos::remove_own_credential_cache();
     if running.is_empty() {
         tracing::info!("stopped");
     } else {

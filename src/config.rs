@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::error::ConfigError;
 
+mod kerberos;
 pub mod registry;
 mod security;
 pub(crate) use security::SYSTEM_CA_BUNDLES;
@@ -21,6 +22,7 @@ mod validate;
 
 use validate::validate;
 
+pub use kerberos::Kerberos;
 pub use single::{ConfigSource, SingleCluster, DEFAULT_CLUSTER_NAME, FLAGS_SOURCE, PASSWORD_ENV};
 
 /// Label names the exporter sets itself; constant labels may not reuse them.
@@ -348,9 +350,9 @@ pub struct ClusterConfig {
     pub client_properties: Vec<(String, String)>,
     /// Names of the properties in `client_properties` whose values are secret.
     pub secret_keys: Vec<String>,
-    /// The field below the cluster that selects SASL GSSAPI (Kerberos), if any. Whether the
-    /// linked Kafka client supports it is checked at start-up, when the clients are created.
-    pub kerberos_field: Option<String>,
+    /// Set when the cluster authenticates with SASL GSSAPI (Kerberos). What it needs from the
+    /// process is checked across clusters when the clients are created.
+    pub kerberos: Option<Kerberos>,
     pub interval: Duration,
     pub timeout: Duration,
     /// How long data from the last successful cycle is still served while collection fails.

@@ -146,6 +146,53 @@ fn runtime_stage_installs_every_shared_library_the_binary_links() {
     }
 }
 
+/// Kerberos needs what the binary does not link: Cyrus SASL's GSSAPI plugin, which libsasl2
+/// loads at run time, and `kinit`, which librdkafka runs. The runtime stage installs the
+/// packages that hold them here (the same Debian release as the runtime image).
+#[test]
+fn runtime_stage_installs_what_kerberos_loads_at_run_time() {
+    let stages = dockerfile_stages();
+    let installed = instruction(stages.last().unwrap(), "RUN").join(" ");
+    let owner = |path: &str| {
+        let out = Command::new("dpkg").arg("-S").arg(path).output().expect("dpkg -S");
+        assert!(out.status.success(), "no package owns {path}");
+        String::from_utf8_lossy(&out.stdout)
+            .split(':')
+            .next()
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let plugin = std::fs::read_dir("/usr/lib/x86_64-linux-gnu/sasl2")
+        .expect("Cyrus SASL plugins (scripts/setup.sh installs them)")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libgssapiv2.so"))
+        })
+        .expect("the GSSAPI plugin");
+    let kinit = ["/usr/bin/kinit", "/bin/kinit"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("kinit");
+    for path in [plugin.display().to_string(), kinit.to_string()] {
+        let pkg = owner(&path);
+        assert!(
+            installed.split_whitespace().any(|w| w == pkg),
+            "{path} comes from {pkg}, which the runtime stage does not install"
+        );
+    }
+    let dynamic = Command::new("readelf")
+        .arg("-d")
+        .arg(EXPORTER)
+        .output()
+        .expect("readelf");
+    assert!(
+        String::from_utf8_lossy(&dynamic.stdout).contains("[libsasl2.so.2]"),
+        "the exporter is built with Cyrus SASL (rdkafka feature gssapi)"
+    );
+}
+
 /// The files the build stage copies are enough for Cargo to resolve the workspace with the
 /// committed lock file (a cheap stand-in for the image build this machine cannot run). Online, as
 /// the image build is: resolving reads the manifests of every target platform's crates, which a

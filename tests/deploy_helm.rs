@@ -143,6 +143,60 @@ fn helm_existing_secret_and_custom_policy() {
     check_config(&objs, "kafka-slo-exporter.yml", "policy.yml");
 }
 
+/// Kerberos: the keytab Secret and the krb5.conf ConfigMap in one read-only directory, and a
+/// writable /tmp for the credential cache under the read-only root filesystem.
+#[test]
+fn helm_kerberos_mounts_keytab_krb5_conf_and_a_writable_tmp() {
+    let objs = helm_template(VARIANTS.last().unwrap());
+    let w = check_objects(&objs);
+    let spec = &w["spec"]["template"]["spec"];
+    let volume = |name: &str| {
+        spec["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no volume {name}: {spec:?}"))
+            .clone()
+    };
+    let mount = |name: &str| {
+        container(w)["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no mount {name}"))
+            .clone()
+    };
+    let sources = volume("kerberos")["projected"]["sources"].clone();
+    assert_eq!(sources[0]["secret"]["name"], Value::from("kse-keytab"));
+    assert_eq!(sources[1]["configMap"]["name"], Value::from("kse-krb5"));
+    assert_eq!(volume("kerberos")["projected"]["defaultMode"].as_u64(), Some(0o440));
+    assert_eq!(
+        mount("kerberos")["mountPath"],
+        Value::from("/etc/kafka-slo-exporter/kerberos")
+    );
+    assert_eq!(mount("kerberos")["readOnly"], Value::from(true));
+    assert_eq!(volume("tmp")["emptyDir"]["medium"], Value::from("Memory"));
+    assert_eq!(mount("tmp")["mountPath"], Value::from("/tmp"));
+    assert_eq!(
+        container(w)["securityContext"]["readOnlyRootFilesystem"],
+        Value::from(true)
+    );
+    // Without Kerberos, neither volume.
+    let plain = helm_template(&[]);
+    let names: Vec<&Value> = check_objects(&plain)["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| &v["name"])
+        .collect();
+    assert!(
+        !names.contains(&&Value::from("kerberos")) && !names.contains(&&Value::from("tmp")),
+        "{names:?}"
+    );
+}
+
 #[test]
 fn helm_rejects_impossible_sharding() {
     let template = |args: &[&str]| {

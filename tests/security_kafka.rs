@@ -394,8 +394,13 @@ fn config_check_rejects_insecure_or_unsupported_combinations() {
     let cases: Vec<(String, &str, &str)> = vec![
         (
             "  - {name: a, bootstrap_servers: ['k:1'], sasl: {mechanism: GSSAPI, username: u, password_file: pw}}\n".into(),
-            "clusters[0].sasl.mechanism",
-            "GSSAPI (Kerberos) is not supported",
+            "clusters[0].sasl",
+            "GSSAPI takes no username",
+        ),
+        (
+            "  - {name: a, bootstrap_servers: ['k:1'], sasl: {mechanism: GSSAPI, kerberos: {principal: kse@R, keytab: missing.keytab}}}\n".into(),
+            "clusters[0].sasl.kerberos.keytab",
+            "cannot read",
         ),
         (
             format!("  - {{name: a, bootstrap_servers: ['k:1'], tls: {{ca_file: '{missing}'}}}}\n"),

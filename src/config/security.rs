@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::kerberos::Kerberos;
+
 /// TLS towards the brokers (`security.protocol` SSL, or SASL_SSL with a `sasl` block).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +53,9 @@ pub(super) struct RawSasl {
     password_file: Option<PathBuf>,
     #[serde(default)]
     oauthbearer: Option<RawOauthBearer>,
+    /// Principal, keytab, service name and krb5.conf for mechanism GSSAPI.
+    #[serde(default)]
+    kerberos: Option<super::kerberos::RawKerberos>,
 }
 
 /// How OAUTHBEARER tokens are obtained.
@@ -110,7 +115,7 @@ impl Properties<'_> {
 
     /// Adds a property the `tls`/`sasl` blocks own; setting it also in `client_properties` or
     /// `secret_properties` is ambiguous and rejected.
-    fn set(&mut self, field: &str, key: &str, value: String, secret: bool) -> Result<(), Rejection> {
+    pub(super) fn set(&mut self, field: &str, key: &str, value: String, secret: bool) -> Result<(), Rejection> {
         if self.get(key).is_some() {
             return Err((
                 field.to_string(),
@@ -130,20 +135,25 @@ impl Properties<'_> {
 /// Applies the `tls` and `sasl` blocks to `p`, derives `security.protocol` and checks the
 /// combination. Relative paths are resolved against `base_dir`.
 ///
-/// Returns the field that selects SASL GSSAPI (Kerberos), if one does: whether the linked
-/// client library supports it is a property of the build, which start-up wiring checks, not
-/// of the file.
+/// Returns the Kerberos settings when SASL GSSAPI is selected (by the `sasl` block or in
+/// `client_properties`): what the process's Kerberos set-up needs, which start-up wiring
+/// checks across clusters.
 pub(super) fn apply(
     base_dir: &Path,
     tls: Option<RawTls>,
     sasl: Option<RawSasl>,
     p: &mut Properties<'_>,
     resolve: ResolveSecret<'_>,
-) -> Result<Option<String>, Rejection> {
-    let mut kerberos_field = ["sasl.mechanism", "sasl.mechanisms"]
+) -> Result<Option<Kerberos>, Rejection> {
+    let mut kerberos = ["sasl.mechanism", "sasl.mechanisms"]
         .into_iter()
         .find(|key| p.get(key).is_some_and(|m| m.trim().eq_ignore_ascii_case("GSSAPI")))
-        .map(|key| format!("client_properties.{key}"));
+        .map(|key| Kerberos {
+            field: format!("client_properties.{key}"),
+            principal: p.get("sasl.kerberos.principal").map(str::to_string),
+            keytab: p.get("sasl.kerberos.keytab").map(PathBuf::from),
+            krb5_conf: None,
+        });
     let derived = match (&tls, &sasl) {
         (None, None) => None,
         (Some(_), None) => Some("SSL"),
@@ -174,13 +184,12 @@ pub(super) fn apply(
         apply_tls(base_dir, tls, p, resolve)?;
     }
     if let Some(sasl) = sasl {
-        if sasl.mechanism.trim().eq_ignore_ascii_case("GSSAPI") {
-            kerberos_field = Some("sasl.mechanism".into());
+        if let Some(k) = apply_sasl(base_dir, sasl, p, resolve)? {
+            kerberos = Some(k);
         }
-        apply_sasl(sasl, p, resolve)?;
     }
     check_system_roots(p)?;
-    Ok(kerberos_field)
+    Ok(kerberos)
 }
 
 fn apply_tls(
@@ -257,7 +266,12 @@ fn apply_tls(
     Ok(())
 }
 
-fn apply_sasl(sasl: RawSasl, p: &mut Properties<'_>, resolve: ResolveSecret<'_>) -> Result<(), Rejection> {
+fn apply_sasl(
+    base_dir: &Path,
+    sasl: RawSasl,
+    p: &mut Properties<'_>,
+    resolve: ResolveSecret<'_>,
+) -> Result<Option<Kerberos>, Rejection> {
     const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"];
     let mechanism = sasl.mechanism.trim().to_ascii_uppercase();
     if !MECHANISMS.contains(&mechanism.as_str()) {
@@ -277,8 +291,23 @@ fn apply_sasl(sasl: RawSasl, p: &mut Properties<'_>, resolve: ResolveSecret<'_>)
         ));
     }
     let has_password = sasl.password_env.is_some() || sasl.password_file.is_some();
+    if sasl.kerberos.is_some() && mechanism != "GSSAPI" {
+        return Err((
+            "sasl.kerberos".into(),
+            format!("only for mechanism GSSAPI, not {mechanism}"),
+        ));
+    }
     match mechanism.as_str() {
-        "GSSAPI" => p.set("sasl", "sasl.mechanism", mechanism, false)?,
+        "GSSAPI" => {
+            if sasl.username.is_some() || has_password || sasl.oauthbearer.is_some() {
+                return Err((
+                    "sasl".into(),
+                    "GSSAPI takes no username, password or oauthbearer block; configure `kerberos` instead".into(),
+                ));
+            }
+            p.set("sasl", "sasl.mechanism", mechanism, false)?;
+            return super::kerberos::apply(base_dir, sasl.kerberos, p).map(Some);
+        }
         "OAUTHBEARER" => {
             if sasl.username.is_some() || has_password {
                 return Err((
@@ -313,7 +342,7 @@ fn apply_sasl(sasl: RawSasl, p: &mut Properties<'_>, resolve: ResolveSecret<'_>)
             p.set("sasl", "sasl.password", password, true)?;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn apply_oauthbearer(o: RawOauthBearer, p: &mut Properties<'_>, resolve: ResolveSecret<'_>) -> Result<(), Rejection> {
@@ -517,6 +546,7 @@ mod tests {
             password_env: Some("PW".into()),
             password_file: None,
             oauthbearer: None,
+            kerberos: None,
         }
     }
 
@@ -619,6 +649,7 @@ mod tests {
                 principal: None,
                 lifetime: None,
             }),
+            kerberos: None,
         };
         let mut props = Vec::new();
         let mut secrets = Vec::new();
@@ -656,6 +687,7 @@ mod tests {
     #[test]
     fn gssapi_is_reported_with_the_field_that_selects_it() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kse.keytab"), [5u8, 2]).unwrap();
         let mut props = Vec::new();
         let mut secrets = Vec::new();
         let resolve = |_: Option<&str>, _: Option<&Path>| -> Result<String, String> { Ok("pw".into()) };
@@ -666,18 +698,31 @@ mod tests {
             };
             apply(dir.path(), None, sasl, &mut p, &resolve)
         };
+        let field = |k: Result<Option<Kerberos>, Rejection>| k.unwrap().map(|k| k.field);
+        let kerberos: super::super::kerberos::RawKerberos =
+            serde_yaml::from_str("{principal: kse@KSE.TEST, keytab: kse.keytab}").unwrap();
+        let gssapi = |kerberos| RawSasl {
+            username: None,
+            password_env: None,
+            kerberos,
+            ..sasl("GSSAPI")
+        };
         assert_eq!(
-            apply_with(&mut props, Some(sasl("GSSAPI"))).unwrap().as_deref(),
+            field(apply_with(&mut props, Some(gssapi(Some(kerberos))))).as_deref(),
             Some("sasl.mechanism")
         );
+        let (f, reason) = apply_with(&mut Vec::new(), Some(gssapi(None))).unwrap_err();
+        assert_eq!(f, "sasl.kerberos", "{reason}");
+        let (f, reason) = apply_with(&mut Vec::new(), Some(sasl("GSSAPI"))).unwrap_err();
+        assert_eq!(f, "sasl", "a password with GSSAPI: {reason}");
         let mut props = vec![
             ("security.protocol".to_string(), "SASL_PLAINTEXT".to_string()),
             ("sasl.mechanisms".to_string(), "gssapi".to_string()),
+            ("sasl.kerberos.principal".to_string(), "kse@KSE.TEST".to_string()),
         ];
-        assert_eq!(
-            apply_with(&mut props, None).unwrap().as_deref(),
-            Some("client_properties.sasl.mechanisms")
-        );
+        let k = apply_with(&mut props, None).unwrap().unwrap();
+        assert_eq!(k.field, "client_properties.sasl.mechanisms");
+        assert_eq!(k.principal.as_deref(), Some("kse@KSE.TEST"));
         let mut props = Vec::new();
         assert_eq!(apply_with(&mut props, Some(sasl("SCRAM-SHA-512"))).unwrap(), None);
     }

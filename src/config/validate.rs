@@ -145,7 +145,7 @@ fn validate_cluster(
         props: &mut props,
         secret_keys: &mut secret_keys,
     };
-    let kerberos_field =
+    let kerberos =
         security::apply(base_dir, rc.tls, rc.sasl, &mut security_props, &resolve).map_err(|(f, r)| err(at(&f), r))?;
 
     let reader = match rc.reader.as_deref() {
@@ -179,7 +179,7 @@ fn validate_cluster(
         labels,
         client_properties: props,
         secret_keys,
-        kerberos_field,
+        kerberos,
         interval,
         timeout,
         max_staleness: g.max_staleness.unwrap_or(interval * 5),

@@ -12,6 +12,7 @@ mod context;
 mod decode;
 mod errors;
 mod ffi;
+pub mod kerberos;
 mod native;
 mod probe;
 mod reader;
@@ -310,9 +311,15 @@ pub fn librdkafka_version() -> String {
 /// connects) a client using it, and returns librdkafka's reason when that fails. Its
 /// `builtin.features` list is no guide: it names GSSAPI even when no Kerberos provider is built.
 pub fn check_sasl_mechanism(mechanism: &str) -> Result<(), String> {
-    rdkafka::ClientConfig::new()
+    let mut config = rdkafka::ClientConfig::new();
+    config
         .set("security.protocol", "SASL_PLAINTEXT")
-        .set("sasl.mechanisms", mechanism)
+        .set("sasl.mechanisms", mechanism);
+    if mechanism.eq_ignore_ascii_case("GSSAPI") {
+        // No kinit for this throw-away client (its command line would need a keytab).
+        config.set("sasl.kerberos.min.time.before.relogin", "0");
+    }
+    config
         .create::<rdkafka::producer::BaseProducer>()
         .map(drop)
         .map_err(|e| match e {

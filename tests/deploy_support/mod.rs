@@ -460,6 +460,12 @@ pub const VARIANTS: &[&[&str]] = &[
         "--set-json",
         r#"serviceMonitor.basicAuth={"username":{"name":"kse-scrape","key":"user"},"password":{"name":"kse-scrape","key":"password"}}"#,
     ],
+    &[
+        "--set",
+        "kerberos.keytabSecret=kse-keytab",
+        "--set",
+        "kerberos.krb5ConfigMap=kse-krb5",
+    ],
 ];
 
 pub fn container(w: &Value) -> &Value {

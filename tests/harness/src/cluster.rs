@@ -24,6 +24,7 @@ use crate::client::{
 };
 use crate::dist::{self, KafkaDist, DEFAULT_KAFKA_VERSION};
 use crate::error::{HarnessError, Result};
+use crate::kdc::{Kdc, KerberosListener};
 use crate::ports;
 use crate::process::{with_clean_signal_mask, Janitor, NodeProcess};
 use crate::tls::TestPki;
@@ -75,6 +76,8 @@ pub struct ClusterOptions {
     pub startup_timeout: Duration,
     /// Authenticated client listeners besides PLAINTEXT; `None` for PLAINTEXT only.
     pub secure_listeners: Option<SecureListeners>,
+    /// A `SASL_PLAINTEXT` listener authenticating with Kerberos (GSSAPI); `None` for none.
+    pub kerberos: Option<KerberosListener>,
 }
 
 /// Two more client listeners on every broker, with certificates from a CA generated for the
@@ -107,6 +110,7 @@ impl Default for ClusterOptions {
             jvm_args: DEFAULT_JVM_ARGS.iter().map(|s| s.to_string()).collect(),
             startup_timeout: Duration::from_secs(90),
             secure_listeners: None,
+            kerberos: None,
         }
     }
 }
@@ -140,6 +144,19 @@ impl ClusterOptions {
         self
     }
 
+    /// Adds the Kerberos listener of [`KerberosListener`] for `kdc`'s realm: every broker
+    /// authenticates as `kafka/localhost` (added to the KDC here) and is advertised as
+    /// `localhost` on that listener.
+    pub fn kerberos_listener(mut self, kdc: &Kdc) -> Result<ClusterOptions> {
+        let keytab = kdc.add_principal(crate::kdc::BROKER_SERVICE_PRINCIPAL)?;
+        self.kerberos = Some(KerberosListener {
+            krb5_conf: kdc.krb5_conf(),
+            keytab,
+            principal: Kdc::principal(crate::kdc::BROKER_SERVICE_PRINCIPAL),
+        });
+        Ok(self)
+    }
+
     /// Adds a broker setting.
     pub fn broker_prop(mut self, key: impl Into<String>, value: impl Into<String>) -> ClusterOptions {
         self.broker_props.push((key.into(), value.into()));
@@ -154,6 +171,8 @@ struct Node {
     controller_port: u16,
     /// Ports of the `SASL_SSL` and `MTLS` listeners, when the cluster has them.
     secure_ports: Option<(u16, u16)>,
+    /// Port of the Kerberos listener, when the cluster has one.
+    kerberos_port: Option<u16>,
     dir: PathBuf,
     process: Mutex<Option<NodeProcess>>,
 }
@@ -229,6 +248,7 @@ pub struct KafkaCluster {
     producer: OnceLock<HarnessProducer>,
     secure: Option<SecureListeners>,
     pki: Option<TestPki>,
+    kerberos: Option<KerberosListener>,
 }
 
 impl std::fmt::Debug for KafkaCluster {
@@ -263,14 +283,19 @@ impl KafkaCluster {
             Some(_) => Some(TestPki::generate(&dir.join("pki"), "kafka-harness-ca")?),
             None => None,
         };
-        let per_node = if opts.secure_listeners.is_some() { 4 } else { 2 };
+        let secure_slots = if opts.secure_listeners.is_some() { 2 } else { 0 };
+        let per_node = 2 + secure_slots + usize::from(opts.kerberos.is_some());
         let port_list = ports::allocate(opts.nodes * per_node)?;
         let nodes: Vec<Node> = (0..opts.nodes)
             .map(|i| Node {
                 id: i as i32 + 1,
                 broker_port: port_list[per_node * i],
                 controller_port: port_list[per_node * i + 1],
-                secure_ports: (per_node == 4).then(|| (port_list[per_node * i + 2], port_list[per_node * i + 3])),
+                secure_ports: (secure_slots == 2).then(|| (port_list[per_node * i + 2], port_list[per_node * i + 3])),
+                kerberos_port: opts
+                    .kerberos
+                    .as_ref()
+                    .map(|_| port_list[per_node * i + 2 + secure_slots]),
                 dir: dir.join(format!("node-{}", i + 1)),
                 process: Mutex::new(None),
             })
@@ -289,6 +314,7 @@ impl KafkaCluster {
             producer: OnceLock::new(),
             secure: opts.secure_listeners.clone(),
             pki,
+            kerberos: opts.kerberos.clone(),
         };
         for node in &cluster.nodes {
             cluster.write_node_files(node, &opts.broker_props)?;
@@ -420,6 +446,16 @@ impl KafkaCluster {
         self.nodes
             .iter()
             .map(|n| n.secure_ports.map(|p| format!("127.0.0.1:{}", pick(p))))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.join(","))
+    }
+
+    /// `localhost:port` of every broker's Kerberos listener; `None` without a
+    /// [`KerberosListener`].
+    pub fn kerberos_bootstrap_servers(&self) -> Option<String> {
+        self.nodes
+            .iter()
+            .map(|n| n.kerberos_port.map(|p| format!("localhost:{p}")))
             .collect::<Option<Vec<_>>>()
             .map(|v| v.join(","))
     }
@@ -712,6 +748,9 @@ impl KafkaCluster {
             .map_err(|e| HarnessError::io(format!("creating {}", node.dir.display()), e))?;
         let mut props = self.node_properties(node);
         self.add_secure_listeners(node, &mut props)?;
+        if let (Some(k), Some(port)) = (&self.kerberos, node.kerberos_port) {
+            k.add_to(port, &mut props);
+        }
         for (k, v) in user_props {
             match props.iter_mut().find(|(pk, _)| pk == k) {
                 Some(slot) => slot.1.clone_from(v),
@@ -849,6 +888,9 @@ impl KafkaCluster {
 
     fn java_command(&self, node: &Node, jvm_args: &[String], main: &str) -> (PathBuf, Vec<String>) {
         let mut args: Vec<String> = jvm_args.to_vec();
+        if let Some(k) = &self.kerberos {
+            args.push(format!("-Djava.security.krb5.conf={}", k.krb5_conf.display()));
+        }
         args.push(format!(
             "-Dlog4j2.configurationFile={}",
             node.log_config_path().display()

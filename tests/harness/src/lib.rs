@@ -36,6 +36,7 @@ mod cluster;
 pub mod demo;
 mod dist;
 mod error;
+mod kdc;
 mod netfault;
 mod ports;
 mod process;
@@ -46,6 +47,7 @@ pub use client::{ConsumerHandle, ConsumerOptions, GroupProtocol, ProducerHandle,
 pub use cluster::{ClusterOptions, KafkaCluster, SecureListeners, DEFAULT_JVM_ARGS, KEEP_ENV, TMP_ENV, VERSION_ENV};
 pub use dist::{cache_dir, KafkaDist, CACHE_ENV, DEFAULT_KAFKA_VERSION, MVN_ENV};
 pub use error::HarnessError;
+pub use kdc::{Kdc, KerberosListener, BROKER_SERVICE_PRINCIPAL, REALM as KERBEROS_REALM};
 pub use netfault::PortFault;
 pub use registry::{
     find_java, ApicurioDist, RegistryOptions, SchemaRegistry, APICURIO_VERSION_ENV, CCOMPAT_PATH,
