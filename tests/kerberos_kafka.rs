@@ -83,7 +83,7 @@ fn lag_is_collected_through_kerberos() {
         &realm.keytab,
         "    probe: {topic: krb.probe, group: krb-probe}\n",
     )];
-    let exporter = Exporter::start(&config(&entries), &[]);
+    let mut exporter = Exporter::start(&config(&entries), &[]);
     let m = exporter.wait_for(Duration::from_secs(60), "the Kerberos cluster up with lag", |m| {
         up(m, "krb") == Some(1.0) && lag(m, "krb").is_some()
     });
@@ -121,6 +121,11 @@ fn lag_is_collected_through_kerberos() {
             .any(|l| l.contains("TGS_REQ") && l.contains("ISSUE") && l.contains(&principal) && l.contains(&service)),
         "no service ticket for {principal} to {service} in the KDC log:\n{kdc_log}"
     );
+    // The tickets live in a credential cache of the exporter's own, removed when it stops.
+    let cache = std::env::temp_dir().join(format!("kafka-slo-exporter-{}.krb5cc", exporter.pid()));
+    assert!(cache.is_file(), "no credential cache at {}", cache.display());
+    assert!(exporter.terminate(Duration::from_secs(10)).is_some_and(|s| s.success()));
+    assert!(!cache.exists(), "{} left behind", cache.display());
 }
 
 #[test]
