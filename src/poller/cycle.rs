@@ -279,6 +279,11 @@ impl Run<'_> {
         }
         let at = SystemTime::now();
         let mut s = self.memory.publish(&self.prev, self.cfg, self.policy, at, rebuild);
+        // A partition count change is on disk before it is served: a process stopped before
+        // the cycle ends must not count it again when it starts from the state it left.
+        if self.memory.partition_counts_dirty {
+            save_state(self.cfg, self.memory);
+        }
         // A cycle with a failed stage cannot complete every stage: `up` drops without waiting
         // for its slowest stage; it rises only when a whole cycle succeeded.
         s.up &= self.ok;
