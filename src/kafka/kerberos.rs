@@ -8,10 +8,10 @@
 //! must use the same principal, keytab and `krb5.conf`.
 //!
 //! Both variables are set once, on the first load at start-up, before any Kafka client
-//! exists (setting environment variables while other threads may read them is not safe). The
-//! exporter keeps its tickets in a credential cache of its own, unless `KRB5CCNAME` is set.
-//! A reload that would change the process's Kerberos configuration is refused: that takes a
-//! restart.
+//! exists (setting environment variables while other threads may read them is not safe), even
+//! when no cluster uses Kerberos yet. The exporter keeps its tickets in a credential cache of
+//! its own, unless `KRB5CCNAME` is set. A reload that would change the process's `krb5.conf`
+//! is refused: that takes a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -29,11 +29,12 @@ static PROCESS_KRB5_CONF: OnceLock<Option<PathBuf>> = OnceLock::new();
 static OWN_CREDENTIAL_CACHE: OnceLock<PathBuf> = OnceLock::new();
 
 /// Checks that the GSSAPI clusters of a configuration agree on what the process provides
-/// ([`agreed`]), that `kinit` can be run, and sets up the process environment on first use.
+/// ([`agreed`]) and that `kinit` can be run. The first call (the start-up load, before any
+/// Kafka client exists) sets up the process environment, whether or not a cluster uses
+/// Kerberos yet: a reload that adds the first Kerberos cluster must not set environment
+/// variables while other clusters' client threads run.
 pub fn prepare(clusters: &[ClusterConfig]) -> Result<(), Rejection> {
-    let Some(krb5_conf) = agreed(clusters)? else {
-        return Ok(());
-    };
+    let wanted = agreed(clusters)?;
     for (i, c) in clusters.iter().enumerate() {
         let own_kinit = c.client_properties.iter().any(|(k, _)| k == "sasl.kerberos.kinit.cmd");
         if let (Some(k), false) = (&c.kerberos, own_kinit) {
@@ -45,19 +46,20 @@ pub fn prepare(clusters: &[ClusterConfig]) -> Result<(), Rejection> {
             }
         }
     }
+    let krb5_conf = wanted.clone().flatten();
     let mut first = false;
     let in_use = PROCESS_KRB5_CONF.get_or_init(|| {
         first = true;
-        set_environment(krb5_conf.as_deref());
+        set_environment(krb5_conf.as_deref(), wanted.is_some());
         krb5_conf.clone()
     });
-    if !first && *in_use != krb5_conf {
+    if wanted.is_some() && !first && *in_use != krb5_conf {
         let (i, _) = kerberos_clusters(clusters)
             .next()
             .expect("agreed found a Kerberos cluster");
         let shown = |p: &Option<PathBuf>| match p {
             Some(p) => p.display().to_string(),
-            None => "none".into(),
+            None => "the system's (or $KRB5_CONFIG)".into(),
         };
         return Err((
             format!("clusters[{i}].sasl.kerberos.krb5_conf"),
@@ -122,8 +124,9 @@ fn kerberos_clusters(clusters: &[ClusterConfig]) -> impl Iterator<Item = (usize,
 }
 
 /// Sets `KRB5_CONFIG` (when a `krb5.conf` is configured) and `KRB5CCNAME` (unless set): runs
-/// once, from the first load, before any Kafka client exists.
-fn set_environment(krb5_conf: Option<&Path>) {
+/// once, from the first load, before any Kafka client exists. `KRB5CCNAME` names a file only
+/// `kinit` creates, so it costs nothing where no cluster uses Kerberos.
+fn set_environment(krb5_conf: Option<&Path>, used: bool) {
     if let Some(path) = krb5_conf {
         std::env::set_var("KRB5_CONFIG", path);
     }
@@ -131,6 +134,9 @@ fn set_environment(krb5_conf: Option<&Path>) {
         let cache = std::env::temp_dir().join(format!("kafka-slo-exporter-{}.krb5cc", std::process::id()));
         std::env::set_var("KRB5CCNAME", format!("FILE:{}", cache.display()));
         let _ = OWN_CREDENTIAL_CACHE.set(cache);
+    }
+    if !used {
+        return;
     }
     tracing::info!(
         krb5_config = std::env::var("KRB5_CONFIG").unwrap_or_else(|_| "/etc/krb5.conf".into()),
