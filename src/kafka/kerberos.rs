@@ -184,7 +184,6 @@ mod tests {
     #[test]
     fn clusters_without_kerberos_need_nothing() {
         assert_eq!(agreed(&[cluster(None), cluster(None)]).unwrap(), None);
-        prepare(&[cluster(None)]).unwrap();
     }
 
     #[test]
