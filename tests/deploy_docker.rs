@@ -83,17 +83,7 @@ fn runtime_stage_installs_every_shared_library_the_binary_links() {
     let ldd = Command::new("ldd").arg(EXPORTER).output().expect("ldd");
     assert!(ldd.status.success(), "ldd: {}", String::from_utf8_lossy(&ldd.stderr));
     // Only the libraries the binary names itself (DT_NEEDED); apt brings their dependencies.
-    let dynamic = Command::new("readelf")
-        .arg("-d")
-        .arg(EXPORTER)
-        .output()
-        .expect("readelf");
-    assert!(
-        dynamic.status.success(),
-        "readelf: {}",
-        String::from_utf8_lossy(&dynamic.stderr)
-    );
-    let needed: Vec<String> = String::from_utf8_lossy(&dynamic.stdout)
+    let needed: Vec<String> = dynamic_section()
         .lines()
         .filter(|l| l.contains("(NEEDED)"))
         .filter_map(|l| l.split('[').nth(1).and_then(|r| r.split(']').next()))
@@ -146,6 +136,21 @@ fn runtime_stage_installs_every_shared_library_the_binary_links() {
     }
 }
 
+/// The exporter binary's dynamic section (`readelf -d`).
+fn dynamic_section() -> String {
+    let dynamic = Command::new("readelf")
+        .arg("-d")
+        .arg(EXPORTER)
+        .output()
+        .expect("readelf");
+    assert!(
+        dynamic.status.success(),
+        "readelf: {}",
+        String::from_utf8_lossy(&dynamic.stderr)
+    );
+    String::from_utf8_lossy(&dynamic.stdout).into_owned()
+}
+
 /// Kerberos needs what the binary does not link: Cyrus SASL's GSSAPI plugin, which libsasl2
 /// loads at run time, and `kinit`, which librdkafka runs. The runtime stage installs the
 /// packages that hold them here (the same Debian release as the runtime image).
@@ -182,13 +187,8 @@ fn runtime_stage_installs_what_kerberos_loads_at_run_time() {
             "{path} comes from {pkg}, which the runtime stage does not install"
         );
     }
-    let dynamic = Command::new("readelf")
-        .arg("-d")
-        .arg(EXPORTER)
-        .output()
-        .expect("readelf");
     assert!(
-        String::from_utf8_lossy(&dynamic.stdout).contains("[libsasl2.so.2]"),
+        dynamic_section().contains("[libsasl2.so.2]"),
         "the exporter is built with Cyrus SASL (rdkafka feature gssapi)"
     );
 }

@@ -1133,13 +1133,19 @@ fn java_binary() -> PathBuf {
 /// Creates `kafka-harness-XXXXXXXX` under `$KAFKA_HARNESS_TMP` or the
 /// system temp dir.
 fn create_cluster_dir() -> Result<PathBuf> {
+    create_temp_dir("kafka-harness")
+}
+
+/// Creates `<prefix>-XXXXXXXX` (a fresh name) under `$KAFKA_HARNESS_TMP` or the system temp
+/// dir: the directory of a cluster, a registry or a KDC.
+pub(crate) fn create_temp_dir(prefix: &str) -> Result<PathBuf> {
     let parent = std::env::var_os(TMP_ENV)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
     fs::create_dir_all(&parent).map_err(|e| HarnessError::io(format!("creating {}", parent.display()), e))?;
     loop {
-        let dir = parent.join(format!("kafka-harness-{:08x}", ports::random_u32()));
+        let dir = parent.join(format!("{prefix}-{:08x}", ports::random_u32()));
         match fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,

@@ -15,8 +15,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::error::{HarnessError, Result};
+use crate::ports;
 use crate::process::{Janitor, NodeProcess};
-use crate::{ports, TMP_ENV};
 
 /// The realm every harness KDC serves.
 pub const REALM: &str = "KSE.TEST";
@@ -86,7 +86,7 @@ impl std::fmt::Debug for Kdc {
 impl Kdc {
     /// Creates the realm database and starts the KDC; returns once it accepts connections.
     pub fn start() -> Result<Kdc> {
-        let dir = create_dir()?;
+        let dir = crate::cluster::create_temp_dir("kafka-harness-kdc")?;
         let keep = std::env::var(crate::KEEP_ENV).is_ok_and(|v| v == "1");
         let janitor = if keep { None } else { Some(Janitor::spawn(&dir)?) };
         let port = ports::allocate(1)?[0];
@@ -252,22 +252,5 @@ impl Drop for Kdc {
     fn drop(&mut self) {
         drop(self.process.take());
         ports::release(&[self.port]);
-    }
-}
-
-/// Creates `kafka-harness-kdc-XXXXXXXX` under `$KAFKA_HARNESS_TMP` or the system temp dir.
-fn create_dir() -> Result<PathBuf> {
-    let parent = std::env::var_os(TMP_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    fs::create_dir_all(&parent).map_err(|e| HarnessError::io(format!("creating {}", parent.display()), e))?;
-    loop {
-        let dir = parent.join(format!("kafka-harness-kdc-{:08x}", ports::random_u32()));
-        match fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(HarnessError::io(format!("creating {}", dir.display()), e)),
-        }
     }
 }

@@ -258,7 +258,7 @@ impl SchemaRegistry {
             .unwrap_or_else(|| DEFAULT_APICURIO_VERSION.to_string());
         let dist = ApicurioDist::ensure(&version)?;
         let java = find_java(MIN_JAVA)?;
-        let dir = create_dir()?;
+        let dir = crate::cluster::create_temp_dir("kafka-harness-registry")?;
         let keep = std::env::var(crate::KEEP_ENV).is_ok_and(|v| v == "1");
         let janitor = if keep { None } else { Some(Janitor::spawn(&dir)?) };
         let p = ports::allocate(3)?;
@@ -488,23 +488,6 @@ impl Drop for SchemaRegistry {
             j.finish();
         }
         ports::release(&[self.port, self.management_port, self.https_port]);
-    }
-}
-
-/// Creates `kafka-harness-registry-XXXXXXXX` under `$KAFKA_HARNESS_TMP` or the temp dir.
-fn create_dir() -> Result<PathBuf> {
-    let parent = std::env::var_os(crate::TMP_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    fs::create_dir_all(&parent).map_err(|e| HarnessError::io(format!("creating {}", parent.display()), e))?;
-    loop {
-        let dir = parent.join(format!("kafka-harness-registry-{:08x}", ports::random_u32()));
-        match fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(HarnessError::io(format!("creating {}", dir.display()), e)),
-        }
     }
 }
 
