@@ -15,7 +15,10 @@
 //!
 //! Consecutive outcomes that are ready together are folded into one publication, and the last
 //! outcome of a cycle goes straight into the cycle's final snapshot: at most one publication per
-//! stage. While a cycle runs past its interval (a stage waiting out a timeout), DescribeCluster
+//! stage. Once something has been served, what lands in the cycle's first [`hold`] is held
+//! back and published together when the hold ends (or at once when a stage failed), so a
+//! healthy cycle publishes only its final snapshot; at start-up every stage is published as it
+//! lands. While a cycle runs past its interval (a stage waiting out a timeout), DescribeCluster
 //! and Metadata are asked again at every interval as long as they answer, so broker and
 //! replication state stay one interval fresh; one that failed is not re-asked within the cycle,
 //! so a re-ask never outlives the cycle's own stages by more than one request timeout, and each
@@ -28,7 +31,7 @@
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::Scope;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::requests::{guarded, spawn_requests, timed, Event, Recall, REQUEST_EVENTS};
 use super::{load_state, read_records, save_state};
@@ -36,6 +39,15 @@ use crate::config::ClusterConfig;
 use crate::kafka::KafkaSource;
 use crate::policy::Policy;
 use crate::snapshot::{ClusterSnapshot, GroupLag, Memory, Rebuild};
+
+/// How long a cycle holds back what its stages bring before publishing it, once something has
+/// been served: a healthy cycle shorter than this publishes once, when it ends, rather than
+/// rebuilding its topic and group views for each stage (which costs the CPU of several whole
+/// cycles on a large cluster). A quarter of the interval, at most a second: a stage that waits
+/// on a dead broker still holds nothing back for longer than that.
+pub(super) fn hold(cfg: &ClusterConfig) -> Duration {
+    (cfg.interval / 4).min(Duration::from_secs(1))
+}
 
 /// Receives each publication within a cycle.
 pub type Publish<'a> = &'a mut dyn FnMut(Arc<ClusterSnapshot>);
@@ -79,24 +91,47 @@ pub fn run_cycle(
         spawn_requests(scope, source, cfg, Recall::of(run.memory, cfg), &tx);
         run.pending = REQUEST_EVENTS;
         let mut next_tick = started + cfg.interval;
+        // Nothing served yet (start-up): every stage is published as it lands.
+        let hold_until = match run.memory.published {
+            Some(_) => started + hold(cfg),
+            None => started,
+        };
+        let mut held: Option<Rebuild> = None;
         while run.pending > 0 {
-            let first = match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+            let wake = match held {
+                Some(_) => next_tick.min(hold_until),
+                None => next_tick,
+            };
+            let first = match rx.recv_timeout(wake.saturating_duration_since(Instant::now())) {
                 Ok(e) => e,
                 Err(RecvTimeoutError::Timeout) => {
-                    next_tick += cfg.interval;
-                    run.refresh_state(scope, source, &tx);
+                    let now = Instant::now();
+                    if now >= next_tick {
+                        next_tick += cfg.interval;
+                        run.refresh_state(scope, source, &tx);
+                    }
+                    if now >= hold_until {
+                        if let Some(rebuild) = held.take() {
+                            run.publish(rebuild, publish);
+                        }
+                    }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let mut rebuild = Rebuild::default();
+            let mut rebuild = held.take().unwrap_or_default();
             for event in std::iter::once(first).chain(rx.try_iter()) {
                 run.pending -= 1;
                 run.fold(event, &mut rebuild);
             }
             run.after_requests(scope, (source, cfg), &tx, &mut rebuild);
+            // The last outcome goes into the snapshot that ends the cycle.
             if run.pending > 0 {
-                run.publish(rebuild, publish);
+                if Instant::now() >= hold_until || !run.ok {
+                    run.publish(rebuild, publish);
+                } else {
+                    held = Some(rebuild);
+                }
             }
         }
     });

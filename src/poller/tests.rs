@@ -601,3 +601,40 @@ fn every_stage_is_published_at_most_once_per_cycle() {
     assert!(publications < Stage::ALL.len() - 1, "{publications} publications");
     assert!(end.up);
 }
+
+#[test]
+fn a_healthy_cycle_publishes_once_it_has_served_and_progressively_at_start_up() {
+    let source = Arc::new(Slow::new());
+    source.offsets.set(true);
+    source.reads.set(true);
+    // At start-up nothing is served: stages are published as they land.
+    let (rx, handle) = cycle_in_background(Arc::clone(&source), Memory::default());
+    let (_, memory) = handle.join().unwrap();
+    assert!(rx.try_iter().count() > 0, "start-up publishes before the cycle ends");
+    // Afterwards a cycle shorter than the hold publishes only the snapshot that ends it.
+    let (rx, handle) = cycle_in_background(Arc::clone(&source), memory);
+    let (end, _) = handle.join().unwrap();
+    assert_eq!(rx.try_iter().count(), 0);
+    assert!(end.up && end.cycles_total == 2);
+}
+
+#[test]
+fn a_stage_held_past_the_hold_is_published_while_another_still_waits() {
+    let source = Arc::new(Slow::new());
+    source.offsets.set(true);
+    source.reads.set(true);
+    let mut memory = Memory::default();
+    run_cycle(source.as_ref(), &cfg(), &Policy::builtin(), &mut memory, &mut |_| {});
+    // ListOffsets hangs: what the other stages brought is published when the hold ends.
+    source.offsets.set(false);
+    let started = std::time::Instant::now();
+    let (rx, handle) = cycle_in_background(Arc::clone(&source), memory);
+    let s = next(&rx);
+    let waited = started.elapsed();
+    assert!(waited >= super::cycle::hold(&cfg()), "published after {waited:?}");
+    assert_eq!(s.cycles_total, 1, "published within the second cycle");
+    assert!(s.stages[&Stage::Groups].last_success > s.stages[&Stage::Offsets].last_success);
+    source.offsets.set(true);
+    let (end, _) = handle.join().unwrap();
+    assert!(end.up && end.cycles_total == 2);
+}
