@@ -376,28 +376,30 @@ exporter:
 # Measurements
 # ------------------------------------------------------------------------------------------
 
-def scrape_samples(exp, timeout=120):
-    """The samples of the families the exporter's readiness and cycle checks read. Parsing only
-    those lines keeps the 0.1 s polling of a start-up light: parsing all of a 30,000-series body
-    in Python takes longer than the poll interval and competes for the cores the exporter under
-    test is starting on."""
+def scrape_samples(exp, timeout=120, families=None):
+    """The samples of a scrape; with `families`, of those families only. Parsing only the lines
+    the readiness and cycle checks read keeps the 0.1 s polling of a start-up light: parsing all
+    of a 30,000-series body in Python takes longer than the poll interval and competes for the
+    cores the exporter under test is starting on."""
     status, body, _ = http_get(exp.url, timeout=timeout)
     if status != 200:
         return {}
     text = body.decode("utf-8", "replace")
-    if exp.readiness_families:
-        names = "|".join(re.escape(n) for n in exp.readiness_families)
+    if families:
+        names = "|".join(re.escape(n) for n in families)
         text = "\n".join(re.findall(rf"^(?:{names})[{{ ].*$", text, re.M))
     return parse_samples(text)
 
 
-def wait_cycle_edge(exp, timeout, poll=0.5):
-    """Waits for the cycle marker to change; returns the samples just after it changed."""
-    first = exp.cycle_marker(scrape_samples(exp))
+def wait_cycle_edge(exp, timeout, poll=0.5, every_family=False):
+    """Waits for the cycle marker to change; returns the samples just after it changed (of the
+    readiness families unless `every_family`)."""
+    families = None if every_family else exp.readiness_families
+    first = exp.cycle_marker(scrape_samples(exp, families=families))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(poll)
-        s = scrape_samples(exp)
+        s = scrape_samples(exp, families=families)
         m = exp.cycle_marker(s)
         if m is not None and m != first:
             return s
@@ -415,7 +417,7 @@ def measure_background(exp, cfg):
     while True:
         if exp.proc.poll() is not None:
             raise RuntimeError(f"{exp.name} exited with {exp.proc.returncode}")
-        s = scrape_samples(exp)
+        s = scrape_samples(exp, families=exp.readiness_families)
         now = round(time.monotonic() - exp.started, 2)
         for key, ready in steps:
             if s and key not in res and ready(s):
@@ -452,7 +454,7 @@ def measure_background(exp, cfg):
     cpu0 = cpu_seconds(exp.proc.pid)
     time.sleep(n * interval + interval / 2)
     cpu1 = cpu_seconds(exp.proc.pid)
-    s = scrape_samples(exp)
+    s = scrape_samples(exp, families=exp.readiness_families)
     durations.append(exp.cycle_seconds(s))
     marker1 = exp.cycle_marker(s)
     cycles = round(marker1 - marker0) if exp.name == "kafka-slo-exporter" else n
@@ -653,7 +655,7 @@ def idle_gap(exp, timeout, attempts=4):
     cycle: just after the cycle count moved, confirmed by a second scrape a second later with the
     same cycle count and the same request counters (no cycle running, nothing sent)."""
     for _ in range(attempts):
-        s = wait_cycle_edge(exp, timeout)
+        s = wait_cycle_edge(exp, timeout, every_family=True)
         time.sleep(1)
         s2 = scrape_samples(exp)
         marker, requests = exp.cycle_marker(s2), requests_by_api(s2)
