@@ -283,9 +283,11 @@ pub fn age(now: SystemTime, then: SystemTime) -> Duration {
 }
 
 mod fold;
+mod record_ts;
 mod views;
 
 pub use fold::{CommittedOffsets, GroupInfo, IoOutcome, Memory, Offsets, OffsetsRaw, PartitionCount, StageOutcome};
+pub use record_ts::RecordTimestamps;
 pub use views::{GroupLag, Rebuild};
 
 #[cfg(test)]

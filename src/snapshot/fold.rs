@@ -100,9 +100,9 @@ pub struct Memory {
     pub groups: Option<Timestamped<Vec<GroupInfo>>>,
     pub group_offsets: Option<Timestamped<CommittedOffsets>>,
     pub hw_history: HashMap<TopicPartition, HwHistory>,
-    pub status_history: HashMap<(String, TopicPartition), PartitionHistory>,
+    pub status_history: HashMap<String, HashMap<TopicPartition, PartitionHistory>>,
     /// (partition, requested offset) → timestamp of the first record at or after it.
-    pub record_ts: HashMap<(TopicPartition, i64), i64>,
+    pub record_ts: RecordTimestamps,
     pub record_reads_total: u64,
     pub replay_reads_total: u64,
     /// Partition → (log start offset read, timestamp of the record there). Kept until the next
@@ -283,10 +283,12 @@ impl Memory {
     fn record_high_watermarks(&mut self, offsets: &HashMap<TopicPartition, Offsets>, at: SystemTime, samples: usize) {
         for (tp, o) in offsets {
             if let Some(hw) = o.high_watermark {
-                self.hw_history
-                    .entry(tp.clone())
-                    .or_default()
-                    .push(HwSample { at, high_watermark: hw }, samples);
+                let sample = HwSample { at, high_watermark: hw };
+                // A key is made only for a partition seen for the first time.
+                match self.hw_history.get_mut(tp) {
+                    Some(h) => h.push(sample, samples),
+                    None => self.hw_history.entry(tp.clone()).or_default().push(sample, samples),
+                }
             }
         }
         self.hw_history.retain(|tp, _| offsets.contains_key(tp));
@@ -385,41 +387,20 @@ impl Memory {
     /// The (partition, offset) pairs whose record timestamp is needed for time lag and not
     /// cached, most lagging first, at most `limit`.
     pub fn reads_needed(&self, limit: usize) -> Vec<(TopicPartition, i64)> {
-        let mut wanted: HashMap<(TopicPartition, i64), i64> = HashMap::new();
-        for (tp, position, hw) in self.lag_positions() {
-            if position < hw && !self.record_ts.contains_key(&(tp.clone(), position)) {
+        let positions = lag_positions(&self.groups, &self.group_offsets, &self.offsets);
+        let mut wanted: HashMap<(&TopicPartition, i64), i64> = HashMap::new();
+        for (tp, position, hw) in positions {
+            if position < hw && !self.record_ts.contains(tp, position) {
                 let e = wanted.entry((tp, position)).or_insert(0);
                 *e = (*e).max(hw - position);
             }
         }
-        let mut v: Vec<((TopicPartition, i64), i64)> = wanted.into_iter().collect();
+        let mut v: Vec<((&TopicPartition, i64), i64)> = wanted.into_iter().collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        v.into_iter().take(limit).map(|(k, _)| k).collect()
-    }
-
-    /// Every (partition, position, high watermark) a group's lag is measured from.
-    pub(super) fn lag_positions(&self) -> Vec<(TopicPartition, i64, i64)> {
-        let (Some(groups), Some(committed), Some(offsets)) = (&self.groups, &self.group_offsets, &self.offsets) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for g in groups.value.iter() {
-            for (tp, c) in group_partitions(g, committed.value.get(&g.listing.group)) {
-                if let Some(o) = offsets.value.get(&tp) {
-                    if let (Some(hw), Some(start)) = (o.high_watermark, o.log_start) {
-                        let l = lag::offset_lag(
-                            c,
-                            PartitionOffsets {
-                                log_start: start,
-                                high_watermark: hw,
-                            },
-                        );
-                        out.push((tp, l.position, hw));
-                    }
-                }
-            }
-        }
-        out
+        v.into_iter()
+            .take(limit)
+            .map(|((tp, pos), _)| (tp.clone(), pos))
+            .collect()
     }
 
     /// Folds the record reads of a cycle into the timestamp cache.
@@ -429,7 +410,7 @@ impl Memory {
         self.record_reads_total += asked as u64;
         if let Ok(records) = outcome.result {
             for r in records {
-                self.record_ts.insert((r.tp, r.requested), r.timestamp_ms);
+                self.record_ts.insert(r.tp, r.requested, r.timestamp_ms);
             }
         }
         ok
@@ -520,24 +501,56 @@ fn merge_offsets(raw: OffsetsRaw) -> HashMap<TopicPartition, Offsets> {
     map
 }
 
+/// Every (partition, position, high watermark) a group's lag is measured from. A function of
+/// the fields it reads rather than of the whole memory, so that its borrowed answer can decide
+/// what another field keeps.
+pub(super) fn lag_positions<'a>(
+    groups: &'a Option<Timestamped<Vec<GroupInfo>>>,
+    committed: &'a Option<Timestamped<CommittedOffsets>>,
+    offsets: &'a Option<Timestamped<HashMap<TopicPartition, Offsets>>>,
+) -> Vec<(&'a TopicPartition, i64, i64)> {
+    let (Some(groups), Some(committed), Some(offsets)) = (groups, committed, offsets) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for g in groups.value.iter() {
+        for (tp, c) in group_partitions(g, committed.value.get(&g.listing.group)) {
+            if let Some(o) = offsets.value.get(tp) {
+                if let (Some(hw), Some(start)) = (o.high_watermark, o.log_start) {
+                    let l = lag::offset_lag(
+                        c,
+                        PartitionOffsets {
+                            log_start: start,
+                            high_watermark: hw,
+                        },
+                    );
+                    out.push((tp, l.position, hw));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The partitions a group's lag is measured on: every committed partition, plus assigned
 /// partitions without a commit (`None`).
-pub(super) fn group_partitions(
-    g: &GroupInfo,
-    committed: Option<&Result<Vec<(TopicPartition, i64)>, String>>,
-) -> Vec<(TopicPartition, Option<i64>)> {
-    let mut map: BTreeMap<TopicPartition, Option<i64>> = BTreeMap::new();
+pub(super) fn group_partitions<'a>(
+    g: &'a GroupInfo,
+    committed: Option<&'a Result<Vec<(TopicPartition, i64)>, String>>,
+) -> Vec<(&'a TopicPartition, Option<i64>)> {
+    // Borrowed: this runs for every group partition several times a cycle.
+    let mut map: BTreeMap<&TopicPartition, Option<i64>> = BTreeMap::new();
     if let Some(Ok(list)) = committed {
         for (tp, o) in list {
             if *o >= 0 {
-                map.insert(tp.clone(), Some(*o));
+                map.insert(tp, Some(*o));
             }
         }
     }
     if let Some(d) = &g.description {
         for m in &d.members {
             for tp in &m.assignment {
-                map.entry(tp.clone()).or_insert(None);
+                map.entry(tp).or_insert(None);
             }
         }
     }

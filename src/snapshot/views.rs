@@ -10,7 +10,7 @@ use crate::config::ClusterConfig;
 use crate::kafka::{GroupType, TopicMetadata, TopicPartition};
 use crate::lag::{self, PartitionOffsets};
 use crate::policy::{Policy, TopicFacts};
-use crate::status::{self, StatusRules};
+use crate::status::{self, PartitionHistory, StatusRules};
 
 use super::fold::*;
 
@@ -85,9 +85,11 @@ impl Memory {
             .clone()
             .map(|g| Arc::new(self.group_views(&g.value, cfg, at, &lag)));
         // Keep only cache entries for positions still being measured.
-        let live: HashSet<(TopicPartition, i64)> =
-            self.lag_positions().into_iter().map(|(tp, pos, _)| (tp, pos)).collect();
-        self.record_ts.retain(|k, _| live.contains(k));
+        let live: HashSet<(&TopicPartition, i64)> = lag_positions(&self.groups, &self.group_offsets, &self.offsets)
+            .into_iter()
+            .map(|(tp, pos, _)| (tp, pos))
+            .collect();
+        self.record_ts.retain(|tp, pos| live.contains(&(tp, pos)));
         let mut s = self.assemble(cfg, topic_parts, groups, Some(at));
         s.up = all_ok;
         s.last_cycle_duration = Some(duration);
@@ -262,7 +264,7 @@ impl Memory {
         };
         let time_lag = lag.and_then(|l| {
             let hw = o.high_watermark?;
-            let ts = self.record_ts.get(&(tp.clone(), l.position)).copied();
+            let ts = self.record_ts.get(tp, l.position);
             lag::time_lag(at, l.position, hw, ts, self.hw_history.get(tp))
         });
         (lag, time_lag)
@@ -307,7 +309,9 @@ impl Memory {
             .as_ref()
             .map(|m| m.value.iter().map(|t| t.name.as_str()).collect())
             .unwrap_or_default();
-        let mut seen_history: HashSet<(String, TopicPartition)> = HashSet::new();
+        // Borrowed keys, and owned ones made only for a new history: this runs for every
+        // group partition of every cycle.
+        let mut seen_history: HashSet<(&str, &TopicPartition)> = HashSet::new();
 
         let mut views = Vec::with_capacity(groups.len());
         for g in groups {
@@ -323,8 +327,8 @@ impl Memory {
                 if !known_topics.contains(tp.topic.as_str()) {
                     continue; // filtered out or deleted topic
                 }
-                let (lag, mut time_lag) = self.partition_lag(&tp, c, at);
-                let unread = lag.filter(|l| l.lag > 0 && !self.record_ts.contains_key(&(tp.clone(), l.position)));
+                let (lag, mut time_lag) = self.partition_lag(tp, c, at);
+                let unread = lag.filter(|l| l.lag > 0 && !self.record_ts.contains(tp, l.position));
                 if unread.is_some() {
                     let key = (g.listing.group.as_str(), tp.topic.as_str(), tp.partition);
                     if let Some(prev) = carried.get(&key) {
@@ -332,21 +336,34 @@ impl Memory {
                     }
                 }
                 if let Some(l) = lag {
-                    let key = (g.listing.group.clone(), tp.clone());
-                    let h = self.status_history.entry(key.clone()).or_default();
+                    let group = g.listing.group.as_str();
+                    if !self.status_history.contains_key(group) {
+                        self.status_history.insert(group.to_string(), HashMap::new());
+                    }
+                    let histories = self.status_history.get_mut(group).expect("inserted above");
+                    if !histories.contains_key(tp) {
+                        histories.insert(tp.clone(), PartitionHistory::default());
+                    }
+                    let h = histories.get_mut(tp).expect("inserted above");
                     if fresh {
                         h.observe(at, c, l.lag, rules.window);
                     }
                     statuses.push(status::evaluate(h, at, !members.is_empty(), rules));
-                    seen_history.insert(key);
+                    seen_history.insert((group, tp));
                 }
-                by_topic.entry(tp.topic.clone()).or_default().push(GroupPartitionView {
+                let view = GroupPartitionView {
                     partition: tp.partition,
                     committed: c,
-                    assigned: members.iter().any(|m| m.assignment.contains(&tp)),
+                    assigned: members.iter().any(|m| m.assignment.contains(tp)),
                     lag,
                     time_lag,
-                });
+                };
+                match by_topic.get_mut(tp.topic.as_str()) {
+                    Some(v) => v.push(view),
+                    None => {
+                        by_topic.insert(tp.topic.clone(), vec![view]);
+                    }
+                }
             }
             let topics = self.group_topics(by_topic);
             views.push(GroupView {
@@ -366,7 +383,10 @@ impl Memory {
         // Histories of vanished groups or partitions are forgotten, so a recreated group starts
         // clean. Only pruned on fresh data: a failed cycle must not erase history.
         if fresh {
-            self.status_history.retain(|k, _| seen_history.contains(k));
+            self.status_history.retain(|group, histories| {
+                histories.retain(|tp, _| seen_history.contains(&(group.as_str(), tp)));
+                !histories.is_empty()
+            });
         }
         views
     }

@@ -340,16 +340,16 @@ pub(crate) async fn list_offsets(
         if wanted.is_empty() || Instant::now() >= deadline {
             break;
         }
-        let (_, unknown) = group_by_leader(state, &wanted);
-        if attempt > 0 || !unknown.is_empty() {
-            let mut topics: Vec<String> = (if attempt > 0 { &wanted } else { &unknown })
+        let (mut by_leader, mut leaderless) = group_by_leader(state, &wanted);
+        if attempt > 0 || !leaderless.is_empty() {
+            let mut topics: Vec<String> = (if attempt > 0 { &wanted } else { &leaderless })
                 .iter()
                 .map(|tp| tp.topic.clone())
                 .collect();
             topics.dedup();
             refresh_leaders(pool, state, topics, deadline).await?;
+            (by_leader, leaderless) = group_by_leader(state, &wanted);
         }
-        let (by_leader, leaderless) = group_by_leader(state, &wanted);
         for tp in leaderless {
             done.insert(tp, Err("leader not available".into()));
         }
