@@ -7,6 +7,7 @@ what is measured and how. Writes bench/results/<date>-<preset>.{json,md} and PNG
 
 import argparse
 import datetime
+import gzip
 import json
 import os
 import platform
@@ -381,9 +382,13 @@ def scrape_samples(exp, timeout=120, families=None):
     the readiness and cycle checks read keeps the 0.1 s polling of a start-up light: parsing all
     of a 30,000-series body in Python takes longer than the poll interval and competes for the
     cores the exporter under test is starting on."""
-    status, body, _ = http_get(exp.url, timeout=timeout)
+    # Polls ask for gzip as Prometheus does: an exporter that caches its compressed output
+    # then serves a poll without encoding all of it again for the observer.
+    status, body, _ = http_get(exp.url, timeout=timeout, gzip=bool(families))
     if status != 200:
         return {}
+    if body[:2] == b"\x1f\x8b":
+        body = gzip.decompress(body)
     text = body.decode("utf-8", "replace")
     if families:
         names = "|".join(re.escape(n) for n in families)
