@@ -41,9 +41,10 @@ impl ClusterState {
 const DESCRIBE_CONFIGS: (i16, i16) = (1, 4);
 /// v2 is the first with an isolation level (read_committed); v9 the newest with the same fields.
 const LIST_OFFSETS: (i16, i16) = (2, 9);
-/// Topics per DescribeConfigs request: a topic's full configuration is about 4 KiB, so a chunk
-/// stays near 8 MiB, well under the frame limit (`frame::MAX_FRAME`), and clusters of up to
-/// 2,000 topics need one request a cycle.
+/// Topics per DescribeConfigs request: a topic's full configuration is about 4 KiB and the six
+/// keys asked for (`model::TOPIC_CONFIG_KEYS`) a fraction of that, so a chunk stays well under
+/// the frame limit (`frame::MAX_FRAME`) even from a broker that ignores the key filter, and
+/// clusters of up to 2,000 topics need one request a cycle.
 pub(crate) const DESCRIBE_CONFIGS_CHUNK: usize = 2000;
 
 pub(crate) async fn describe_cluster(pool: &Pool, deadline: Instant) -> Result<ClusterDescription, NetError> {
@@ -279,7 +280,12 @@ pub(crate) async fn topic_configs(
                     let mut res = DescribeConfigsResource::default();
                     res.resource_type = 2; // TOPIC
                     res.resource_name = StrBytes::from_string(t.clone());
-                    res.configuration_keys = None;
+                    res.configuration_keys = Some(
+                        crate::model::TOPIC_CONFIG_KEYS
+                            .iter()
+                            .map(|k| StrBytes::from_static_str(k))
+                            .collect(),
+                    );
                     res
                 })
                 .collect();
