@@ -460,6 +460,14 @@ impl Slow {
             committed: 4.into(),
         }
     }
+
+    /// A source whose gates start open (every stage answers at once).
+    fn answering() -> Arc<Self> {
+        let source = Arc::new(Self::new());
+        source.offsets.set(true);
+        source.reads.set(true);
+        source
+    }
 }
 
 impl KafkaSource for Slow {
@@ -556,9 +564,7 @@ fn a_blocked_offsets_stage_does_not_hold_back_cluster_metadata_and_groups() {
 
 #[test]
 fn offset_lag_is_published_before_the_record_reads_and_time_lag_is_carried_meanwhile() {
-    let source = Arc::new(Slow::new());
-    source.offsets.set(true);
-    source.reads.set(true);
+    let source = Slow::answering();
     let mut memory = Memory::default();
     let first = run_cycle(source.as_ref(), &cfg(), &Policy::builtin(), &mut memory, &mut |_| {});
     let p = |s: &ClusterSnapshot| s.groups.as_ref().unwrap()[0].topics[0].partitions[0].clone();
@@ -590,9 +596,7 @@ fn offset_lag_is_published_before_the_record_reads_and_time_lag_is_carried_meanw
 
 #[test]
 fn every_stage_is_published_at_most_once_per_cycle() {
-    let source = Arc::new(Slow::new());
-    source.offsets.set(true);
-    source.reads.set(true);
+    let source = Slow::answering();
     let (rx, handle) = cycle_in_background(Arc::clone(&source), Memory::default());
     let (end, _) = handle.join().unwrap();
     let publications = rx.try_iter().count();
@@ -604,9 +608,7 @@ fn every_stage_is_published_at_most_once_per_cycle() {
 
 #[test]
 fn a_healthy_cycle_publishes_once_it_has_served_and_progressively_at_start_up() {
-    let source = Arc::new(Slow::new());
-    source.offsets.set(true);
-    source.reads.set(true);
+    let source = Slow::answering();
     // At start-up nothing is served: stages are published as they land.
     let (rx, handle) = cycle_in_background(Arc::clone(&source), Memory::default());
     let (_, memory) = handle.join().unwrap();
@@ -620,9 +622,7 @@ fn a_healthy_cycle_publishes_once_it_has_served_and_progressively_at_start_up() 
 
 #[test]
 fn a_stage_held_past_the_hold_is_published_while_another_still_waits() {
-    let source = Arc::new(Slow::new());
-    source.offsets.set(true);
-    source.reads.set(true);
+    let source = Slow::answering();
     let mut memory = Memory::default();
     run_cycle(source.as_ref(), &cfg(), &Policy::builtin(), &mut memory, &mut |_| {});
     // ListOffsets hangs: what the other stages brought is published when the hold ends.
