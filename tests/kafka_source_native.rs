@@ -30,3 +30,41 @@ fn native(kafka: &KafkaCluster, stats: &ReaderStats) -> NativeSource {
 fn source(kafka: &KafkaCluster) -> Box<dyn KafkaSource> {
     Box::new(native(kafka, &ReaderStats::new()))
 }
+
+/// Record reads are Fetch requests of the native reader, a few for many partitions: here 100
+/// partitions whose one record is a 100 KiB batch, larger than the bytes first asked for a
+/// partition (so each is asked again at its size) and, together, than one response (so the
+/// partitions a response did not reach are asked once more).
+#[test]
+fn records_at_reads_many_large_batches_in_a_few_fetches() {
+    let kafka = kafka_harness::KafkaCluster::shared_single();
+    let topic = "ks.native.large";
+    kafka.create_topic(topic, 100, 1, &[]).unwrap();
+    let base = kafka_harness::now_ms() - 3_600_000;
+    for p in 0..100 {
+        let record = kafka_harness::Record::new(vec![b'x'; 100 << 10]).with_timestamp(base + i64::from(p));
+        kafka.produce(topic, p, &[record]).unwrap();
+    }
+    let stats = ReaderStats::new();
+    let src = native(kafka, &stats);
+    let requests: Vec<_> = (0..100)
+        .map(|p| (kafka_slo_exporter::kafka::TopicPartition::new(topic, p), 0))
+        .collect();
+    let got = src
+        .records_at(&requests, std::time::Duration::from_secs(30))
+        .expect("records_at");
+    let got: Vec<_> = got.iter().map(|r| (r.tp.partition, r.offset, r.timestamp_ms)).collect();
+    let want: Vec<_> = (0..100).map(|p| (p, 0, base + i64::from(p))).collect();
+    assert_eq!(got, want);
+    let fetches: u64 = stats
+        .requests()
+        .iter()
+        .filter(|(api, _, _)| *api == "Fetch")
+        .map(|(_, _, n)| n)
+        .sum();
+    assert!(
+        (3..=6).contains(&fetches),
+        "{fetches} Fetch requests: {:?}",
+        stats.requests()
+    );
+}

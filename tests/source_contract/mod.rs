@@ -466,6 +466,69 @@ fn records_at_skips_transaction_markers() {
     assert_eq!(got, [(1, 1, base + 1000), (2, 3, base + 3000)]);
 }
 
+/// Batches the broker recompressed with each codec (the topic's `compression.type`: the Java
+/// encoders, xerial-framed snappy among them), read in the middle of a batch; and a topic with
+/// broker-set timestamps (LogAppendTime), where the batch's timestamp is every record's.
+#[test]
+fn records_at_reads_compressed_batches_and_log_append_time() {
+    let kafka = KafkaCluster::shared_single();
+    let src = source(kafka);
+    let base = kafka_harness::now_ms() - 2 * HOUR_MS;
+    // The bundled librdkafka is built without zstd.
+    let codecs: &[&str] = if super::READER == "native" {
+        &["gzip", "snappy", "lz4", "zstd"]
+    } else {
+        &["gzip", "snappy", "lz4"]
+    };
+    for codec in codecs {
+        let topic = format!("ks.records.{codec}");
+        kafka
+            .create_topic(&topic, 1, 1, &[("compression.type", codec)])
+            .unwrap();
+        let batch: Vec<Record> = (0..20)
+            .map(|i| Record::new(format!("{codec}-{i}-{}", "v".repeat(200))).with_timestamp(base + i * 1000))
+            .collect();
+        kafka.produce(&topic, 0, &batch).unwrap();
+        let requests = [
+            (tp(&topic, 0), 0),
+            (tp(&topic, 0), 7),
+            (tp(&topic, 0), 19),
+            (tp(&topic, 0), 20),
+        ];
+        let got = src.records_at(&requests, T).expect("records_at");
+        let got: Vec<_> = got.iter().map(|r| (r.requested, r.offset, r.timestamp_ms)).collect();
+        assert_eq!(
+            got,
+            [(0, 0, base), (7, 7, base + 7000), (19, 19, base + 19000)],
+            "{codec}"
+        );
+    }
+
+    let topic = "ks.records.append-time";
+    kafka
+        .create_topic(topic, 1, 1, &[("message.timestamp.type", "LogAppendTime")])
+        .unwrap();
+    let before = kafka_harness::now_ms();
+    kafka
+        .produce(
+            topic,
+            0,
+            &[
+                Record::new("a").with_timestamp(base),
+                Record::new("b").with_timestamp(base),
+            ],
+        )
+        .unwrap();
+    let after = kafka_harness::now_ms();
+    let got = src.records_at(&[(tp(topic, 0), 1)], T).expect("records_at");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        (before - 1000..=after + 1000).contains(&got[0].timestamp_ms),
+        "{} not within [{before}, {after}]",
+        got[0].timestamp_ms
+    );
+}
+
 #[test]
 fn topic_configs_returns_effective_configs() {
     let kafka = KafkaCluster::shared_single();

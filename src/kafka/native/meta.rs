@@ -95,7 +95,7 @@ fn remember_leaders(leaders: &mut HashMap<TopicPartition, i32>, topics: &[TopicM
 
 /// Reads the leaders of `topics` again (after a leader moved, or for partitions not seen in
 /// this process's last full metadata).
-async fn refresh_leaders(
+pub(super) async fn refresh_leaders(
     pool: &Pool,
     state: &ClusterState,
     topics: Vec<String>,

@@ -7,10 +7,13 @@
 //! Layout: [`frame`] (wire framing, pure), [`conn`] (one broker connection, pipelined),
 //! [`pool`] (connections per broker, reconnects), [`settings`] (the cluster's properties as
 //! this reader reads them), [`tls`], [`sasl`], [`oauth`] (authentication), [`meta`],
-//! [`groups`] and [`describe`] (the reads themselves). Record reads stay with librdkafka.
+//! [`groups`], [`describe`] and [`fetch`] (the reads themselves), [`batch`] (record batches,
+//! pure). Record batches in a format [`batch`] does not read go to librdkafka.
 
+mod batch;
 mod conn;
 mod describe;
+mod fetch;
 mod frame;
 mod groups;
 mod meta;
@@ -91,7 +94,7 @@ pub(crate) fn is_retriable(code: i16) -> bool {
     kafka_protocol::ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable())
 }
 
-/// [`KafkaSource`] over the native reader, with librdkafka for record reads.
+/// [`KafkaSource`] over the native reader, with librdkafka for the record batches it leaves.
 pub struct NativeSource {
     /// The reader's own runtime (one worker thread): its connections' reader tasks run there,
     /// apart from the HTTP server's. `None` only while being dropped.
@@ -238,6 +241,28 @@ impl KafkaSource for NativeSource {
     }
 
     fn records_at(&self, requests: &[(TopicPartition, i64)], timeout: Duration) -> Result<Vec<RecordAt>, SourceError> {
-        self.records.records_at(requests, timeout)
+        let d = Self::deadline(timeout);
+        let reads = self.run(
+            "Fetch",
+            timeout,
+            fetch::records_at(&self.pool, &self.state, requests, d),
+        )?;
+        let mut found = reads.found;
+        if !reads.unsupported.is_empty() {
+            let left = d.saturating_duration_since(Instant::now());
+            tracing::debug!(
+                cluster = self.pool.cluster.as_str(),
+                "{} record reads left to librdkafka (older message format or unknown codec)",
+                reads.unsupported.len()
+            );
+            match self.records.records_at(&reads.unsupported, left) {
+                Ok(more) => {
+                    found.extend(more);
+                    found.sort_by(|a, b| (&a.tp, a.requested).cmp(&(&b.tp, b.requested)));
+                }
+                Err(e) => tracing::debug!(cluster = self.pool.cluster.as_str(), "reading records: {e}"),
+            }
+        }
+        Ok(found)
     }
 }
