@@ -566,8 +566,9 @@ def request_counts(workdir, bootstrap, interval, cycles=3, extra_args=()):
     if reader != "native":
         res = librdkafka_request_counts(exp.log_path)
     else:
-        # The record reader (and the delivery probe) still use librdkafka clients of their own;
-        # their requests are reported beside the native reader's, not added to them.
+        # The delivery probe (and a record read the native reader hands on: an older message
+        # format) still use librdkafka clients of their own; their requests are reported beside
+        # the native reader's, not added to them.
         try:
             other = librdkafka_request_counts(exp.log_path)
             if other["total_per_cycle"]:

@@ -301,7 +301,7 @@ async fn fetch(pool: &Pool, leader: i32, ps: &mut [Pending], deadline: Instant) 
                     let records = records.as_deref().unwrap_or(&[]);
                     let room = RESPONSE_BYTES as usize >= used + p.bytes;
                     used += records.len();
-                    step(pool, p, (code, hw, records), room)
+                    step(&pool.cluster, p, (code, hw, records), room)
                 }
             }
         })
@@ -310,7 +310,7 @@ async fn fetch(pool: &Pool, leader: i32, ps: &mut [Pending], deadline: Instant) 
 
 /// How one partition's answer (error code, high watermark, record data) moves its read on;
 /// `room`: the response had room for all the bytes the partition asked.
-fn step(pool: &Pool, p: &mut Pending, (code, high_watermark, records): (i16, i64, &[u8]), room: bool) -> Step {
+fn step(cluster: &str, p: &mut Pending, (code, high_watermark, records): (i16, i64, &[u8]), room: bool) -> Step {
     const OFFSET_OUT_OF_RANGE: i16 = 1;
     match code {
         0 => {}
@@ -318,7 +318,7 @@ fn step(pool: &Pool, p: &mut Pending, (code, high_watermark, records): (i16, i64
         c if is_retriable(c) => return Step::Leader,
         c => {
             tracing::debug!(
-                cluster = pool.cluster.as_str(),
+                cluster,
                 topic = p.tp.topic.as_str(),
                 partition = p.tp.partition,
                 "reading a record: {}",
@@ -338,7 +338,7 @@ fn step(pool: &Pool, p: &mut Pending, (code, high_watermark, records): (i16, i64
         }
         Ok(Found::Truncated(n)) => {
             tracing::debug!(
-                cluster = pool.cluster.as_str(),
+                cluster,
                 topic = p.tp.topic.as_str(),
                 partition = p.tp.partition,
                 "reading a record: a batch of {n} bytes exceeds the limit of {MAX_BATCH_BYTES}"
@@ -357,7 +357,7 @@ fn step(pool: &Pool, p: &mut Pending, (code, high_watermark, records): (i16, i64
                 Step::Again(true)
             } else {
                 tracing::debug!(
-                    cluster = pool.cluster.as_str(),
+                    cluster,
                     topic = p.tp.topic.as_str(),
                     partition = p.tp.partition,
                     "reading a record: no batch within {MAX_BATCH_BYTES} bytes"
@@ -372,7 +372,7 @@ fn step(pool: &Pool, p: &mut Pending, (code, high_watermark, records): (i16, i64
         Ok(Found::Past { .. }) => Step::Done(None),
         Ok(Found::Unsupported(why)) => {
             tracing::debug!(
-                cluster = pool.cluster.as_str(),
+                cluster,
                 topic = p.tp.topic.as_str(),
                 partition = p.tp.partition,
                 "record batch left to librdkafka: {why}"
@@ -381,12 +381,106 @@ fn step(pool: &Pool, p: &mut Pending, (code, high_watermark, records): (i16, i64
         }
         Err(e) => {
             tracing::debug!(
-                cluster = pool.cluster.as_str(),
+                cluster,
                 topic = p.tp.topic.as_str(),
                 partition = p.tp.partition,
                 "reading a record: {e}"
             );
             Step::Done(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(at: i64) -> Pending {
+        Pending {
+            tp: TopicPartition::new("t", 0),
+            requested: at,
+            at,
+            bytes: FIRST_BYTES,
+            reset: false,
+        }
+    }
+
+    /// A batch of one record at `offset`, as the broker stores it (uncompressed, v2).
+    fn one_record(offset: i64, ts: i64) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(offset.to_be_bytes());
+        b.extend(0i32.to_be_bytes());
+        b.extend(0i32.to_be_bytes());
+        b.push(2);
+        b.extend(0u32.to_be_bytes());
+        b.extend(0i16.to_be_bytes());
+        b.extend(0i32.to_be_bytes());
+        b.extend(ts.to_be_bytes());
+        b.extend(ts.to_be_bytes());
+        b.extend((-1i64).to_be_bytes());
+        b.extend((-1i16).to_be_bytes());
+        b.extend((-1i32).to_be_bytes());
+        b.extend(1i32.to_be_bytes());
+        // length 6: attributes, timestamp delta 0, offset delta 0, no key, empty value, no headers
+        b.extend([12, 0, 0, 0, 1, 0, 0]);
+        let len = (b.len() - 12) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn a_record_ends_the_read() {
+        let mut p = pending(5);
+        assert_eq!(
+            step("c", &mut p, (0, 9, &one_record(5, 77)), true),
+            Step::Done(Some((5, 77)))
+        );
+        // Only a transaction marker: the read goes on after it, up to the high watermark.
+        let mut marker = one_record(6, 77);
+        marker[22] = 0x20;
+        let mut p = pending(6);
+        assert_eq!(step("c", &mut p, (0, 9, &marker), true), Step::Again(true));
+        assert_eq!(p.at, 7);
+        let mut p = pending(6);
+        assert_eq!(step("c", &mut p, (0, 7, &marker), true), Step::Done(None));
+        // Bytes that do not move the read on end it rather than ask the same again.
+        let mut p = pending(6);
+        assert_eq!(step("c", &mut p, (0, 9, &one_record(5, 77)), true), Step::Done(None));
+    }
+
+    #[test]
+    fn nothing_sent_grows_the_bytes_only_where_the_response_had_room() {
+        let mut p = pending(0);
+        assert_eq!(step("c", &mut p, (0, 10, &[]), true), Step::Again(true));
+        assert_eq!(p.bytes, FIRST_BYTES * 4);
+        assert_eq!(step("c", &mut p, (0, 10, &[]), false), Step::Again(false));
+        assert_eq!(p.bytes, FIRST_BYTES * 4);
+        p.bytes = MAX_BATCH_BYTES;
+        assert_eq!(step("c", &mut p, (0, 10, &[]), true), Step::Done(None));
+        // At the log end there is nothing to read.
+        let mut p = pending(10);
+        assert_eq!(step("c", &mut p, (0, 10, &[]), true), Step::Done(None));
+    }
+
+    #[test]
+    fn a_cut_batch_is_asked_again_at_its_size() {
+        let whole = one_record(3, 1);
+        let mut p = pending(3);
+        assert_eq!(step("c", &mut p, (0, 10, &whole[..30]), true), Step::Again(false));
+        let mut p = pending(3);
+        p.bytes = 20;
+        assert_eq!(step("c", &mut p, (0, 10, &whole[..20]), true), Step::Again(true));
+        assert_eq!(p.bytes, whole.len());
+    }
+
+    #[test]
+    fn errors_sort_into_retries_resets_and_ends() {
+        let mut p = pending(0);
+        assert_eq!(step("c", &mut p, (1, -1, &[]), true), Step::OutOfRange);
+        assert_eq!(step("c", &mut p, (6, -1, &[]), true), Step::Leader);
+        assert_eq!(step("c", &mut p, (29, -1, &[]), true), Step::Done(None));
+        let mut v1 = one_record(0, 0);
+        v1[16] = 1;
+        assert_eq!(step("c", &mut p, (0, 5, &v1), true), Step::Unsupported);
     }
 }
