@@ -242,6 +242,13 @@ def main():
         table, notes = peer_table(res)
         out += ["## Peer comparison (same cluster, one at a time)", "", table, ""]
         out += notes + [""]
+        warm = res.get("warm_up_s")
+        if warm:
+            out += ["Before the measured runs every exporter ran once, unmeasured, up to its first complete output, "
+                    "so that none pays the broker's warm-up for the others (its first ListOffsets, DescribeConfigs and "
+                    "Fetch of this size are several times slower). Start to first complete output in that pass, in its "
+                    "order (the first exporter met the coldest broker): "
+                    + ", ".join(f"{n} {v} s" for n, v in warm.items()) + ".", ""]
         if made and made[0].name.endswith("-peers.png"):
             out += [f"![peer comparison]({made[0].name})", ""]
         out += ["## Targets (10k partitions, 1k groups)", "", targets(res), ""]
