@@ -411,11 +411,19 @@ def wait_cycle_edge(exp, timeout, poll=0.5, every_family=False):
     raise RuntimeError(f"{exp.name}: no complete cycle within {timeout}s")
 
 
-def measure_background(exp, cfg):
-    interval = exp.interval
-    res = {"kind": "background"}
-    # Time to the first output with offset lag, with time lag (ours only), and to the first
-    # complete one; polled every 0.1 s so that the steps of a progressive start are told apart.
+def start_up(exp):
+    """Seconds from process start to the first output with offset lag, with time lag (ours only)
+    and to the first complete one. Background exporters: polled every 0.1 s so that the steps of
+    a progressive start are told apart. Scrape-time exporters: the end of the first request (which
+    also connects; `first_scrape_s` is its own duration)."""
+    if exp.kind == "scrape":
+        status, _, first = http_get(exp.url, timeout=900)
+        if status != 200:
+            raise RuntimeError(f"{exp.name}: HTTP {status}")
+        done = round(time.monotonic() - exp.started, 2)
+        log(f"{exp.name}: first scrape {first:.1f}s")
+        return {"first_complete_s": done, "first_offset_lag_s": done, "first_scrape_s": round(first, 3)}
+    res = {}
     deadline = time.monotonic() + 900
     steps = [("first_offset_lag_s", exp.offset_lag_ready), ("first_time_lag_s", exp.time_lag_ready),
              ("first_complete_s", exp.complete)]
@@ -434,6 +442,12 @@ def measure_background(exp, cfg):
         time.sleep(0.1)
     log(f"{exp.name}: first output with offset lag after {res.get('first_offset_lag_s')}s, with "
         f"time lag after {res.get('first_time_lag_s')}s, complete after {res['first_complete_s']}s")
+    return res
+
+
+def measure_background(exp, cfg):
+    interval = exp.interval
+    res = {"kind": "background", **start_up(exp)}
     # Steady state: cycles pass unmeasured until the exporter's start-up work is done (ours reads
     # record timestamps there, at most 5,000 per cycle), then the durations of the next ones and
     # a CPU window of `windows` intervals.
@@ -473,17 +487,11 @@ def measure_background(exp, cfg):
 
 
 def measure_scrape_time(exp, cfg):
-    res = {"kind": "scrape"}
-    timeout = 900
     # The first scrape pays for connecting and the first metadata; the second is a steady
     # collection. CPU is read around the second.
-    status, body, first = http_get(exp.url, timeout=timeout)
-    res["first_complete_s"] = round(time.monotonic() - exp.started, 2)
-    res["first_offset_lag_s"] = res["first_complete_s"]
-    res["first_scrape_s"] = round(first, 3)
-    if status != 200:
-        raise RuntimeError(f"{exp.name}: HTTP {status}")
-    log(f"{exp.name}: first scrape {first:.1f}s")
+    res = {"kind": "scrape", **start_up(exp)}
+    first = res["first_scrape_s"]
+    timeout = 900
     cpu0 = cpu_seconds(exp.proc.pid)
     status, body, second = http_get(exp.url, timeout=timeout)
     cpu1 = cpu_seconds(exp.proc.pid)
@@ -1005,11 +1013,7 @@ def warm_up(classes, workdir, bootstrap, interval):
         exp.start()
         try:
             wait_listening(exp.port, exp.proc)
-            if exp.kind == "scrape":
-                http_get(exp.url, timeout=900)
-            else:
-                wait_complete(exp, 900)
-            seconds[exp.name] = round(time.monotonic() - exp.started, 2)
+            seconds[exp.name] = start_up(exp)["first_complete_s"]
         except Exception as e:  # the measured run reports the failure
             log(f"warm-up: {exp.name}: {e}")
         finally:
