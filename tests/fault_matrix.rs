@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use common::{Exporter, Metrics};
 use kafka_harness::{ClusterOptions, ConsumerOptions, KafkaCluster, PortFault, SchemaRegistry};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 
 const TOPIC: &str = "f.orders";
 const PARTITIONS: usize = 6;
@@ -286,10 +285,7 @@ fn kafka_view(kafka: &KafkaCluster) -> Option<(usize, usize)> {
 /// controller on its own: a broker just resumed from SIGSTOP still answers with the cluster as
 /// it was when it stopped (every replica in sync) until it has replayed the metadata log.
 fn kafka_view_from(kafka: &KafkaCluster, id: i32) -> Option<(usize, usize)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", format!("127.0.0.1:{}", kafka.broker_port(id)))
-        .create()
-        .ok()?;
+    let consumer: BaseConsumer = kafka.broker_client_config(id).create().ok()?;
     let md = consumer.fetch_metadata(Some(TOPIC), Duration::from_secs(2)).ok()?;
     if md.orig_broker_id() != id {
         return None;

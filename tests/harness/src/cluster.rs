@@ -473,6 +473,17 @@ impl KafkaCluster {
         c
     }
 
+    /// A client configuration bootstrapped with broker `id` alone, for tests that need one
+    /// broker's own answer (its metadata cache, say) rather than any broker's.
+    ///
+    /// # Panics
+    /// If `id` is not a node of this cluster.
+    pub fn broker_client_config(&self, id: i32) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.node(id).address());
+        c
+    }
+
     /// SIGKILLs a node's JVM, as a crash would. No-op if it is not running.
     ///
     /// # Panics
